@@ -1,0 +1,95 @@
+"""The `engine` command line. User mistakes end in one clear line and exit 1; only bugs show a traceback."""
+
+import functools
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from engine import __version__
+from engine.errors import EngineError, SpecError
+from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
+from engine.expr import did_you_mean
+from engine.graph import build_graph
+from engine.spec.load import load_specs
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def friendly(command):
+    """Turn EngineError into a red one-line message per problem and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SpecError as exc:
+            err.print(f"[red]✗ {len(exc.problems)} problem{'s' * (len(exc.problems) > 1)} in the specs:[/]")
+            for problem in exc.problems:
+                err.out(f"  • {problem}")
+            sys.exit(1)
+        except EngineError as exc:
+            err.out(f"✗ {exc}")
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="engine")
+def main():
+    """Reconstruct testbed capacity and usage from OpenStack databases, driven by YAML specs."""
+
+
+@main.command()
+@click.argument("specs_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@friendly
+def validate(specs_dir, as_json):
+    """Check every spec file: YAML, JSON Schema, then references across files."""
+    try:
+        specs = load_specs(specs_dir)
+    except SpecError as exc:
+        if as_json:
+            out.out(json.dumps({"valid": False, "problems": exc.problems}))
+            sys.exit(1)
+        raise
+    build_graph(specs)
+    summary = {
+        "valid": True,
+        "entities": len(specs.entities),
+        "lookups": len(specs.lookups),
+        "metrics": len(specs.metrics["metrics"]),
+        "notes": specs.notes,
+        "sha256": specs.digest,
+    }
+    if as_json:
+        out.out(json.dumps(summary))
+        return
+    for note in specs.notes:
+        err.out(f"note: {note}")
+    out.print(
+        f"[green]✓[/] {specs_dir}: {summary['entities']} entities, {summary['lookups']} lookups, "
+        f"{summary['metrics']} metrics — valid"
+    )
+
+
+@main.command()
+@click.argument("specs_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tree", show_default=True)
+@click.option("--entity", help="Show only this entity, its ancestors and its descendants.")
+@friendly
+def explain(specs_dir, fmt, entity):
+    """Show the entity hierarchy: a tree for people, Mermaid/DOT/Markdown for documents."""
+    specs = load_specs(specs_dir)
+    graph = build_graph(specs)
+    if entity is not None and entity not in specs.entities:
+        raise EngineError(f"--entity: unknown entity '{entity}'{did_you_mean(entity, specs.entities)}")
+    if fmt == "tree":
+        # Piped output keeps long lines whole instead of wrapping them at 80 columns.
+        Console(width=None if out.is_terminal else 200).print(render_tree(specs, graph, entity), soft_wrap=False)
+    else:
+        render = {"mermaid": render_mermaid, "dot": render_dot, "markdown": render_markdown}[fmt]
+        out.out(render(specs, graph, entity), end="")

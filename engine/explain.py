@@ -1,0 +1,153 @@
+"""`engine explain`: views of the spec graph for people (rich tree) and documents (Mermaid, DOT, Markdown)."""
+
+import networkx as nx
+from rich.markup import escape
+from rich.tree import Tree
+
+from engine.graph import children_of, entity_order, parent_of, roots
+from engine.invariants import applicable
+
+FORMATS = ("tree", "mermaid", "dot", "markdown")
+
+
+def _focus(graph: nx.DiGraph, entity: str | None) -> set[str]:
+    """Entities to show: all, or one entity with its ancestors and descendants."""
+    names = set(entity_order(graph))
+    if entity is None:
+        return names
+    node = f"entity:{entity}"
+    parent_edges = nx.subgraph_view(graph, filter_edge=lambda u, v: graph.edges[u, v]["kind"] == "parent")
+    related = nx.ancestors(parent_edges, node) | nx.descendants(parent_edges, node) | {node}
+    return {graph.nodes[n]["name"] for n in related}
+
+
+def _joins(spec: dict) -> list[str]:
+    return [
+        f"{j['as']} = {j['table']} on "
+        + ", ".join(f"{a} = {j['as']}.{b}" for a, b in j["on"].items())
+        + (" (required)" if j.get("required") else "")
+        + (" (optional table)" if j.get("optional") else "")
+        + (f" as of {j['asof']['left']}" if "asof" in j else "")
+        for j in spec.get("joins", [])
+    ]
+
+
+def _facts(spec: dict) -> list[tuple[str, str]]:
+    """(label, text) lines describing one entity, shared by every format."""
+    valid, tx = spec["valid"], spec["tx"]
+    facts = [("source", f"{spec['source']['table']} (key {spec['source']['key']})")]
+    facts += [("join", j) for j in _joins(spec)]
+    if spec.get("scope"):
+        facts.append(("scope", " AND ".join(map(str, spec["scope"]))))
+    if "parent" in spec:
+        on = ", ".join(f"{a} = {spec['parent']['entity']}.{b}" for a, b in spec["parent"]["on"].items())
+        facts.append(("parent", f"{spec['parent']['entity']} on {on}, inside it in time"))
+    facts.append(("valid", f"[{valid['start']}, {valid.get('end')})"))
+    facts.append(("tx", f"[{tx['start']}, {tx.get('end')})"))
+    if spec.get("inherit"):
+        facts.append(("inherits", ", ".join(spec["inherit"])))
+    facts.append(("identity", ", ".join(spec["identity"])))
+    facts += [("rule", f"{r['reason']}: {r['when']}") for r in spec.get("rules", [])]
+    facts.append(("resources", ", ".join(f"{k} = {v}" for k, v in spec["resources"].items())))
+    facts.append(("invariants", ", ".join(applicable(spec))))
+    return facts
+
+
+def _first_sentence(text: str) -> str:
+    return " ".join(text.split()).split(". ")[0].rstrip(".")
+
+
+def render_tree(specs, graph: nx.DiGraph, entity: str | None = None) -> Tree:
+    """Rich tree: each root entity, its children below it, each node with its facts."""
+    shown = _focus(graph, entity)
+    top = Tree(f"[bold]{escape(str(specs.root))}[/] — {len(specs.entities)} entities, {len(specs.lookups)} lookups")
+
+    def add(branch: Tree, name: str) -> None:
+        spec = specs.entities[name]
+        node = branch.add(
+            f"[bold cyan]{name}[/] → [green]{spec['metric']}[/]  [dim]{escape(_first_sentence(spec['description']))}[/]"
+        )
+        for label, text in _facts(spec):
+            node.add(f"[dim]{label}:[/] {escape(text)}")
+        for child in children_of(graph, name):
+            if child in shown:
+                add(node, child)
+
+    for root in roots(graph):
+        if root in shown:
+            add(top, root)
+    if specs.lookups and entity is None:
+        lookups = top.add("[bold]lookups[/]")
+        for name, spec in sorted(specs.lookups.items()):
+            users = sorted(graph.nodes[v]["name"] for v in graph.successors(f"lookup:{name}"))
+            lookups.add(f"[bold magenta]{name}[/] ← {spec['source']['table']}  [dim]used by {', '.join(users)}[/]")
+    return top
+
+
+def _label(specs, name: str) -> str:
+    spec = specs.entities[name]
+    return f"{name}<br/>{spec['metric']}<br/>{spec['source']['table']}"
+
+
+def render_mermaid(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
+    shown = _focus(graph, entity)
+    lines = ["graph TD"]
+    for name in entity_order(graph):
+        if name in shown:
+            lines.append(f'  {name}["{_label(specs, name)}"]')
+    for name in entity_order(graph):
+        parent = parent_of(graph, name)
+        if name in shown and parent in shown:
+            on = ", ".join(f"{a} = {b}" for a, b in specs.entities[name]["parent"]["on"].items())
+            lines.append(f'  {parent} -->|"{on}"| {name}')
+    return "\n".join(lines) + "\n"
+
+
+def render_dot(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
+    shown = _focus(graph, entity)
+    lines = ["digraph specs {", "  rankdir=TB;", "  node [shape=box];"]
+    for name in entity_order(graph):
+        if name in shown:
+            label = _label(specs, name).replace("<br/>", "\\n")
+            lines.append(f'  "{name}" [label="{label}"];')
+    for name in entity_order(graph):
+        parent = parent_of(graph, name)
+        if name in shown and parent in shown:
+            on = ", ".join(f"{a} = {b}" for a, b in specs.entities[name]["parent"]["on"].items())
+            lines.append(f'  "{parent}" -> "{name}" [label="{on}"];')
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def render_markdown(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
+    """The entity reference (docs/entities.md), generated so it never drifts from the YAML."""
+    out = [
+        "# Entities",
+        "",
+        f"Generated by `engine explain {specs.root} --format markdown` from the YAML specs; do not edit by hand.",
+        "",
+        "```mermaid",
+        render_mermaid(specs, graph, entity).rstrip(),
+        "```",
+        "",
+    ]
+    for name in entity_order(graph):
+        if name not in _focus(graph, entity):
+            continue
+        spec = specs.entities[name]
+        out += [
+            f"## {name}",
+            "",
+            spec["description"].strip(),
+            "",
+            f"Feeds metric **{spec['metric']}** (`{spec['_file']}`).",
+            "",
+        ]
+        out += ["| field | value |", "|---|---|"]
+        out += [f"| {label} | `{text}` |".replace("|`", "| `") for label, text in _facts(spec)]
+        out.append("")
+    if specs.lookups and entity is None:
+        out += ["## Lookups", "", "| lookup | source | description |", "|---|---|---|"]
+        for name, spec in sorted(specs.lookups.items()):
+            out.append(f"| {name} | `{spec['source']['table']}` | {' '.join(spec['description'].split())} |")
+        out.append("")
+    return "\n".join(out)

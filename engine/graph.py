@@ -1,0 +1,61 @@
+"""The spec graph: built once from the specs, then used for execution order, `explain` and the manifest.
+
+Nodes are `entity:NAME`, `lookup:NAME` and `table:SCHEMA.TABLE`; an edge A -> B means B needs A
+(kind 'reads' for data, kind 'parent' for the temporal hierarchy).
+"""
+
+import networkx as nx
+
+from engine.spec.load import Specs
+
+
+def table_refs(spec: dict) -> list[dict]:
+    """The table references of a spec: its source, its joins and their history tables."""
+    refs = [spec["source"], *spec.get("joins", [])]
+    return refs + [j["history"] for j in spec.get("joins", []) if "history" in j]
+
+
+def build_graph(specs: Specs) -> nx.DiGraph:
+    """Compile the specs into one DAG of entities, lookups and raw tables."""
+    graph = nx.DiGraph()
+    for kind, table in (("lookup", specs.lookups), ("entity", specs.entities)):
+        for name, spec in table.items():
+            node = f"{kind}:{name}"
+            graph.add_node(node, kind=kind, name=name, spec=spec)
+            for ref in table_refs(spec):
+                src = f"lookup:{ref['table']}" if ref["table"] in specs.lookups else f"table:{ref['table']}"
+                if src.startswith("table:"):
+                    graph.add_node(src, kind="table", name=ref["table"])
+                graph.add_edge(src, node, kind="reads", optional=bool(ref.get("optional")))
+    for name, spec in specs.entities.items():
+        if "parent" in spec:
+            graph.add_edge(
+                f"entity:{spec['parent']['entity']}", f"entity:{name}", kind="parent", on=spec["parent"]["on"]
+            )
+    return graph
+
+
+def entity_order(graph: nx.DiGraph) -> list[str]:
+    """Entities in execution order: every parent before its children (ties broken by name)."""
+    order = nx.lexicographical_topological_sort(graph)
+    return [graph.nodes[n]["name"] for n in order if graph.nodes[n]["kind"] == "entity"]
+
+
+def raw_tables(graph: nx.DiGraph) -> list[str]:
+    """Every raw table any entity or lookup reads, sorted: the one list extraction and grants use."""
+    return sorted(graph.nodes[n]["name"] for n in graph if graph.nodes[n]["kind"] == "table")
+
+
+def parent_of(graph: nx.DiGraph, entity: str) -> str | None:
+    preds = [u for u, _, k in graph.in_edges(f"entity:{entity}", data="kind") if k == "parent"]
+    return graph.nodes[preds[0]]["name"] if preds else None
+
+
+def children_of(graph: nx.DiGraph, entity: str) -> list[str]:
+    return sorted(
+        graph.nodes[v]["name"] for _, v, k in graph.out_edges(f"entity:{entity}", data="kind") if k == "parent"
+    )
+
+
+def roots(graph: nx.DiGraph) -> list[str]:
+    return [e for e in entity_order(graph) if parent_of(graph, e) is None]

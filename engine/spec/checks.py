@@ -1,0 +1,184 @@
+"""Checks across spec files that JSON Schema cannot express: names, references, cycles, expressions."""
+
+import re
+
+import networkx as nx
+
+from engine.errors import SpecError
+from engine.expr import ExprError, columns_of, did_you_mean
+
+# Rejection reasons the engine assigns itself; entity rules may not reuse them.
+BUILTIN_REASONS = ("excluded", "missing_fk", "null_start", "invalid_time_range", "invalid_tx_range", "duplicate")
+TX_DEFAULTS = {"start": "created_at", "end": "deleted_at"}
+
+
+def expressions(spec: dict):
+    """Yield (field path, expression) for every SQL expression in an entity or lookup spec."""
+    for name, col in spec.get("columns", {}).items():
+        yield f"columns.{name}", col["json"] if isinstance(col, dict) else col
+    for i, cond in enumerate(spec.get("scope", [])):
+        yield f"scope[{i}]", cond
+    for part in ("valid", "tx"):
+        for key, expr in spec.get(part, {}).items():
+            if expr is not None:
+                yield f"{part}.{key}", expr
+    for i, rule in enumerate(spec.get("rules", [])):
+        yield f"rules[{i}].when", rule["when"]
+        if "detail" in rule:
+            yield f"rules[{i}].detail", rule["detail"]
+    for part in ("attributes", "resources", "aggregate"):
+        for key, expr in spec.get(part, {}).items():
+            yield f"{part}.{key}", expr
+    for part in ("order_by", "group_by"):
+        for i, col in enumerate(spec.get(part, [])):
+            yield f"{part}[{i}]", col
+
+
+def formula_terms(formula: str) -> list[tuple[int, str]]:
+    """'a - b + c' -> [(1, 'a'), (-1, 'b'), (1, 'c')]."""
+    return [(-1 if sign == "-" else 1, name) for sign, name in re.findall(r"([-+]?)\s*([a-z_][a-z0-9_]*)", formula)]
+
+
+def _check_expressions(specs, spec: dict, problems: list[str]) -> None:
+    where = specs.where(spec)
+    aliases = [j["as"] for j in spec.get("joins", [])]
+    for i, join in enumerate(spec.get("joins", [])):
+        if join["table"] not in specs.lookups and "." not in join["table"]:
+            problems.append(
+                f"{where}: joins[{i}].table: unknown lookup '{join['table']}'{did_you_mean(join['table'], specs.lookups)}"
+            )
+        for left in join["on"]:
+            if "." in left and left.split(".")[0] not in aliases[:i]:
+                problems.append(f"{where}: joins[{i}].on: '{left}' does not name an earlier join's alias")
+    for alias in {a for a in aliases if aliases.count(a) > 1}:
+        problems.append(f"{where}: joins: alias '{alias}' is used twice")
+    for path, expr in expressions(spec):
+        try:
+            refs = columns_of(expr)
+        except ExprError as exc:
+            problems.append(f"{where}: {path}: cannot parse {expr!r}: {exc}")
+            continue
+        for ref in sorted(r for r in refs if "." in r and r.split(".")[0] not in aliases):
+            alias = ref.split(".")[0]
+            problems.append(
+                f"{where}: {path}: '{ref}' uses alias '{alias}', which no join declares{did_you_mean(alias, aliases)}"
+            )
+
+
+def _cycle(graph: nx.DiGraph) -> str | None:
+    try:
+        edges = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return None
+    return " --> ".join([edges[0][0]] + [v for _, v in edges])
+
+
+def provided(specs, name: str) -> set[str]:
+    """Attributes an entity offers its children and outputs: its own, inherited ones and entity_id."""
+    spec = specs.entities[name]
+    return set(spec.get("attributes", {})) | set(spec.get("inherit", [])) | {"entity_id"}
+
+
+def check_specs(specs) -> None:
+    """Raise SpecError with every cross-file problem; fill defaults on success."""
+    problems: list[str] = []
+    metrics = specs.metrics.get("metrics", {})
+    if not specs.metrics:
+        problems.append(f"{specs.root}: no metrics file (a YAML file with a top-level 'metrics' field)")
+    base = {m for m, d in metrics.items() if "formula" not in d}
+    derived = nx.DiGraph()
+    for name, d in metrics.items():
+        for _, term in formula_terms(d.get("formula", "")):
+            if term not in metrics:
+                problems.append(
+                    f"{specs.metrics['_file']}: metrics.{name}.formula: unknown metric '{term}'{did_you_mean(term, metrics)}"
+                )
+            derived.add_edge(name, term)
+    if cycle := _cycle(derived):
+        problems.append(f"{specs.metrics['_file']}: metrics: formulas form a cycle: {cycle}")
+
+    parents = nx.DiGraph()
+    for name, spec in specs.entities.items():
+        where = specs.where(spec)
+        parents.add_node(name)
+        if metrics and spec["metric"] not in base:
+            hint = (
+                " (it is derived: entities feed base metrics only)"
+                if spec["metric"] in metrics
+                else did_you_mean(spec["metric"], base)
+            )
+            problems.append(
+                f"{where}: metric: '{spec['metric']}' is not a base metric of {specs.metrics['_file']}{hint}"
+            )
+        for i, rule in enumerate(spec.get("rules", [])):
+            if rule["reason"] in BUILTIN_REASONS:
+                problems.append(f"{where}: rules[{i}].reason: '{rule['reason']}' is a built-in rejection reason")
+        parent = spec.get("parent", {}).get("entity")
+        if parent is None:
+            continue
+        if parent not in specs.entities:
+            problems.append(f"{where}: parent.entity: unknown entity '{parent}'{did_you_mean(parent, specs.entities)}")
+        elif parent == name:
+            problems.append(f"{where}: parent.entity: an entity cannot be its own parent")
+        else:
+            parents.add_edge(parent, name)
+    if cycle := _cycle(parents):
+        problems.append(f"{specs.root}: parent links form a cycle: {cycle}")
+
+    lookups = nx.DiGraph()
+    for name, spec in specs.lookups.items():
+        lookups.add_node(name)
+        for j in spec.get("joins", []) + [spec["source"]]:
+            if j["table"] in specs.lookups:
+                lookups.add_edge(j["table"], name)
+    if cycle := _cycle(lookups):
+        problems.append(f"{specs.root}: lookups read each other in a cycle: {cycle}")
+
+    for spec in [*specs.entities.values(), *specs.lookups.values()]:
+        _check_expressions(specs, spec, problems)
+    if not problems:  # attribute checks need an acyclic hierarchy
+        _check_attributes(specs, nx.topological_sort(parents), problems)
+    if problems:
+        raise SpecError(problems)
+    for spec in specs.entities.values():
+        spec["tx"] = {**TX_DEFAULTS, **spec.get("tx", {})}
+        spec.setdefault("identity", ["entity_id"])
+
+
+def _check_attributes(specs, order, problems: list[str]) -> None:
+    group_by = specs.metrics.get("group_by", [])
+    for name in order:
+        spec = specs.entities[name]
+        where, own = specs.where(spec), set(spec.get("attributes", {})) | {"entity_id"}
+        for attr in spec.get("identity", []):
+            if attr not in own:
+                problems.append(
+                    f"{where}: identity: '{attr}' is not an attribute of this entity{did_you_mean(attr, own)}"
+                )
+        parent = spec.get("parent")
+        inherited = set(spec.get("inherit", []))
+        if parent is None and inherited:
+            problems.append(f"{where}: inherit: the entity has no parent to inherit from")
+        if parent:
+            offer = provided(specs, parent["entity"])
+            for mine, theirs in parent["on"].items():
+                if mine not in own:
+                    problems.append(
+                        f"{where}: parent.on: '{mine}' is not an attribute of this entity{did_you_mean(mine, own)}"
+                    )
+                if theirs not in offer:
+                    problems.append(
+                        f"{where}: parent.on: parent '{parent['entity']}' does not provide '{theirs}'{did_you_mean(theirs, offer)}"
+                    )
+            for attr in sorted(inherited):
+                if attr not in offer:
+                    problems.append(
+                        f"{where}: inherit: parent '{parent['entity']}' does not provide '{attr}'{did_you_mean(attr, offer)}"
+                    )
+                if attr in own:
+                    problems.append(f"{where}: inherit: '{attr}' is also an attribute of this entity")
+        for col in group_by:
+            if col not in own | inherited:
+                problems.append(
+                    f"{where}: does not provide group column '{col}' ({specs.metrics['_file']}: group_by) as an attribute or inherited one"
+                )

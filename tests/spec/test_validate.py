@@ -1,0 +1,155 @@
+"""`engine validate`: the bundled specs pass; every kind of bad spec gives exit 1 and a clear line."""
+
+import json
+
+import pytest
+
+from tests.conftest import SPECS, run_cli
+
+
+def edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"test setup: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def problems_of(specs_dir) -> str:
+    result = run_cli("validate", specs_dir)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output + result.stderr
+    return result.stderr
+
+
+def test_bundled_specs_are_valid():
+    result = run_cli("validate", SPECS)
+    assert result.exit_code == 0, result.stderr
+    assert "5 entities, 5 lookups, 9 metrics — valid" in result.stdout
+
+
+def test_json_summary_carries_counts_and_digest():
+    result = run_cli("validate", SPECS, "--json")
+    data = json.loads(result.stdout)
+    assert data["valid"] and data["entities"] == 5 and len(data["sha256"]) == 64
+
+
+def test_malformed_yaml_names_file_and_line(specs_copy):
+    (specs_copy / "entities" / "broken.yaml").write_text("entity: broken\nmetric: [total\ndescription: x\n")
+    out = problems_of(specs_copy)
+    assert "entities/broken.yaml:3: YAML syntax error near line 3" in out
+
+
+def test_wrong_type_is_one_sentence_with_path_and_line(specs_copy):
+    edit(specs_copy / "entities" / "allocation.yaml", "on: {compute_host_id: id}", "on: [compute_host_id, id]")
+    out = problems_of(specs_copy)
+    assert "entities/allocation.yaml:32: entity 'allocation': parent.on: expected a mapping, got a list" in out
+
+
+def test_unknown_field_suggests_the_right_one(specs_copy):
+    edit(specs_copy / "entities" / "nova_host.yaml", "resources:", "resoruces:")
+    out = problems_of(specs_copy)
+    assert "entity 'nova_host': unknown field 'resoruces' (did you mean 'resources'?)" in out
+    assert "entity 'nova_host': missing required field 'resources'" in out
+
+
+def test_missing_required_field(specs_copy):
+    edit(specs_copy / "entities" / "blazar_host.yaml", "metric: reservable\n", "")
+    assert "entity 'blazar_host': missing required field 'metric'" in problems_of(specs_copy)
+
+
+def test_unknown_parent_suggests_close_name(specs_copy):
+    edit(specs_copy / "entities" / "allocation.yaml", "entity: blazar_host", "entity: blazar_hots")
+    out = problems_of(specs_copy)
+    assert "entity 'allocation': parent.entity: unknown entity 'blazar_hots' (did you mean 'blazar_host'?)" in out
+
+
+def test_parent_cycle_is_shown_as_a_path(specs_copy):
+    nova = specs_copy / "entities" / "nova_host.yaml"
+    edit(
+        nova, "identity:", "parent:\n  entity: allocation\n  on: {hypervisor_hostname: hypervisor_hostname}\nidentity:"
+    )
+    edit(nova, "attributes:", "inherit: [lease_id]\nattributes:")
+    out = problems_of(specs_copy)
+    assert "parent links form a cycle: allocation --> nova_host --> blazar_host --> allocation" in out
+
+
+def test_duplicate_entity_names_both_files(specs_copy):
+    text = (specs_copy / "entities" / "allocation.yaml").read_text()
+    (specs_copy / "entities" / "allocation_copy.yaml").write_text(text)
+    out = problems_of(specs_copy)
+    assert (
+        "entities/allocation_copy.yaml: entity 'allocation' is already defined in specs/entities/allocation.yaml" in out
+    )
+
+
+def test_non_yaml_file_is_ignored_with_a_note(specs_copy):
+    (specs_copy / "entities" / "NOTES.txt").write_text("not a spec")
+    result = run_cli("validate", specs_copy)
+    assert result.exit_code == 0
+    assert "note: specs/entities/NOTES.txt: not a .yaml file, ignored" in result.stderr
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no spec files found" in problems_of(tmp_path / "empty")
+
+
+def test_missing_path(tmp_path):
+    assert f"{tmp_path / 'nope'}: spec path does not exist" in problems_of(tmp_path / "nope")
+
+
+def test_every_problem_is_reported_not_just_the_first(specs_copy):
+    edit(specs_copy / "entities" / "nova_host.yaml", "metric: total", "metric: totl")
+    edit(specs_copy / "metrics.yaml", "formula: reservable - committed", "formula: reservabel - committed")
+    edit(specs_copy / "entities" / "allocation.yaml", "least(l.end_date, l.deleted_at)", "least(l.end_date, ")
+    out = problems_of(specs_copy)
+    assert "3 problems" in out
+    assert "metric: 'totl' is not a base metric of specs/metrics.yaml (did you mean 'total'?)" in out
+    assert "metrics.available_reservable.formula: unknown metric 'reservabel' (did you mean 'reservable'?)" in out
+    assert "entity 'allocation': valid.end: cannot parse 'least(l.end_date,': not a valid SQL expression" in out
+
+
+def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
+    alloc = specs_copy / "entities" / "allocation.yaml"
+    edit(alloc, "on: {compute_host_id: id}", "on: {compute_host_id: host_id}")
+    edit(alloc, "inherit: [hypervisor_hostname, node_type]", "inherit: [hypervisor_hostname, node_typ]")
+    out = problems_of(specs_copy)
+    assert "parent.on: parent 'blazar_host' does not provide 'host_id'" in out
+    assert "inherit: parent 'blazar_host' does not provide 'node_typ' (did you mean 'node_type'?)" in out
+
+
+def test_unknown_alias_and_unknown_lookup(specs_copy):
+    alloc = specs_copy / "entities" / "allocation.yaml"
+    edit(alloc, "greatest(l.start_date, l.created_at)", "greatest(ll.start_date, l.created_at)")
+    edit(specs_copy / "entities" / "nova_host.yaml", "table: hostname_node_type", "table: hostname_nodetype")
+    out = problems_of(specs_copy)
+    assert "valid.start: 'll.start_date' uses alias 'll', which no join declares (did you mean 'l'?)" in out
+    assert "joins[0].table: unknown lookup 'hostname_nodetype' (did you mean 'hostname_node_type'?)" in out
+
+
+def test_group_column_must_be_provided(specs_copy):
+    edit(
+        specs_copy / "entities" / "allocation.yaml",
+        "inherit: [hypervisor_hostname, node_type]",
+        "inherit: [hypervisor_hostname]",
+    )
+    assert "entity 'allocation': does not provide group column 'node_type'" in problems_of(specs_copy)
+
+
+def test_a_file_that_is_no_spec(specs_copy):
+    (specs_copy / "entities" / "odd.yaml").write_text("name: odd\n")
+    assert "entities/odd.yaml: not a spec: expected a top-level 'entity', 'lookup' or 'metrics' field" in problems_of(
+        specs_copy
+    )
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("nodes: 1", "nodes: [1]", "resources.nodes: expected text or a number, got a list"),
+        ("required: true", "required: yes", "joins[0].required: expected a boolean, got text"),
+        ("entity: allocation\n", "entity: Allocation\n", "entity: 'Allocation' is not valid: a lower-case identifier"),
+    ],
+)
+def test_schema_messages(specs_copy, old, new, message):
+    edit(specs_copy / "entities" / "allocation.yaml", old, new)
+    assert message in problems_of(specs_copy)
