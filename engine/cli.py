@@ -14,6 +14,8 @@ from engine.expr import did_you_mean
 from engine.graph import build_graph
 from engine.spec.load import load_specs
 
+DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -93,3 +95,43 @@ def explain(specs_dir, fmt, entity):
     else:
         render = {"mermaid": render_mermaid, "dot": render_dot, "markdown": render_markdown}[fmt]
         out.out(render(specs, graph, entity), end="")
+
+
+@main.command()
+@click.argument("specs_dir", type=click.Path())
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(), help="Raw directory: <schema>.<table>.parquet files."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="out",
+    show_default=True,
+    type=click.Path(),
+    help="Output directory (replaced atomically).",
+)
+@click.option("--start", type=DATE, help="Window start (UTC), default: first counted span, whole days.")
+@click.option("--end", type=DATE, help="Window end (UTC), default: last recorded change, whole days.")
+@click.option("--site", help="Site name written in every output (default: the data directory's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the summary.")
+@friendly
+def run(specs_dir, data_dir, out_dir, start, end, site, as_json):
+    """Build spans, validate the hierarchy and write checkpoints and a manifest."""
+    from engine.report.summary import entity_table, invariant_line, rejection_lines
+    from engine.run import RunConfig
+    from engine.run import run as run_pipeline
+
+    config = RunConfig(specs=specs_dir, data=data_dir, out=out_dir, start=start, end=end, site=site)
+    with err.status("running…") as status:
+        manifest = run_pipeline(config, progress=lambda name: status.update(f"entity {name}…"))
+    if as_json:
+        out.out(json.dumps(manifest, default=str))
+        return
+    for warning in manifest["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}")
+    wide = Console(width=None if out.is_terminal else 140, highlight=False)
+    wide.print(entity_table(manifest))
+    for line in rejection_lines(manifest):
+        wide.print(line)
+    wide.print(invariant_line(manifest))
+    wide.print(f"[green]✓[/] outputs in {out_dir}/ (manifest.json, spans/, validated/, rejected/)")

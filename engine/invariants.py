@@ -28,3 +28,49 @@ def applicable(spec: dict) -> list[str]:
         return _order([*spec["invariants"], *ALWAYS])
     ids = ["INV-1", "INV-2", "INV-3", "INV-7", "INV-11", "INV-12"]
     return _order(ids + (list(HIERARCHY) if "parent" in spec else []))
+
+
+def record(inv: str, entity: str | None, violations: int, handled: int = 0, detail: str = "", sample=None) -> dict:
+    """One invariant result: pass when the output satisfies it; input defects fixed on the way are `handled`."""
+    out = {"id": inv, "entity": entity, "status": "pass" if violations == 0 else "fail"}
+    out |= {"violations": violations, "handled": handled, "detail": detail or CATALOGUE[inv]}
+    if sample:
+        out["sample"] = sample
+    return out
+
+
+def entity_checks(spec: dict, result, parent_validated, as_of) -> list[dict]:
+    """Check the entity-level invariants that apply to this entity, on its outputs."""
+    import polars as pl
+
+    from engine.hierarchy import COUNTED, outside_parent
+    from engine.temporal import overlapping
+
+    name, spans, validated = spec["entity"], result.spans, result.validated
+    rejected = dict(spans.rejected["rejection_reason"].value_counts().rows()) if spans.rejected.height else {}
+    status = validated["hierarchy_status"]
+    counted = validated.filter(status.is_in(COUNTED))
+    wanted, out = set(applicable(spec)), []
+
+    def add(inv: str, bad: pl.DataFrame, handled: int = 0, detail: str = "") -> None:
+        if inv in wanted:
+            rows = bad.select("entity_id", "valid_start", "valid_end").head(5).rows()
+            out.append(record(inv, name, bad.height, handled, detail, sample=rows))
+
+    add("INV-1", validated.filter(pl.col("valid_start").is_null()), rejected.get("null_start", 0))
+    add("INV-2", validated.filter(pl.col("valid_end") <= pl.col("valid_start")), rejected.get("invalid_time_range", 0))
+    add("INV-3", validated.clear(), detail=f"{spans.input_rows} input rows, all accounted for")
+    if parent_validated is not None:
+        n_clamped = int((status == "clamped").sum())
+        add("INV-4", outside_parent(validated, spec, parent_validated), n_clamped)
+        orphans = validated.filter(status == "orphan")
+        pieces = spans.accepted.select("__row", "valid_start", "valid_end")
+        add("INV-5", orphans.join(pieces, on=pieces.columns, how="anti"), orphans.height)
+        unkept = (pl.col("hierarchy_status") == "clamped") & pl.col("original_start").is_null()
+        add("INV-6", validated.filter(unkept), n_clamped)
+    overlaps = overlapping(counted.lazy(), spec["identity"], "valid_start", "valid_end").collect()
+    add("INV-7", overlaps, rejected.get("duplicate", 0) + spans.duplicates_clamped)
+    add("INV-11", validated.filter(pl.col("tx_end") < pl.col("tx_start")), rejected.get("invalid_tx_range", 0))
+    if as_of is not None:
+        add("INV-12", validated.filter(pl.col("tx_start") > as_of), spans.not_recorded)
+    return out

@@ -1,0 +1,81 @@
+"""Temporal hierarchy: a child span counts only while its parent counts (INV-4, INV-5, INV-6).
+
+The parent's validated, counted spans are merged into islands per key and inherited attributes, so a
+child spanning two consecutive parent rows stays whole, and a clamp of the parent propagates down.
+"""
+
+import polars as pl
+
+from engine.temporal import claim, clip, closed, merge_intervals
+
+COUNTED = ("root", "direct", "clamped")
+
+
+def parent_keys(spec: dict, parent: pl.DataFrame) -> pl.LazyFrame:
+    """Key tuples of the parent's accepted rows, named as the child's attributes (a miss is missing_fk)."""
+    on = spec["parent"]["on"]
+    return parent.lazy().select(pl.col(theirs).alias(mine) for mine, theirs in on.items()).unique()
+
+
+def parent_islands(spec: dict, parent: pl.DataFrame) -> pl.LazyFrame:
+    """Union of the parent's counted time per child key and inherited attributes."""
+    on, inherit = spec["parent"]["on"], spec.get("inherit", [])
+    counted = parent.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED))
+    counted = counted.select(*(pl.col(t).alias(m) for m, t in on.items()), *inherit, "valid_start", "valid_end")
+    return merge_intervals(counted, [*on, *inherit], "valid_start", "valid_end")
+
+
+def validate(spans: pl.DataFrame, spec: dict, parent: pl.DataFrame | None) -> pl.DataFrame:
+    """Each span piece cut to its parent's counted time: direct, clamped (original times kept) or orphan."""
+    if parent is None:
+        return spans.with_columns(pl.lit("root").alias("hierarchy_status"))
+    keys, inherit = list(spec["parent"]["on"]), spec.get("inherit", [])
+    child = spans.lazy().with_columns(pl.int_range(pl.len()).alias("__piece"))
+    cut = clip(
+        child.select("__piece", *keys, "valid_start", "valid_end"),
+        parent_islands(spec, parent),
+        keys,
+        keys,
+        "valid_start",
+        "valid_end",
+    )
+    # Number the cuts in a content-defined order: the plan is evaluated twice below, and a join's row
+    # order is not stable between evaluations.
+    cut = cut.sort("__piece", "valid_start", *inherit, nulls_last=True).with_row_index("__cut")
+    # Islands with different inherited values could overlap; one piece of time per child instant, always.
+    owned, _ = claim(cut, ["__piece"], "valid_start", "valid_end", ["valid_start", "__cut"], "__cut")
+    cut = cut.drop("valid_start", "valid_end", *keys).join(owned, on="__cut")
+    length = closed("valid_end") - pl.col("valid_start")
+    kept = cut.group_by("__piece").agg(length.sum().alias("__kept"))
+    pre = child.rename({"valid_start": "__s0", "valid_end": "__e0"})
+    full = closed("__e0") - pl.col("__s0")
+    status = pl.when(pl.col("__kept") == full).then(pl.lit("direct")).otherwise(pl.lit("clamped"))
+    # Clamped here first (no duplicate cut before): the pre-clip times are the raw times to keep (INV-6).
+    fresh = (pl.col("hierarchy_status") == "clamped") & pl.col("original_start").is_null()
+    counted = (
+        pre.join(kept, on="__piece")
+        .with_columns(status.alias("hierarchy_status"))
+        .join(cut.select("__piece", *inherit, "valid_start", "valid_end"), on="__piece")
+        .with_columns(
+            pl.when(fresh).then("__s0").otherwise("original_start").alias("original_start"),
+            pl.when(fresh).then("__e0").otherwise("original_end").alias("original_end"),
+        )
+    )
+    orphans = pre.join(kept, on="__piece", how="anti").with_columns(
+        pl.col("__s0").alias("valid_start"),
+        pl.col("__e0").alias("valid_end"),
+        pl.lit("orphan").alias("hierarchy_status"),
+    )
+    out = pl.concat([counted, orphans], how="diagonal_relaxed").drop("__s0", "__e0", "__kept", "__piece")
+    return out.sort("__row", "valid_start").collect()
+
+
+def outside_parent(validated: pl.DataFrame, spec: dict, parent: pl.DataFrame) -> pl.DataFrame:
+    """INV-4 check: counted child pieces not wholly inside one island of their parent."""
+    keys = list(spec["parent"]["on"])
+    pieces = validated.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED)).with_row_index("__i")
+    islands = parent_islands(spec, parent).rename({"valid_start": "__ps", "valid_end": "__pe"})
+    inside = pieces.join(islands, on=keys).filter(
+        (pl.col("__ps") <= pl.col("valid_start")) & (closed("valid_end") <= closed("__pe"))
+    )
+    return pieces.join(inside.select("__i").unique(), on="__i", how="anti").drop("__i").collect()

@@ -1,0 +1,186 @@
+"""Compiling a spec's table references, joins and derived columns into one Polars lazy plan.
+
+Raw tables come from the RawDir; lookups are built from their own specs, collected once per run and
+reused by every spec that joins them (so the events table is not re-scanned for each entity).
+"""
+
+import polars as pl
+
+from engine.errors import EngineError
+from engine.expr import ExprError, columns_of, compile_expr, did_you_mean
+from engine.spec.checks import expressions
+
+
+class MissingTable(EngineError):
+    """A table a spec needs is not in the raw directory."""
+
+    def __init__(self, table: str):
+        self.table = table
+        super().__init__(f"table {table} is missing")
+
+
+def referenced(spec: dict) -> set[str]:
+    """Every column name a spec reads, qualified ones as 'alias.column'."""
+    names = {c for _, e in expressions(spec) for c in columns_of(e)}
+    for j in spec.get("joins", []):
+        names |= set(j["on"]) | ({j["asof"]["left"]} if "asof" in j else set())
+    return names
+
+
+class Tables:
+    """Resolves table names to lazy frames and compiles specs' joins and columns against them."""
+
+    def __init__(self, specs, raw, history_as_of=None):
+        self.specs, self.raw = specs, raw
+        self.history_as_of = history_as_of
+        self.built: dict[str, pl.DataFrame] = {}
+        self.notes: list[str] = []
+
+    def get(self, table: str) -> pl.LazyFrame:
+        if table in self.specs.lookups:
+            return self.lookup(table)
+        if not self.raw.has(table):
+            raise MissingTable(table)
+        return self.raw.scan(table)
+
+    def lookup(self, name: str) -> pl.LazyFrame:
+        """A lookup's rows, built and collected on first use."""
+        if name not in self.built:
+            spec = self.specs.lookups[name]
+            where = self.specs.where(spec)
+            lf, required = self.frame(spec)
+            keep = [self.expr(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
+            keep += [pl.col(f"__matched.{j['as']}").is_not_null() for j in required]
+            if keep:
+                lf = lf.filter(pl.all_horizontal(keep).fill_null(False))
+            if "group_by" in spec:
+                order = [self.expr(lf, where, f"order_by[{i}]", c) for i, c in enumerate(spec.get("order_by", []))]
+                keys = [self.expr(lf, where, f"group_by[{i}]", c) for i, c in enumerate(spec["group_by"])]
+                aggs = [self.expr(lf, where, f"aggregate.{n}", e).alias(n) for n, e in spec["aggregate"].items()]
+                lf = (lf.sort(order) if order else lf).group_by(keys, maintain_order=True).agg(aggs)
+            else:
+                lf = lf.select(pl.exclude("^__.*$"))
+            self.built[name] = collect(lf, where)
+        return self.built[name].lazy()
+
+    def frame(self, spec: dict) -> tuple[pl.LazyFrame, list[dict]]:
+        """Source rows (numbered __row) with every join and derived column applied, and the required joins.
+
+        Raises MissingTable when the source or a non-optional joined table is absent.
+        """
+        where, refs = self.specs.where(spec), referenced(spec)
+        source = spec["source"]
+        lf = with_optional(self.get(source["table"]), source.get("optional_columns", [])).with_row_index("__row")
+        required = []
+        for i, join in enumerate(spec.get("joins", [])):
+            lf = self._join(lf, join, refs, f"{where}: joins[{i}]")
+            if join.get("required"):
+                required.append(join)
+        for name, col in spec.get("columns", {}).items():
+            if isinstance(col, dict):
+                text = self.expr(lf, where, f"columns.{name}", col["json"]).cast(pl.String)
+                lf = lf.with_columns(text.str.json_path_match(col["path"]).alias(name))
+            else:
+                lf = lf.with_columns(self.expr(lf, where, f"columns.{name}", col).alias(name))
+        return lf, required
+
+    def expr(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
+        """Compile one expression and check every column it reads exists in the frame."""
+        try:
+            expr = compile_expr(text)
+        except ExprError as exc:
+            raise EngineError(f"{where}: {field}: cannot parse {text!r}: {exc}") from None
+        schema = lf.collect_schema()
+        for col in expr.meta.root_names():
+            if col not in schema:
+                prefix = col.split(".")[0] + "." if "." in col else ""
+                known = [c for c in schema if c.startswith(prefix) and ("." in c) == bool(prefix) and c[:2] != "__"]
+                raise EngineError(f"{where}: {field}: no column '{col}' in the data{did_you_mean(col, known)}")
+        return expr
+
+    def _join(self, lf: pl.LazyFrame, join: dict, refs: set[str], where: str) -> pl.LazyFrame:
+        alias = join["as"]
+        try:
+            right = with_optional(self.get(join["table"]), join.get("optional_columns", []))
+        except MissingTable:
+            if not join.get("optional"):
+                raise
+            self.notes.append(f"{where}: optional table {join['table']} is missing; its columns are null")
+            return lf.with_columns(pl.lit(None).alias(c) for c in sorted(refs) if c.startswith(f"{alias}."))
+        right = self._as_of_history(right, join)
+        right = right.rename(lambda c: f"{alias}.{c}")
+        if join.get("required"):
+            right = right.with_columns(pl.lit(True).alias(f"__matched.{alias}"))
+        lkeys, rkeys = list(join["on"]), [f"{alias}.{c}" for c in join["on"].values()]
+        lschema, rschema = lf.collect_schema(), right.collect_schema()
+        for key, schema, table in ((lkeys, lschema, "the rows so far"), (rkeys, rschema, join["table"])):
+            for col in key:
+                if col not in schema:
+                    name = col.split(".", 1)[-1] if table != "the rows so far" else col
+                    known = [c.split(".", 1)[-1] for c in schema if not c.startswith("__")]
+                    raise EngineError(f"{where}.on: no column '{name}' in {table}{did_you_mean(name, known)}")
+        # Join on temporary key columns of one type, so an int id meets a text id without altering either.
+        tmp = [f"__key{i}" for i in range(len(lkeys))]
+        common = [lschema[a] if lschema[a] == rschema[b] else pl.String for a, b in zip(lkeys, rkeys, strict=True)]
+        lf = lf.with_columns(pl.col(a).cast(t).alias(k) for a, t, k in zip(lkeys, common, tmp, strict=True))
+        right = right.with_columns(pl.col(b).cast(t).alias(k) for b, t, k in zip(rkeys, common, tmp, strict=True))
+        if "asof" not in join:
+            right = right.unique(subset=tmp, keep="first", maintain_order=True)
+            return lf.join(right, on=tmp, how="left").drop(tmp)
+        return self._join_asof(lf, right, join, tmp).drop(tmp)
+
+    def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join: dict, keys: list[str]) -> pl.LazyFrame:
+        """Latest right row at or before the left time; with fallback 'earliest', the key's first row."""
+        alias, left_t = join["as"], join["asof"]["left"]
+        right_t = f"{alias}.{join['asof']['right']}"
+        right = right.filter(pl.col(right_t).is_not_null()).sort(right_t).with_columns(pl.lit(True).alias("__asof"))
+        cols = [c for c in right.collect_schema() if c not in keys and c != "__asof"]
+        out = lf.sort(left_t, nulls_last=True).join_asof(right, left_on=left_t, right_on=right_t, by=keys)
+        if join["asof"].get("fallback", "earliest") == "earliest":
+            first = right.unique(subset=keys, keep="first", maintain_order=True).select(
+                *keys, *(pl.col(c).alias(f"__first.{c}") for c in cols)
+            )
+            hit = pl.col("__asof").is_not_null()
+            out = out.join(first, on=keys, how="left").with_columns(
+                pl.when(hit).then(pl.col(c)).otherwise(pl.col(f"__first.{c}")).alias(c) for c in cols
+            )
+            out = out.drop(f"__first.{c}" for c in cols)
+        return out.drop("__asof").sort("__row")
+
+    def _as_of_history(self, right: pl.LazyFrame, join: dict) -> pl.LazyFrame:
+        """Projected lens: replace versioned columns by the version recorded at or before the as-of time."""
+        hist = join.get("history")
+        if hist is None or self.history_as_of is None:
+            return right
+        key = next(iter(join["on"].values()))
+        versions = (
+            self.get(hist["table"])
+            .filter(pl.col(hist["recorded_at"]) <= self.history_as_of)
+            .sort(hist["recorded_at"])
+            .group_by(hist["key"])
+            .agg(pl.col(c).last().alias(f"__v.{c}") for c in hist["columns"])
+            .with_columns(pl.lit(True).alias("__versioned"))
+        )
+        rtype = right.collect_schema()[key]
+        versions = versions.with_columns(pl.col(hist["key"]).cast(rtype))
+        right = right.join(versions, left_on=key, right_on=hist["key"], how="left")
+        return right.with_columns(
+            pl.when(pl.col("__versioned")).then(pl.col(f"__v.{c}")).otherwise(pl.col(c)).alias(c)
+            for c in hist["columns"]
+        ).drop([f"__v.{c}" for c in hist["columns"]])
+
+
+def with_optional(lf: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """Add the optional columns a table lacks, as nulls."""
+    have = lf.collect_schema()
+    return lf.with_columns(pl.lit(None).alias(c) for c in columns if c not in have)
+
+
+def collect(lf: pl.LazyFrame, where: str) -> pl.DataFrame:
+    """Collect a plan; a data error (bad type, bad value) becomes one line naming the spec."""
+    try:
+        return lf.collect()
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError) as exc:
+        raise EngineError(f"{where}: {str(exc).splitlines()[0]}") from None
+    except pl.exceptions.ColumnNotFoundError as exc:
+        raise EngineError(f"{where}: missing column {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,47 @@
+"""The end-of-run summary: a table a person can read in five seconds."""
+
+from rich.table import Table
+
+
+def _n(value: float | int) -> str:
+    return f"{value:,.0f}" if isinstance(value, int) or abs(value) >= 100 else f"{value:,.1f}"
+
+
+def entity_table(manifest: dict) -> Table:
+    """Per entity: rows in, out of scope, accepted, rejected by reason, clamped, orphans, hours."""
+    table = Table(title=f"site {manifest['site']} · {manifest['lens']['name']} · {manifest['window']['start']:%Y-%m-%d} → "
+                  f"{manifest['window']['end']:%Y-%m-%d}", title_justify="left")  # fmt: skip
+    for col in ("entity", "input", "out of scope", "accepted", "rejected", "clamped", "orphans", "hours counted"):
+        table.add_column(col, justify="left" if col == "entity" else "right")
+    for name, e in manifest["entities"].items():
+        if e["status"] == "skipped":
+            table.add_row(name, "", "", "", f"[yellow]skipped: {e['reason']}[/]", "", "", "")
+            continue
+        table.add_row(
+            name, _n(e["input_rows"]), _n(e["out_of_scope"] + e["not_recorded"]), _n(e["accepted"]), _n(e["rejected"]),
+            _n(e["hierarchy"].get("clamped", 0) + e["duplicates_clamped"]), _n(e["hierarchy"].get("orphan", 0)),
+            _n(e["hours"]["counted"]),
+        )  # fmt: skip
+    return table
+
+
+def invariant_line(manifest: dict) -> str:
+    """'invariants: 42 pass' or the failing ones by id and entity."""
+    failed = [
+        f"{i['id']} ({i['entity'] or 'all'}: {i['violations']})"
+        for i in manifest["invariants"]
+        if i["status"] != "pass"
+    ]
+    passed = len(manifest["invariants"]) - len(failed)
+    if failed:
+        return f"[red]invariants: {len(failed)} FAILED[/] {', '.join(failed)}; {passed} pass"
+    return f"[green]invariants: all {passed} pass[/]"
+
+
+def rejection_lines(manifest: dict) -> list[str]:
+    """One line per entity with rejections: the count of each reason."""
+    return [
+        f"rejected {name}: " + ", ".join(f"{reason} {n}" for reason, n in e["rejected_by_reason"].items())
+        for name, e in manifest["entities"].items()
+        if e.get("rejected_by_reason")
+    ]

@@ -1,0 +1,214 @@
+"""`engine run`: specs and a raw directory in; checkpoints, usage series and a manifest out.
+
+Entities run in graph order (parents first); every stage's output is held in memory and written at
+the end into a temporary directory that replaces OUT_DIR only once the run is complete.
+"""
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from engine import __version__
+from engine.errors import EngineError
+from engine.graph import build_graph, entity_order, raw_tables
+from engine.hierarchy import COUNTED, parent_keys, validate
+from engine.invariants import entity_checks, record
+from engine.io.output import REJECTED, SPAN, VALIDATED, OutputDir, check_schema
+from engine.io.raw import RawDir
+from engine.plan.frames import MissingTable, Tables
+from engine.plan.spans import EntitySpans, Lens, build_spans
+from engine.spec.load import load_specs
+from engine.temporal import hours
+
+
+@dataclass
+class RunConfig:
+    specs: str
+    data: str
+    out: str
+    start: datetime | None = None
+    end: datetime | None = None
+    site: str | None = None
+    as_of: datetime | None = None
+
+
+@dataclass
+class EntityResult:
+    spec: dict
+    spans: EntitySpans | None = None
+    validated: pl.DataFrame | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class Stages:
+    """Wall time per pipeline stage, summed over entities."""
+
+    seconds: dict = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str):
+        began = time.perf_counter()
+        yield
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 3)
+
+
+def run(cfg: RunConfig, progress=None) -> dict:
+    """Run the pipeline; returns the manifest. Nothing is written unless the whole run succeeds."""
+    if cfg.start and cfg.end and cfg.end <= cfg.start:
+        raise EngineError(f"--end {cfg.end:%Y-%m-%d} is not after --start {cfg.start:%Y-%m-%d}")
+    specs = load_specs(cfg.specs)
+    raw = RawDir(cfg.data)
+    out = OutputDir(cfg.out)
+    try:
+        manifest = _execute(cfg, specs, raw, out, progress or (lambda *_: None))
+        out.commit()
+    except BaseException:
+        out.abandon()
+        raise
+    return manifest
+
+
+def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> dict:
+    stages, graph, lens = Stages(), build_graph(specs), Lens(cfg.as_of)
+    site = cfg.site or raw.path.name
+    tables = Tables(specs, raw, history_as_of=cfg.as_of)
+    with stages("load"):
+        counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
+    results: dict[str, EntityResult] = {}
+    for name in entity_order(graph):
+        progress(name)
+        spec = specs.entities[name]
+        res = results[name] = EntityResult(spec)
+        parent = spec.get("parent", {}).get("entity")
+        if parent and results[parent].skipped:
+            res.skipped = f"its parent {parent} was skipped"
+            continue
+        pv = results[parent].validated if parent else None
+        try:
+            with stages("spans"):
+                res.spans = build_spans(tables, spec, lens, parent_keys(spec, pv) if parent else None)
+        except MissingTable as exc:
+            res.skipped = f"table {exc.table} is missing"
+            continue
+        with stages("hierarchy"):
+            res.validated = validate(res.spans.accepted, spec, pv)
+    live = {n: r for n, r in results.items() if not r.skipped}
+    if not live:
+        raise EngineError(
+            f"{raw.path}: no entity could run: " + "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
+        )
+    window = _window(cfg, live.values())
+    manifest = {
+        "engine_version": __version__,
+        "specs_sha256": specs.digest,
+        "site": site,
+        "lens": {"name": lens.name, "as_of": cfg.as_of},
+        "window": {"start": window[0], "end": window[1]},
+        "tables": counts,
+        "entities": {},
+        "invariants": [],
+        "warnings": [f"entity {n} skipped: {r.skipped}" for n, r in results.items() if r.skipped] + tables.notes,
+    }
+    with stages("checkpoints"):
+        for name, res in results.items():
+            if res.skipped:
+                manifest["entities"][name] = {"status": "skipped", "reason": res.skipped}
+                continue
+            parent = res.spec.get("parent", {}).get("entity")
+            manifest["invariants"] += entity_checks(
+                res.spec, res, live[parent].validated if parent else None, cfg.as_of
+            )
+            summary = _summary(res, window)
+            manifest["entities"][name] = summary
+            manifest["invariants"].append(_hours_check(name, summary["hours"]))
+            _write_entity(out, res, site, window)
+        for name, df in sorted(tables.built.items()):
+            out.parquet(f"lookups/{name}.parquet", df)
+    manifest["timings"] = stages.seconds
+    out.json("manifest.json", manifest)
+    return manifest
+
+
+def _day_floor(t: datetime) -> datetime:
+    return datetime(t.year, t.month, t.day)
+
+
+def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
+    """--start/--end, else from the data: first counted start to the last recorded change, whole UTC days."""
+    counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
+    first = min((df["valid_start"].min() for df in counted if df.height), default=None)
+    last = max((v for r in results for c in ("tx_start", "tx_end") if (v := r.spans.accepted[c].max())), default=None)
+    start = cfg.start or (_day_floor(first) if first else None)
+    end = cfg.end or (_day_floor(last) + timedelta(days=1) if last else None)
+    if start is None or end is None:
+        raise EngineError("no counted spans to derive a window from; give --start and --end")
+    if end <= start:
+        raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
+    return start, end
+
+
+def _in_window(window, start: str = "valid_start", end: str = "valid_end") -> pl.Expr:
+    """Hours of [start, end) inside the window (an open end runs to the window end)."""
+    w0, w1 = (pl.lit(w) for w in window)
+    clipped = hours(pl.max_horizontal(pl.col(start), w0), pl.min_horizontal(pl.col(end).fill_null(w1), w1))
+    return pl.when(pl.col(start).is_null()).then(0.0).otherwise(clipped)
+
+
+def _summary(res: EntityResult, window) -> dict:
+    """Row and hour accounts of one entity for the manifest."""
+    spans, validated = res.spans, res.validated
+    total = lambda df: float(df.select(_in_window(window).sum()).item()) if df.height else 0.0  # noqa: E731
+    status = validated["hierarchy_status"]
+    input_h, rejected_h, spans_h = total(spans.raw_times), total(spans.rejected), total(spans.accepted)
+    counted_h = total(validated.filter(status.is_in(COUNTED)))
+    orphan_h = total(validated.filter(status == "orphan"))
+    accepted_rows = spans.accepted["__row"].n_unique()
+    by_reason = dict(sorted(spans.rejected["rejection_reason"].value_counts().rows())) if spans.rejected.height else {}
+    return {
+        "status": "ok",
+        "input_rows": spans.input_rows,
+        "out_of_scope": spans.out_of_scope,
+        "not_recorded": spans.not_recorded,
+        "accepted": accepted_rows,
+        "rejected": spans.rejected.height,
+        "rejected_by_reason": by_reason,
+        "duplicates_clamped": spans.duplicates_clamped,
+        "hierarchy": dict(sorted(status.value_counts().rows())),
+        "tx_uncertain": int(validated["tx_uncertain"].sum()),
+        "hours": {
+            "input": input_h,
+            "counted": counted_h,
+            "clamped_away": (input_h - rejected_h - spans_h) + (spans_h - counted_h - orphan_h),
+            "orphaned": orphan_h,
+            "rejected": rejected_h,
+            "clamped_by_duplicates": input_h - rejected_h - spans_h,
+            "clamped_by_parent": spans_h - counted_h - orphan_h,
+        },
+    }
+
+
+def _hours_check(name: str, h: dict) -> dict:
+    """Hours are conserved and no stage creates any: each account is non-negative."""
+    negative = [k for k in ("clamped_by_duplicates", "clamped_by_parent") if h[k] < -1e-6 * max(1.0, h["input"])]
+    detail = "hours in the window: input = counted + clamped_away + orphaned + rejected, no stage adds hours"
+    return record("INV-10", name, len(negative), detail=detail + (f"; negative: {negative}" if negative else ""))
+
+
+def _write_entity(out: OutputDir, res: EntityResult, site: str, window) -> None:
+    spec, name = res.spec, res.spec["entity"]
+    dynamic = {a: pl.String for a in spec.get("attributes", {})} | {r: pl.Float64 for r in spec["resources"]}
+    span_hours = hours(pl.col("valid_start"), pl.col("valid_end").fill_null(pl.lit(window[1])))
+    extra = [pl.lit(site).alias("site"), span_hours.alias("span_hours")]
+    spans = res.spans.accepted.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
+    out.parquet(f"spans/{name}.parquet", check_schema(spans, f"spans/{name}", SPAN, dynamic))
+    inherited = {a: pl.String for a in spec.get("inherit", [])}
+    validated = res.validated.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
+    out.parquet(
+        f"validated/{name}.parquet", check_schema(validated, f"validated/{name}", VALIDATED, dynamic | inherited)
+    )
+    rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
+    out.parquet(f"rejected/{name}.parquet", check_schema(rejected, f"rejected/{name}", REJECTED))

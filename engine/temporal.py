@@ -1,0 +1,117 @@
+"""Interval math on LazyFrames: pure functions, column names as parameters, no collect, no domain.
+
+Intervals are half-open [start, end); a null end is open (still running). Inside these functions an
+open end is the far-future instant OPEN, and it is turned back into null on the way out.
+"""
+
+from datetime import datetime
+
+import polars as pl
+
+OPEN = datetime(9999, 12, 31)
+
+
+def closed(col: str) -> pl.Expr:
+    """The end column with an open end as OPEN."""
+    return pl.col(col).fill_null(OPEN)
+
+
+def reopened(col: str) -> pl.Expr:
+    """The end column with OPEN turned back into null."""
+    return pl.when(pl.col(col) >= OPEN).then(None).otherwise(pl.col(col)).alias(col)
+
+
+def hours(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    """Length of [start, end) in hours, 0 when empty or reversed."""
+    return ((end - start).dt.total_microseconds() / 3.6e9).clip(lower_bound=0).fill_null(0.0)
+
+
+def merge_intervals(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
+    """Union of the intervals of each group: overlapping or touching intervals become one island."""
+    lf = lf.select(*by, start, closed(end)).sort(*by, start)
+    reach = pl.col(end).cum_max().shift(1).over(by)
+    island = (pl.col(start) > reach).fill_null(True).cum_sum().over(by)
+    return (
+        lf.with_columns(island.alias("__island"))
+        .group_by(*by, "__island")
+        .agg(pl.col(start).min(), pl.col(end).max())
+        .drop("__island")
+        .with_columns(reopened(end))
+    )
+
+
+def clip(
+    child: pl.LazyFrame, islands: pl.LazyFrame, left_on: list[str], right_on: list[str], start: str, end: str
+) -> pl.LazyFrame:
+    """Each child interval cut to every island with equal keys it overlaps (one row per overlap).
+
+    Children overlapping no island are absent. Island columns other than the keys and times are kept.
+    """
+    islands = islands.rename({start: "__is", end: "__ie"})
+    overlap = (pl.col(start) < closed("__ie")) & (pl.col("__is") < closed(end))
+    return (
+        child.join(islands, left_on=left_on, right_on=right_on, how="inner")
+        .filter(overlap)
+        .with_columns(
+            pl.max_horizontal(start, "__is").alias(start),
+            pl.min_horizontal(closed(end), closed("__ie")).alias(end),
+        )
+        .with_columns(reopened(end))
+        .drop("__is", "__ie")
+    )
+
+
+def claim(
+    lf: pl.LazyFrame, by: list[str], start: str, end: str, priority: list[str], row: str
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Share time among rows with equal `by`: each instant goes to the covering row first in `priority`.
+
+    Returns (pieces, conflicts): pieces are the merged intervals each row owns (rows owning nothing are
+    absent); conflicts give, for each row that lost some time, the `row` of the first row it lost to.
+    Rows with a null in `by` are compared with nobody and keep their whole interval. Cost is linear in
+    the number of (row, elementary segment) pairs, so long runs of disjoint rows stay cheap.
+    """
+    rows = lf.select(*dict.fromkeys([row, *by, start, *priority]), closed(end))
+    keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
+    loose, rows = rows.filter(~keyed), rows.filter(keyed)
+    bounds = (
+        pl.concat([rows.select(*by, pl.col(start).alias("__t")), rows.select(*by, pl.col(end).alias("__t"))])
+        .unique()
+        .sort(*by, "__t")
+        .with_columns(pl.int_range(pl.len()).over(by).alias("__k"))
+    )
+    at = lambda name, k: bounds.rename({"__t": name, "__k": k})  # noqa: E731
+    cover = (
+        rows.join(at(start, "__ks"), on=[*by, start])
+        .join(at(end, "__ke"), on=[*by, end])
+        .with_columns(pl.int_ranges("__ks", "__ke").alias("__k"))
+        .explode("__k")
+    )
+    owner = cover.sort(*priority, nulls_last=True).group_by(*by, "__k").agg(pl.col(row).first().alias("__owner"))
+    cover = cover.join(owner, on=[*by, "__k"])
+    segment_end = bounds.with_columns(pl.col("__k") - 1).rename({"__t": "__next"})
+    owned = (
+        cover.filter(pl.col(row) == pl.col("__owner"))
+        .join(bounds.rename({"__t": "__from"}), on=[*by, "__k"])
+        .join(segment_end, on=[*by, "__k"])
+        .sort(row, "__k")
+        .with_columns((pl.col("__k") != pl.col("__k").shift(1) + 1).fill_null(True).cum_sum().over(row).alias("__p"))
+        .group_by(row, "__p")
+        .agg(pl.col("__from").min().alias(start), pl.col("__next").max().alias(end))
+        .drop("__p")
+    )
+    pieces = pl.concat([owned, loose.select(row, start, end)]).with_columns(reopened(end)).sort(row, start)
+    conflicts = (
+        cover.filter(pl.col(row) != pl.col("__owner"))
+        .sort(row, "__k")
+        .group_by(row)
+        .agg(pl.col("__owner").first().alias("covered_by"))
+    )
+    return pieces, conflicts
+
+
+def overlapping(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
+    """Rows that start before an earlier-starting row of their group has ended (the group overlaps)."""
+    reach = closed(end).cum_max().shift(1).over(by)
+    keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
+    return lf.filter(keyed).sort(*by, start).filter(pl.col(start) < reach)

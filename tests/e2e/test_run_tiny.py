@@ -1,0 +1,170 @@
+"""`engine run` on a hand-made raw directory with one row of every rejection reason and hierarchy status.
+
+Every expected value below is worked out by hand from tests/rawdata.py:tiny_site (times in days after
+2024-01-01, window d0..d30 = 720 h).
+"""
+
+import json
+
+import polars as pl
+import pytest
+
+from tests.conftest import SPECS, run_cli
+from tests.rawdata import day, tiny_site, write_raw
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tiny")
+    raw = write_raw(base / "tiny", tiny_site())
+    result = run_cli("run", SPECS, "--data", raw, "--out", base / "out", "--start", "2024-01-01", "--end", "2024-01-31")
+    assert result.exit_code == 0, result.output + result.stderr
+    return base / "out"
+
+
+def manifest(run_dir):
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def frame(run_dir, stage, entity):
+    return pl.read_parquet(run_dir / stage / f"{entity}.parquet")
+
+
+def by_id(df):
+    return {r["entity_id"]: r for r in df.iter_rows(named=True)}
+
+
+def test_every_row_is_accounted_for(run_dir):
+    entities = manifest(run_dir)["entities"]
+    expected = {  # input, out of scope, accepted, rejected by reason
+        "nova_host": (6, 0, 3, {"duplicate": 1, "invalid_time_range": 1, "null_start": 1}),
+        "blazar_host": (4, 0, 3, {"missing_fk": 1}),
+        "allocation": (5, 1, 3, {"missing_fk": 1}),
+        "reserved_instance": (5, 2, 2, {"never_launched": 1}),
+        "ondemand_instance": (5, 3, 2, {}),
+    }
+    for name, (n_in, oos, acc, reasons) in expected.items():
+        e = entities[name]
+        assert (e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected_by_reason"]) == (
+            n_in,
+            oos,
+            acc,
+            reasons,
+        ), name
+        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["out_of_scope"]
+
+
+def test_hierarchy_statuses(run_dir):
+    entities = manifest(run_dir)["entities"]
+    assert entities["nova_host"]["hierarchy"] == {"root": 3}
+    assert entities["blazar_host"]["hierarchy"] == {"clamped": 1, "direct": 1, "orphan": 1}
+    assert entities["allocation"]["hierarchy"] == {"clamped": 1, "direct": 2}
+    assert entities["reserved_instance"]["hierarchy"] == {"clamped": 1, "direct": 1}
+    assert entities["allocation"]["duplicates_clamped"] == 1
+
+
+def test_hour_accounts(run_dir):
+    entities = manifest(run_dir)["entities"]
+    # nova: h1 [0,30) + h2 [0,20) + h5 [0,30) = 1920 h; row 5 (duplicate of h1) [2,30) = 672 h rejected
+    assert entities["nova_host"]["hours"] | {} == {
+        "input": 2592.0, "counted": 1920.0, "clamped_away": 0.0, "orphaned": 0.0, "rejected": 672.0,
+        "clamped_by_duplicates": 0.0, "clamped_by_parent": 0.0,
+    }  # fmt: skip
+    # blazar: 10 [1,30) 696 h; 11 [1,21) cut to [1,20): 456 h counted, 24 away; 12 missing_fk 696 h; 13 orphan 48 h
+    h = entities["blazar_host"]["hours"]
+    assert (h["input"], h["counted"], h["clamped_away"], h["orphaned"], h["rejected"]) == (1920, 1152, 24, 48, 696)
+    # allocation: A1 [2,5) 72; A2 [3,8) cut to [5,8) by A1: 72 counted, 48 away; A5 [18,23) cut to [18,20): 48, 72 away
+    h = entities["allocation"]["hours"]
+    assert (h["input"], h["counted"], h["clamped_by_duplicates"], h["clamped_by_parent"]) == (312, 192, 48, 72)
+    # reserved: I1 [2.5,4) 36; I5 [4.5,7) cut to its allocation's end d5: 12 counted, 48 away; I2 never launched 12
+    h = entities["reserved_instance"]["hours"]
+    assert (h["input"], h["counted"], h["clamped_away"], h["rejected"]) == (108, 48, 48, 12)
+    for e in entities.values():
+        h = e["hours"]
+        assert h["input"] == pytest.approx(h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"])
+
+
+def test_clamped_rows_keep_original_times_and_orphans_are_untouched(run_dir):
+    hosts = by_id(frame(run_dir, "validated", "blazar_host"))
+    assert (hosts["11"]["valid_start"], hosts["11"]["valid_end"]) == (day(1), day(20))
+    assert (hosts["11"]["original_start"], hosts["11"]["original_end"]) == (day(1), day(21))
+    assert hosts["13"]["hierarchy_status"] == "orphan"
+    assert (hosts["13"]["valid_start"], hosts["13"]["valid_end"], hosts["13"]["original_start"]) == (
+        day(22),
+        day(24),
+        None,
+    )
+    allocs = by_id(frame(run_dir, "validated", "allocation"))
+    assert (allocs["A2"]["valid_start"], allocs["A2"]["valid_end"]) == (day(5), day(8))
+    assert (allocs["A2"]["original_start"], allocs["A2"]["original_end"]) == (day(3), day(8))
+    assert (allocs["A5"]["valid_end"], allocs["A5"]["hierarchy_status"]) == (day(20), "clamped")
+    reserved = by_id(frame(run_dir, "validated", "reserved_instance"))
+    assert (reserved["I5"]["valid_start"], reserved["I5"]["valid_end"]) == (day(4.5), day(5))
+
+
+def test_lookups_resolve_node_type_reservation_and_event_end(run_dir):
+    hosts = by_id(frame(run_dir, "validated", "blazar_host"))
+    assert hosts["10"]["node_type"] == "compute_skylake"
+    nova = by_id(frame(run_dir, "validated", "nova_host"))
+    assert (nova["2"]["node_type"], nova["6"]["node_type"]) == ("gpu_v100", "unknown")
+    ondemand = by_id(frame(run_dir, "validated", "ondemand_instance"))
+    # I4: node null, recovered from its last compute_* event; no terminated_at, ends at its terminate event
+    assert (ondemand["I4"]["hypervisor_hostname"], ondemand["I4"]["valid_end"]) == ("h5", day(6))
+    reserved = by_id(frame(run_dir, "validated", "reserved_instance"))
+    assert reserved["I1"]["reservation_id"] == "R1" and reserved["I1"]["node_type"] == "compute_skylake"
+
+
+def test_rejections_carry_reason_detail_and_raw_columns(run_dir):
+    nova = by_id(frame(run_dir, "rejected", "nova_host"))
+    assert nova["5"]["rejection_detail"] == "covered by entity_id 1 with the same identity (hypervisor_hostname=h1)"
+    assert nova["3"]["rejection_detail"] == "valid.start (created_at) is null"
+    assert nova["4"]["hypervisor_hostname"] == "h4"  # raw columns kept
+    alloc = by_id(frame(run_dir, "rejected", "allocation"))
+    assert alloc["A3"]["rejection_detail"] == "r: no blazar.reservations row with id=R404"
+    hosts = by_id(frame(run_dir, "rejected", "blazar_host"))
+    assert hosts["12"]["rejection_detail"] == "parent: no accepted nova_host with hypervisor_hostname=h9"
+    reserved = by_id(frame(run_dir, "rejected", "reserved_instance"))
+    assert reserved["I2"]["rejection_reason"] == "never_launched"
+
+
+def test_manifest_shape_and_invariants(run_dir):
+    m = manifest(run_dir)
+    assert m["tables"]["nova.compute_nodes"] == 6 and m["tables"]["nova_api.request_specs"] == 5
+    assert m["window"] == {"start": "2024-01-01 00:00:00", "end": "2024-01-31 00:00:00"}
+    assert len(m["specs_sha256"]) == 64 and set(m["timings"]) >= {"spans", "hierarchy"}
+    ids = {(i["id"], i["entity"]) for i in m["invariants"]}
+    assert ("INV-3", "nova_host") in ids and ("INV-4", "reserved_instance") in ids and ("INV-10", "allocation") in ids
+    assert [i for i in m["invariants"] if i["status"] != "pass"] == []
+    inv7 = next(i for i in m["invariants"] if (i["id"], i["entity"]) == ("INV-7", "allocation"))
+    assert inv7["handled"] == 1
+    for stage in ("spans", "validated", "rejected"):
+        assert (run_dir / stage / "allocation.parquet").is_file()
+
+
+def test_a_missing_table_skips_its_entities_and_the_rest_run(tmp_path):
+    tables = tiny_site()
+    del tables["nova.instances"]
+    raw = write_raw(tmp_path / "raw", tables)
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert m["entities"]["reserved_instance"] == {"status": "skipped", "reason": "table nova.instances is missing"}
+    assert m["entities"]["allocation"]["status"] == "ok"
+    assert "entity ondemand_instance skipped: table nova.instances is missing" in m["warnings"]
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path, specs_copy):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    out = tmp_path / "out"
+    assert run_cli("run", SPECS, "--data", raw, "--out", out).exit_code == 0
+    before = (out / "manifest.json").read_text()
+    text = (specs_copy / "entities" / "allocation.yaml").read_text()
+    (specs_copy / "entities" / "allocation.yaml").write_text(text.replace("l.end_date", "l.end_dat"))
+    result = run_cli("run", specs_copy, "--data", raw, "--out", out)
+    assert result.exit_code == 1
+    assert (
+        "joins" not in result.stderr
+        and "no column 'l.end_dat' in the data (did you mean 'l.end_date'?)" in result.stderr
+    )
+    assert (out / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
