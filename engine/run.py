@@ -181,6 +181,7 @@ def _summary(res: EntityResult, window) -> dict:
         "tx_uncertain": int(validated["tx_uncertain"].sum()),
         "hours": {
             "input": input_h,
+            "accepted": input_h - rejected_h,
             "counted": counted_h,
             "clamped_away": (input_h - rejected_h - spans_h) + (spans_h - counted_h - orphan_h),
             "orphaned": orphan_h,

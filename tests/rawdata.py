@@ -18,7 +18,12 @@ def write_raw(path: Path, tables: dict[str, list[dict]], schemas: dict[str, dict
     """Write each table as RAW_DIR/<schema>.<table>.parquet; rows are dicts, missing keys are null."""
     path.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
-        frame = pl.DataFrame(rows, infer_schema_length=None, schema_overrides=(schemas or {}).get(name))
+        schema = (schemas or {}).get(name)
+        frame = (
+            pl.DataFrame(rows, infer_schema_length=None, schema_overrides=schema)
+            if rows
+            else pl.DataFrame(schema=schema)
+        )
         frame.write_parquet(path / f"{name}.parquet")
     return path
 

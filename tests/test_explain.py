@@ -80,7 +80,7 @@ def test_unknown_entity_focus_is_a_clear_error():
 
 def test_dot_and_markdown():
     dot = run_cli("explain", SPECS, "--format", "dot").stdout
-    assert '"blazar_host" -> "allocation" [label="compute_host_id = id"];' in dot
+    assert '"blazar_host" -> "allocation" [label="hypervisor_hostname = hypervisor_hostname"];' in dot
     md = run_cli("explain", SPECS, "--format", "markdown").stdout
     assert (
         md.startswith("# Entities")

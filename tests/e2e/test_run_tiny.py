@@ -67,7 +67,7 @@ def test_hour_accounts(run_dir):
     entities = manifest(run_dir)["entities"]
     # nova: h1 [0,30) + h2 [0,20) + h5 [0,30) = 1920 h; row 5 (duplicate of h1) [2,30) = 672 h rejected
     assert entities["nova_host"]["hours"] | {} == {
-        "input": 2592.0, "counted": 1920.0, "clamped_away": 0.0, "orphaned": 0.0, "rejected": 672.0,
+        "input": 2592.0, "accepted": 1920.0, "counted": 1920.0, "clamped_away": 0.0, "orphaned": 0.0, "rejected": 672.0,
         "clamped_by_duplicates": 0.0, "clamped_by_parent": 0.0,
     }  # fmt: skip
     # blazar: 10 [1,30) 696 h; 11 [1,21) cut to [1,20): 456 h counted, 24 away; 12 missing_fk 696 h; 13 orphan 48 h

@@ -39,9 +39,9 @@ def test_malformed_yaml_names_file_and_line(specs_copy):
 
 
 def test_wrong_type_is_one_sentence_with_path_and_line(specs_copy):
-    edit(specs_copy / "entities" / "allocation.yaml", "on: {compute_host_id: id}", "on: [compute_host_id, id]")
+    edit(specs_copy / "entities" / "allocation.yaml", "on: {hypervisor_hostname: hypervisor_hostname}", "on: [a, b]")
     out = problems_of(specs_copy)
-    assert "entities/allocation.yaml:32: entity 'allocation': parent.on: expected a mapping, got a list" in out
+    assert "entities/allocation.yaml:36: entity 'allocation': parent.on: expected a mapping, got a list" in out
 
 
 def test_unknown_field_suggests_the_right_one(specs_copy):
@@ -110,10 +110,10 @@ def test_every_problem_is_reported_not_just_the_first(specs_copy):
 
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
-    edit(alloc, "on: {compute_host_id: id}", "on: {compute_host_id: host_id}")
-    edit(alloc, "inherit: [hypervisor_hostname, node_type]", "inherit: [hypervisor_hostname, node_typ]")
+    edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
+    edit(alloc, "inherit: [node_type]", "inherit: [node_typ]")
     out = problems_of(specs_copy)
-    assert "parent.on: parent 'blazar_host' does not provide 'host_id'" in out
+    assert "parent.on: parent 'blazar_host' does not provide 'host_name'" in out
     assert "inherit: parent 'blazar_host' does not provide 'node_typ' (did you mean 'node_type'?)" in out
 
 
@@ -127,11 +127,7 @@ def test_unknown_alias_and_unknown_lookup(specs_copy):
 
 
 def test_group_column_must_be_provided(specs_copy):
-    edit(
-        specs_copy / "entities" / "allocation.yaml",
-        "inherit: [hypervisor_hostname, node_type]",
-        "inherit: [hypervisor_hostname]",
-    )
+    edit(specs_copy / "entities" / "allocation.yaml", "inherit: [node_type]", "inherit: []")
     assert "entity 'allocation': does not provide group column 'node_type'" in problems_of(specs_copy)
 
 
