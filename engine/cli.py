@@ -113,15 +113,17 @@ def explain(specs_dir, fmt, entity):
 @click.option("--start", type=DATE, help="Window start (UTC), default: first counted span, whole days.")
 @click.option("--end", type=DATE, help="Window end (UTC), default: last recorded change, whole days.")
 @click.option("--site", help="Site name written in every output (default: the data directory's name).")
+@click.option("--resample", multiple=True, type=click.Choice(["1h", "1d", "7d", "1mo"]),
+              help="Also write resampled_<every>.parquet: hours and mean level per bucket.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, out_dir, start, end, site, as_json):
+def run(specs_dir, data_dir, out_dir, start, end, site, resample, as_json):
     """Build spans, validate the hierarchy and write checkpoints and a manifest."""
-    from engine.report.summary import entity_table, invariant_line, rejection_lines
+    from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
     from engine.run import RunConfig
     from engine.run import run as run_pipeline
 
-    config = RunConfig(specs=specs_dir, data=data_dir, out=out_dir, start=start, end=end, site=site)
+    config = RunConfig(specs=specs_dir, data=data_dir, out=out_dir, start=start, end=end, site=site, resample=resample)
     with err.status("running…") as status:
         manifest = run_pipeline(config, progress=lambda name: status.update(f"entity {name}…"))
     if as_json:
@@ -133,5 +135,8 @@ def run(specs_dir, data_dir, out_dir, start, end, site, as_json):
     wide.print(entity_table(manifest))
     for line in rejection_lines(manifest):
         wide.print(line)
+    wide.print(metric_table(manifest, load_specs(specs_dir).metrics["metrics"]))
     wide.print(invariant_line(manifest))
-    wide.print(f"[green]✓[/] outputs in {out_dir}/ (manifest.json, spans/, validated/, rejected/)")
+    wide.print(
+        f"[green]✓[/] outputs in {out_dir}/: usage.parquet, daily.parquet, manifest.json, spans/, validated/, rejected/"
+    )

@@ -4,6 +4,7 @@ Entities run in graph order (parents first); every stage's output is held in mem
 the end into a temporary directory that replaces OUT_DIR only once the run is complete.
 """
 
+import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from engine.errors import EngineError
 from engine.graph import build_graph, entity_order, raw_tables
 from engine.hierarchy import COUNTED, parent_keys, validate
 from engine.invariants import entity_checks, record
-from engine.io.output import REJECTED, SPAN, VALIDATED, OutputDir, check_schema
+from engine.io.output import DAILY, REJECTED, SPAN, USAGE, VALIDATED, OutputDir, check_schema
 from engine.io.raw import RawDir
 from engine.plan.frames import MissingTable, Tables
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.temporal import hours
+from engine.usage import usage_stage
 
 
 @dataclass
@@ -33,6 +35,7 @@ class RunConfig:
     end: datetime | None = None
     site: str | None = None
     as_of: datetime | None = None
+    resample: tuple[str, ...] = ()
 
 
 @dataclass
@@ -45,15 +48,18 @@ class EntityResult:
 
 @dataclass
 class Stages:
-    """Wall time per pipeline stage, summed over entities."""
+    """Wall time, CPU time and peak memory so far, per pipeline stage (summed over entities)."""
 
     seconds: dict = field(default_factory=dict)
 
     @contextmanager
     def __call__(self, name: str):
-        began = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         yield
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 3)
+        stage = self.seconds.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0})
+        stage["seconds"] = round(stage["seconds"] + time.perf_counter() - wall, 3)
+        stage["cpu_seconds"] = round(stage["cpu_seconds"] + time.process_time() - cpu, 3)
+        stage["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run(cfg: RunConfig, progress=None) -> dict:
@@ -128,6 +134,16 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             _write_entity(out, res, site, window)
         for name, df in sorted(tables.built.items()):
             out.parquet(f"lookups/{name}.parquet", df)
+    with stages("sweep"):
+        group = ["site", *specs.metrics.get("group_by", [])]
+        counted = [
+            (r.validated.with_columns(pl.lit(site).alias("site")), list(r.spec["resources"])) for r in live.values()
+        ]
+        every = ["1d", *(e for e in cfg.resample if e != "1d")]
+        series, buckets, checks = usage_stage(counted, specs.metrics["metrics"], group, window, every)
+        manifest["invariants"] += checks
+        manifest["metrics"] = _metric_totals(buckets["1d"])
+        _write_usage(out, series, buckets, group)
     manifest["timings"] = stages.seconds
     out.json("manifest.json", manifest)
     return manifest
@@ -213,3 +229,26 @@ def _write_entity(out: OutputDir, res: EntityResult, site: str, window) -> None:
     )
     rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
     out.parquet(f"rejected/{name}.parquet", check_schema(rejected, f"rejected/{name}", REJECTED))
+
+
+def _metric_totals(daily: pl.DataFrame) -> dict:
+    """Hours in the window per metric and resource (node-hours for `nodes`)."""
+    totals = daily.group_by("metric", "resource").agg(pl.col("hours").sum()).sort("metric", "resource")
+    out: dict = {}
+    for metric, res, h in totals.rows():
+        out.setdefault(metric, {})[res] = h
+    return out
+
+
+def _write_usage(out: OutputDir, series: pl.DataFrame, buckets: dict, group: list[str]) -> None:
+    keys = ["site", "metric", "resource", *group[1:]]
+    dynamic = {g: pl.String for g in group}
+    usage = series.select("timestamp", *keys, "value").sort(*keys, "timestamp")
+    out.parquet("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
+    for every, table in buckets.items():
+        table = table.select(pl.col("bucket").alias("date" if every == "1d" else "bucket"), *keys, "hours", "mean")
+        table = table.with_columns(pl.col("date").cast(pl.Date)) if every == "1d" else table
+        name = "daily" if every == "1d" else f"resampled_{every}"
+        declared = DAILY if every == "1d" else {**DAILY, "bucket": DAILY["date"]} | {"bucket": pl.Datetime("us")}
+        declared = {k: v for k, v in declared.items() if k in table.columns}
+        out.parquet(f"{name}.parquet", check_schema(table.sort(*keys, table.columns[0]), name, declared, dynamic))

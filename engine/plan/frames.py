@@ -135,7 +135,9 @@ class Tables:
         right_t = f"{alias}.{join['asof']['right']}"
         right = right.filter(pl.col(right_t).is_not_null()).sort(right_t).with_columns(pl.lit(True).alias("__asof"))
         cols = [c for c in right.collect_schema() if c not in keys and c != "__asof"]
-        out = lf.sort(left_t, nulls_last=True).join_asof(right, left_on=left_t, right_on=right_t, by=keys)
+        out = lf.sort(left_t, nulls_last=True).join_asof(
+            right, left_on=left_t, right_on=right_t, by=keys, check_sortedness=False
+        )
         if join["asof"].get("fallback", "earliest") == "earliest":
             first = right.unique(subset=keys, keep="first", maintain_order=True).select(
                 *keys, *(pl.col(c).alias(f"__first.{c}") for c in cols)

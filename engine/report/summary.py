@@ -45,3 +45,15 @@ def rejection_lines(manifest: dict) -> list[str]:
         for name, e in manifest["entities"].items()
         if e.get("rejected_by_reason")
     ]
+
+
+def metric_table(manifest: dict, metrics: dict) -> Table:
+    """Node-hours of every metric in the window, base metrics then derived with their formula."""
+    table = Table(title="node-hours in the window", title_justify="left")
+    table.add_column("metric")
+    table.add_column("node-hours", justify="right")
+    table.add_column("definition")
+    for name, spec in sorted(metrics.items(), key=lambda kv: ("formula" in kv[1], kv[0])):
+        hours = manifest.get("metrics", {}).get(name, {}).get("nodes")
+        table.add_row(name, "" if hours is None else _n(hours), spec.get("formula") or spec["description"])
+    return table

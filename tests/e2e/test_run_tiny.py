@@ -168,3 +168,54 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path, specs_copy)
     )
     assert (out / "manifest.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_usage_stack_node_hours_by_hand(run_dir):
+    m = manifest(run_dir)
+    nodes = {metric: r["nodes"] for metric, r in m["metrics"].items() if "nodes" in r}
+    assert nodes == {
+        "total": 1920.0, "reservable": 1152.0, "committed": 192.0, "occupied_reservation": 48.0,
+        "occupied_ondemand": 96.0, "ondemand_capacity": 768.0, "available_reservable": 960.0, "idle": 144.0,
+        "available_ondemand": 672.0,
+    }  # fmt: skip
+    # committed has no vcpus, so no vcpus for the metrics derived from it
+    assert "vcpus" in m["metrics"]["reservable"] and "vcpus" not in m["metrics"]["available_reservable"]
+    assert {(i["id"], i["status"]) for i in m["invariants"] if i["entity"] is None} == {
+        ("INV-8", "pass"),
+        ("INV-9", "pass"),
+        ("INV-10", "pass"),
+    }
+
+
+def test_daily_hours_and_usage_steps(run_dir):
+    daily = pl.read_parquet(run_dir / "daily.parquet").filter(pl.col("resource") == "nodes")
+    cell = lambda metric, d, nt: daily.filter(  # noqa: E731
+        (pl.col("metric") == metric) & (pl.col("date") == day(d).date()) & (pl.col("node_type") == nt)
+    )["hours"].to_list()
+    # day 2: A1 committed [2,5) on h1 all day; day 4: A1 until d5 then A2 from d5 (cut) = 24
+    assert cell("committed", 2, "compute_skylake") == [24.0]
+    assert cell("committed", 4, "compute_skylake") == [24.0]
+    # day 2: I1 from d2.5 = 12 h occupied; idle = 24 - 12
+    assert cell("occupied_reservation", 2, "compute_skylake") == [12.0]
+    assert cell("idle", 2, "compute_skylake") == [12.0]
+    assert daily["date"].n_unique() == 30
+    usage = pl.read_parquet(run_dir / "usage.parquet")
+    steps = usage.filter(
+        (pl.col("metric") == "committed") & (pl.col("resource") == "nodes") & (pl.col("node_type") == "gpu_v100")
+    )
+    assert steps.select("timestamp", "value").rows() == [(day(18), 1.0), (day(20), 0.0)]
+
+
+def test_resampled_buckets_hold_the_same_hours_and_a_mean_level(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    args = ["--start", "2024-01-01", "--end", "2024-01-31", "--resample", "7d", "--resample", "1mo"]
+    assert run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", *args).exit_code == 0
+    daily = pl.read_parquet(tmp_path / "out" / "daily.parquet")
+    for every in ("7d", "1mo"):
+        table = pl.read_parquet(tmp_path / "out" / f"resampled_{every}.parquet")
+        assert table["hours"].sum() == pytest.approx(daily["hours"].sum())
+    month = pl.read_parquet(tmp_path / "out" / "resampled_1mo.parquet").filter(
+        (pl.col("metric") == "total") & (pl.col("resource") == "nodes") & (pl.col("node_type") == "unknown")
+    )
+    # h5 (no node type) exists all 30 days of the window: mean level 1 node over the 720 h in the window
+    assert month.select("bucket", "hours", "mean").rows() == [(day(0), 720.0, 1.0)]

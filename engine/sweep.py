@@ -1,0 +1,84 @@
+"""Sweepline and exact integrals over step functions: pure functions on LazyFrames, no domain.
+
+A series is a step function: its value at `timestamp` holds until the series' next timestamp. Deltas
+are summed per timestamp before the cumulative sum, so an end and a start at the same instant cancel
+instead of depending on sort order.
+"""
+
+from datetime import datetime
+
+import polars as pl
+
+from engine.temporal import hours
+
+
+def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
+    """Spans cut to the window (an open end runs to the window end); empty ones dropped."""
+    w0, w1 = (pl.lit(w) for w in window)
+    return (
+        spans.with_columns(
+            pl.max_horizontal(pl.col(start), w0).alias(start),
+            pl.min_horizontal(pl.col(end).fill_null(w1), w1).alias(end),
+        )
+        .filter(pl.col(start) < pl.col(end))
+    )  # fmt: skip
+
+
+def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
+    """Step series per group: +value at each start, -value at each end, summed per instant, accumulated."""
+    deltas = pl.concat(
+        [
+            spans.select(*by, pl.col(start).alias("timestamp"), pl.col(value).alias("delta")),
+            spans.select(*by, pl.col(end).alias("timestamp"), (-pl.col(value)).alias("delta")),
+        ]
+    )
+    return (
+        deltas.group_by(*by, "timestamp")
+        .agg(pl.col("delta").sum())
+        .sort(*by, "timestamp")
+        .with_columns(pl.col("delta").cum_sum().over(by).alias(value))
+        .drop("delta")
+    )
+
+
+def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[datetime]) -> pl.LazyFrame:
+    """Exact integral (value x hours) of each series over each bucket [boundaries[i], boundaries[i+1]).
+
+    F(t), the integral from the series' first change to t, is known at every change point; at a bucket
+    boundary b it is F(t_k) + v_k * (b - t_k) for the last change t_k <= b. A bucket's hours are
+    F(b_next) - F(b). Cost: one as-of join of (series x boundaries) onto the changes.
+    """
+    step = hours(pl.col("timestamp"), pl.col("timestamp").shift(-1).over(by)) * pl.col(value)
+    changes = series.sort(*by, "timestamp").with_columns(
+        step.fill_null(0.0).cum_sum().shift(1, fill_value=0.0).over(by).alias("__F")
+    )
+    grid = series.select(by).unique().join(pl.LazyFrame({"bucket": boundaries}).cast(pl.Datetime("us")), how="cross")
+    at = grid.sort("bucket").join_asof(
+        changes.sort("timestamp"),
+        left_on="bucket",
+        right_on="timestamp",
+        by=by,
+        strategy="backward",
+        check_sortedness=False,
+    )
+    big_f = (pl.col("__F") + pl.col(value) * hours(pl.col("timestamp"), pl.col("bucket"))).fill_null(0.0)
+    return (
+        at.with_columns(big_f.alias("__F"))
+        .sort(*by, "bucket")
+        .with_columns((pl.col("__F").shift(-1).over(by) - pl.col("__F")).alias("hours"))
+        .filter(pl.col("hours").is_not_null())
+        .select(*by, "bucket", "hours")
+    )
+
+
+def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
+    """Sum of value x duration (hours) of the spans per group: what the integral of their sweep must equal."""
+    return spans.group_by(by).agg((pl.col(value) * hours(pl.col(start), pl.col(end))).sum().alias("hours"))
+
+
+def bucket_boundaries(window: tuple[datetime, datetime], every: str) -> list[datetime]:
+    """Bucket starts from the bucket containing the window start, through the window end."""
+    w0, w1 = window
+    first = pl.select(pl.lit(w0).dt.truncate(every)).item()
+    points = pl.datetime_range(first, w1, every, eager=True, time_unit="us").to_list()
+    return points + ([w1] if points[-1] < w1 else [])
