@@ -3,6 +3,7 @@
 import functools
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -12,7 +13,10 @@ from engine.errors import EngineError, SpecError
 from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
 from engine.expr import did_you_mean
 from engine.graph import build_graph
+from engine.sites import Site, load_sites, select
 from engine.spec.load import load_specs
+
+DEMO = Site(key="demo", name="Simulated demo site", simulate={"kind": "baremetal"})
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 
@@ -99,44 +103,87 @@ def explain(specs_dir, fmt, entity):
 
 @main.command()
 @click.argument("specs_dir", type=click.Path())
-@click.option(
-    "--data", "data_dir", required=True, type=click.Path(), help="Raw directory: <schema>.<table>.parquet files."
-)
+@click.option("--data", "data_dir", type=click.Path(), help="Raw directory: <schema>.<table>.parquet files.")
+@click.option("--site", "site_keys", multiple=True, help="Site(s) of the sites file to run, or 'all' (default: demo).")
+@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
 @click.option(
     "--out",
     "out_dir",
     default="out",
     show_default=True,
     type=click.Path(),
-    help="Output directory (replaced atomically).",
+    help="Output directory (replaced atomically); with several sites, one subdirectory each.",
 )
 @click.option("--start", type=DATE, help="Window start (UTC), default: first counted span, whole days.")
 @click.option("--end", type=DATE, help="Window end (UTC), default: last recorded change, whole days.")
-@click.option("--site", help="Site name written in every output (default: the data directory's name).")
-@click.option("--resample", multiple=True, type=click.Choice(["1h", "1d", "7d", "1mo"]),
-              help="Also write resampled_<every>.parquet: hours and mean level per bucket.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the summary.")
+@click.option(
+    "--resample",
+    multiple=True,
+    type=click.Choice(["1h", "1d", "7d", "1mo"]),
+    help="Also write resampled_<every>.parquet: hours and mean level per bucket.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, out_dir, start, end, site, resample, as_json):
-    """Build spans, validate the hierarchy and write checkpoints and a manifest."""
-    from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
+def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, as_json):  # fmt: skip
+    """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
+
+    With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
+    (the simulated demo site when none is named).
+    """
     from engine.run import RunConfig
     from engine.run import run as run_pipeline
 
-    config = RunConfig(specs=specs_dir, data=data_dir, out=out_dir, start=start, end=end, site=site, resample=resample)
-    with err.status("running…") as status:
-        manifest = run_pipeline(config, progress=lambda name: status.update(f"entity {name}…"))
+    jobs = []  # (site key, raw dir, specs dir, out dir)
+    if data_dir is not None and len(site_keys) <= 1:
+        jobs.append((site_keys[0] if site_keys else Path(data_dir).name, data_dir, specs_dir, out_dir))
+    else:
+        use_file = Path(sites_file).is_file() or site_keys
+        chosen = select(load_sites(sites_file), site_keys or ("demo",)) if use_file else [DEMO]
+        announce = lambda path: err.print(f"generating the simulated site into {path} (once)…")  # noqa: E731
+        for site in chosen:
+            target = out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key)
+            jobs.append((site.key, site.raw_dir(announce), site.specs or specs_dir, target))
+    manifests = []
+    for key, data, specs, target in jobs:
+        config = RunConfig(
+            specs=str(specs), data=str(data), out=target, start=start, end=end, site=key, resample=resample
+        )
+        with err.status(f"site {key}…") as status:
+            manifests.append(
+                run_pipeline(config, progress=lambda name, s=status, k=key: s.update(f"site {k}: {name}…"))
+            )
+        if not as_json:
+            _print_summary(manifests[-1], load_specs(specs).metrics["metrics"], target)
     if as_json:
-        out.out(json.dumps(manifest, default=str))
-        return
+        out.out(json.dumps(manifests[0] if len(manifests) == 1 else manifests, default=str))
+
+
+def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
+    from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
+
+    wide = Console(width=None if out.is_terminal else 140, highlight=False)
     for warning in manifest["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
-    wide = Console(width=None if out.is_terminal else 140, highlight=False)
     wide.print(entity_table(manifest))
     for line in rejection_lines(manifest):
         wide.print(line)
-    wide.print(metric_table(manifest, load_specs(specs_dir).metrics["metrics"]))
+    wide.print(metric_table(manifest, metrics))
     wide.print(invariant_line(manifest))
     wide.print(
-        f"[green]✓[/] outputs in {out_dir}/: usage.parquet, daily.parquet, manifest.json, spans/, validated/, rejected/"
+        f"[green]✓[/] outputs in {out_path}/: usage.parquet, daily.parquet, manifest.json, spans/, validated/, rejected/"
     )
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Raw directory to write.")
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed gives the same files.")
+@click.option("--hosts", default=60, show_default=True, help="Number of bare-metal hosts.")
+@click.option("--days", default=120, show_default=True, help="Days of history in the window.")
+@friendly
+def simulate(out_dir, seed, hosts, days):
+    """Write a synthetic site in the upstream table layout, with known defects and its ground truth."""
+    from engine.simulate import simulate as make_site
+
+    summary = make_site(out_dir, seed=seed, hosts=hosts, days=days)
+    rows = summary.get("tables", summary.get("rows", {}))
+    out.print(f"[green]✓[/] {out_dir}: {len(rows)} tables, {sum(rows.values()):,} rows (seed {seed})")

@@ -65,7 +65,7 @@ def entity_checks(spec: dict, result, parent_validated, as_of) -> list[dict]:
         add("INV-4", outside_parent(validated, spec, parent_validated), n_clamped)
         orphans = validated.filter(status == "orphan")
         pieces = spans.accepted.select("__row", "valid_start", "valid_end")
-        add("INV-5", orphans.join(pieces, on=pieces.columns, how="anti"), orphans.height)
+        add("INV-5", orphans.join(pieces, on=pieces.columns, how="anti", nulls_equal=True), orphans.height)
         unkept = (pl.col("hierarchy_status") == "clamped") & pl.col("original_start").is_null()
         add("INV-6", validated.filter(unkept), n_clamped)
     overlaps = overlapping(counted.lazy(), spec["identity"], "valid_start", "valid_end").collect()

@@ -66,23 +66,34 @@ class Tables:
     def frame(self, spec: dict) -> tuple[pl.LazyFrame, list[dict]]:
         """Source rows (numbered __row) with every join and derived column applied, and the required joins.
 
-        Raises MissingTable when the source or a non-optional joined table is absent.
+        A derived column is computed as soon as the columns it reads exist, so a join may use one as its
+        key. Raises MissingTable when the source or a non-optional joined table is absent.
         """
         where, refs = self.specs.where(spec), referenced(spec)
         source = spec["source"]
         lf = with_optional(self.get(source["table"]), source.get("optional_columns", [])).with_row_index("__row")
+        pending = dict(spec.get("columns", {}))
+        lf = self._columns(lf, pending, where)
         required = []
         for i, join in enumerate(spec.get("joins", [])):
-            lf = self._join(lf, join, refs, f"{where}: joins[{i}]")
+            lf = self._columns(self._join(lf, join, refs, f"{where}: joins[{i}]"), pending, where)
             if join.get("required"):
                 required.append(join)
-        for name, col in spec.get("columns", {}).items():
+        return self._columns(lf, pending, where, final=True), required
+
+    def _columns(self, lf: pl.LazyFrame, pending: dict, where: str, final: bool = False) -> pl.LazyFrame:
+        """Add the pending derived columns (in order) whose inputs exist; at the end, all of them."""
+        for name, col in list(pending.items()):
+            reads = {col["json"]} if isinstance(col, dict) else columns_of(col)
+            if not final and not reads <= set(lf.collect_schema()):
+                continue
             if isinstance(col, dict):
                 text = self.expr(lf, where, f"columns.{name}", col["json"]).cast(pl.String)
                 lf = lf.with_columns(text.str.json_path_match(col["path"]).alias(name))
             else:
                 lf = lf.with_columns(self.expr(lf, where, f"columns.{name}", col).alias(name))
-        return lf, required
+            del pending[name]
+        return lf
 
     def expr(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
         """Compile one expression and check every column it reads exists in the frame."""

@@ -74,9 +74,10 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
         pl.lit(name).alias("entity"),
         ex("source.key", spec["source"]["key"]).cast(pl.String).alias("entity_id"),
         pl.lit(spec["metric"]).alias("metric"),
-        # A row whose required join failed cannot be classified: it is rejected (missing_fk), never out of scope.
+        # A row with a dangling reference (key set, no match) cannot be classified by conditions on the
+        # missing row: it is rejected as missing_fk, never silently out of scope.
         (pl.all_horizontal(scope).fill_null(False) if scope else pl.lit(True))
-        .or_(pl.any_horizontal(pl.col(f"__matched.{j['as']}").is_null() for j in required) if required else False)
+        .or_(_dangling(required))
         .alias("__in_scope"),
         ts("valid.start", valid["start"]).alias("valid_start"),
         ts("valid.end", valid.get("end")).alias("valid_end"),
@@ -149,6 +150,15 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
             f"{rejected.height} rejected + {out.out_of_scope} out of scope + {out.not_recorded} not recorded (engine bug)"
         )
     return out
+
+
+def _dangling(required: list[dict]) -> pl.Expr:
+    """Some required join has a non-null key and found no row."""
+    cases = [
+        pl.col(f"__matched.{j['as']}").is_null() & pl.all_horizontal(pl.col(k).is_not_null() for k in j["on"])
+        for j in required
+    ]
+    return pl.any_horizontal(cases) if cases else pl.lit(False)
 
 
 def _project(lf: pl.LazyFrame, as_of) -> pl.LazyFrame:

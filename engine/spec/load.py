@@ -148,7 +148,7 @@ def _sentence(err: jsonschema.ValidationError) -> str:
 
 
 def _schema_problems(data: dict, kind: str, node, display: str) -> list[str]:
-    label = f"{kind} '{data[kind]}'" if kind != "metrics" and isinstance(data.get(kind), str) else kind
+    label = f"{kind} '{data[kind]}'" if isinstance(data.get(kind), str) else kind
     problems = []
     for err in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
@@ -159,6 +159,19 @@ def _schema_problems(data: dict, kind: str, node, display: str) -> list[str]:
         field_path = format_path(path)
         problems.append(f"{where}: {label}: {field_path + ': ' if field_path else ''}{_sentence(err)}")
     return problems
+
+
+def read_config(path: str | Path, kind: str) -> dict:
+    """A configuration file (sites, exclusions) read safely and checked against its own schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"{path}: {kind} file does not exist")
+    data, node = load_yaml_file(path, str(path))
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}: expected a mapping with a top-level '{kind}' field"])
+    if problems := _schema_problems(data, kind, node, str(path)):
+        raise SpecError(problems)
+    return data
 
 
 def load_specs(root: str | Path) -> Specs:
