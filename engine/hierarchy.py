@@ -39,12 +39,17 @@ def validate(spans: pl.DataFrame, spec: dict, parent: pl.DataFrame | None) -> pl
         "valid_start",
         "valid_end",
     )
-    # Number the cuts in a content-defined order: the plan is evaluated twice below, and a join's row
-    # order is not stable between evaluations.
-    cut = cut.sort("__piece", "valid_start", *inherit, nulls_last=True).with_row_index("__cut")
+    # Materialised once: the cuts are numbered, then read twice below (as a lazy plan, the optimiser
+    # re-evaluated and re-ordered it, several times slower, and a join's row order is not stable).
+    cut = cut.sort("__piece", "valid_start", *inherit, nulls_last=True).with_row_index("__cut").collect()
     # Islands with different inherited values could overlap; one piece of time per child instant, always.
-    owned, _ = claim(cut, ["__piece"], "valid_start", "valid_end", ["valid_start", "__cut"], "__cut")
-    cut = cut.drop("valid_start", "valid_end", *keys).join(owned, on="__cut")
+    # Only pieces cut more than once can overlap themselves (few: skip the rest, claim is per group).
+    several = pl.len().over("__piece") > 1
+    owned, _ = claim(
+        cut.lazy().filter(several), ["__piece"], "valid_start", "valid_end", ["valid_start", "__cut"], "__cut"
+    )
+    owned = pl.concat([cut.lazy().filter(~several).select("__cut", "valid_start", "valid_end"), owned])
+    cut = cut.lazy().drop("valid_start", "valid_end", *keys).join(owned, on="__cut")
     length = closed("valid_end") - pl.col("valid_start")
     kept = cut.group_by("__piece").agg(length.sum().alias("__kept"))
     pre = child.rename({"valid_start": "__s0", "valid_end": "__e0"})

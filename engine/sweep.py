@@ -25,20 +25,20 @@ def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, 
 
 
 def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
-    """Step series per group: +value at each start, -value at each end, summed per instant, accumulated."""
+    """Step series per group: +value at each start, -value at each end, summed per instant, accumulated.
+
+    The result is ordered by time (not by group): each series' rows are in time order within it. Sorting
+    by time alone and computing per group with `over` avoids a multi-key sort, several times slower here.
+    """
     deltas = pl.concat(
         [
-            spans.select(*by, pl.col(start).alias("timestamp"), pl.col(value).alias("delta")),
-            spans.select(*by, pl.col(end).alias("timestamp"), (-pl.col(value)).alias("delta")),
+            spans.select(*by, pl.col(start).alias("timestamp"), pl.col(value)),
+            spans.select(*by, pl.col(end).alias("timestamp"), -pl.col(value)),
         ]
-    )
-    return (
-        deltas.group_by(*by, "timestamp")
-        .agg(pl.col("delta").sum())
-        .sort(*by, "timestamp")
-        .with_columns(pl.col("delta").cum_sum().over(by).alias(value))
-        .drop("delta")
-    )
+    ).sort("timestamp")
+    # The running sum after the last delta of an instant is the series' value from that instant on.
+    last_of_instant = (pl.col("timestamp") != pl.col("timestamp").shift(-1).over(by)).fill_null(True)
+    return deltas.with_columns(pl.col(value).cum_sum().over(by)).filter(last_of_instant)
 
 
 def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[datetime]) -> pl.LazyFrame:
@@ -49,22 +49,16 @@ def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[
     F(b_next) - F(b). Cost: one as-of join of (series x boundaries) onto the changes.
     """
     step = hours(pl.col("timestamp"), pl.col("timestamp").shift(-1).over(by)) * pl.col(value)
-    changes = series.sort(*by, "timestamp").with_columns(
+    changes = series.sort("timestamp").with_columns(
         step.fill_null(0.0).cum_sum().shift(1, fill_value=0.0).over(by).alias("__F")
     )
     grid = series.select(by).unique().join(pl.LazyFrame({"bucket": boundaries}).cast(pl.Datetime("us")), how="cross")
     at = grid.sort("bucket").join_asof(
-        changes.sort("timestamp"),
-        left_on="bucket",
-        right_on="timestamp",
-        by=by,
-        strategy="backward",
-        check_sortedness=False,
+        changes, left_on="bucket", right_on="timestamp", by=by, strategy="backward", check_sortedness=False
     )
     big_f = (pl.col("__F") + pl.col(value) * hours(pl.col("timestamp"), pl.col("bucket"))).fill_null(0.0)
     return (
         at.with_columns(big_f.alias("__F"))
-        .sort(*by, "bucket")
         .with_columns((pl.col("__F").shift(-1).over(by) - pl.col("__F")).alias("hours"))
         .filter(pl.col("hours").is_not_null())
         .select(*by, "bucket", "hours")

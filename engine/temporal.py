@@ -73,20 +73,41 @@ def claim(
     """
     rows = lf.select(*dict.fromkeys([row, *by, start, *priority]), closed(end))
     keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
-    loose, rows = rows.filter(~keyed), rows.filter(keyed)
+    # Only clusters of overlapping rows need sharing out; a row overlapping nobody keeps its interval.
+    reach = pl.col(end).cum_max().shift(1).over(by)
+    rows = (
+        rows.filter(keyed)
+        .sort(*by, start)
+        .with_columns((pl.col(start) >= reach).fill_null(True).cum_sum().over(by).alias("__c"))
+    )
+    rows = rows.with_columns(pl.len().over(*by, "__c").alias("__n"))
+    loose = pl.concat(
+        [lf.filter(~keyed).select(row, start, closed(end)), rows.filter(pl.col("__n") == 1).select(row, start, end)]
+    )
+    rows, by = rows.filter(pl.col("__n") > 1), [*by, "__c"]
     bounds = (
         pl.concat([rows.select(*by, pl.col(start).alias("__t")), rows.select(*by, pl.col(end).alias("__t"))])
         .unique()
         .sort(*by, "__t")
         .with_columns(pl.int_range(pl.len()).over(by).alias("__k"))
     )
-    at = lambda name, k: bounds.rename({"__t": name, "__k": k})  # noqa: E731
-    cover = (
-        rows.join(at(start, "__ks"), on=[*by, start])
-        .join(at(end, "__ke"), on=[*by, end])
-        .with_columns(pl.int_ranges("__ks", "__ke").alias("__k"))
-        .explode("__k")
+    # Each row's first and last segment index, from one join of its two ends onto the boundaries (two
+    # separate joins invite the optimizer to join the boundaries with themselves first: quadratic).
+    ends = pl.concat(
+        [
+            rows.select(row, *by, pl.col(c).alias("__t"), pl.lit(side).alias("__side"))
+            for side, c in enumerate((start, end))
+        ]
     )
+    index = (
+        ends.join(bounds, on=[*by, "__t"])
+        .group_by(row)
+        .agg(
+            pl.col("__k").filter(pl.col("__side") == 0).first().alias("__ks"),
+            pl.col("__k").filter(pl.col("__side") == 1).first().alias("__ke"),
+        )
+    )
+    cover = rows.join(index, on=row).with_columns(pl.int_ranges("__ks", "__ke").alias("__k")).explode("__k")
     owner = cover.sort(*priority, nulls_last=True).group_by(*by, "__k").agg(pl.col(row).first().alias("__owner"))
     cover = cover.join(owner, on=[*by, "__k"])
     segment_end = bounds.with_columns(pl.col("__k") - 1).rename({"__t": "__next"})
@@ -100,7 +121,7 @@ def claim(
         .agg(pl.col("__from").min().alias(start), pl.col("__next").max().alias(end))
         .drop("__p")
     )
-    pieces = pl.concat([owned, loose.select(row, start, end)]).with_columns(reopened(end)).sort(row, start)
+    pieces = pl.concat([owned, loose]).with_columns(reopened(end)).sort(row, start)
     conflicts = (
         cover.filter(pl.col(row) != pl.col("__owner"))
         .sort(row, "__k")

@@ -69,14 +69,19 @@ def signed_spans(validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict,
 def usage_stage(validated, metrics: dict, group: list[str], window, every: list[str]):
     """(usage series, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
-    `validated` is a list of (validated spans, resource columns); the first bucket size is checked by INV-10.
+    `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
+    (string group keys make every sort and window several times slower) and ordered by their keys.
     """
     by = ["metric", "resource", *group]
-    spans = clipped(signed_spans(validated, metrics, group), window, "valid_start", "valid_end")
-    series = sweep(spans, by, "valid_start", "valid_end", "value")
-    plans = [_buckets(series, by, window, e) for e in every]
-    expected = weighted_hours(spans, ["metric", "resource"], "valid_start", "valid_end", "value")
+    spans = clipped(signed_spans(validated, metrics, group), window, "valid_start", "valid_end").collect()
+    keys = spans.select(by).unique().sort(by).with_row_index("__sid")
+    ids = spans.lazy().join(keys.lazy(), on=by, how="left").select("__sid", "valid_start", "valid_end", "value")
+    series = sweep(ids, ["__sid"], "valid_start", "valid_end", "value").sort("__sid", maintain_order=True)
+    plans = [_buckets(series, ["__sid"], window, e) for e in every]
+    expected = weighted_hours(spans.lazy(), ["metric", "resource"], "valid_start", "valid_end", "value")
     series, expected, *tables = pl.collect_all([series, expected, *plans])
+    named = lambda df: df.join(keys, on="__sid", how="left").drop("__sid")  # noqa: E731
+    series, tables = named(series), [named(t) for t in tables]
     return series, dict(zip(every, tables, strict=True)), _checks(series, tables[0], expected, metrics)
 
 
@@ -94,9 +99,10 @@ def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.Lazy
     ).cast({"bucket": pl.Datetime("us")})
     return (
         integrate(series, by, "value", bounds)
-        .join(length, on="bucket")
+        .join(length, on="bucket", how="left")
         .with_columns((pl.col("hours") / pl.col("__len")).alias("mean"))
         .drop("__len")
+        .sort(*by, maintain_order=True)
     )
 
 

@@ -35,6 +35,7 @@ class Tables:
         self.history_as_of = history_as_of
         self.built: dict[str, pl.DataFrame] = {}
         self.notes: list[str] = []
+        self.joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table
 
     def get(self, table: str) -> pl.LazyFrame:
         if table in self.specs.lookups:
@@ -106,6 +107,7 @@ class Tables:
             if col not in schema:
                 prefix = col.split(".")[0] + "." if "." in col else ""
                 known = [c for c in schema if c.startswith(prefix) and ("." in c) == bool(prefix) and c[:2] != "__"]
+                known += self.joined.get(f"{where}: {prefix}", [])
                 raise EngineError(f"{where}: {field}: no column '{col}' in the data{did_you_mean(col, known)}")
         return expr
 
@@ -119,7 +121,11 @@ class Tables:
             self.notes.append(f"{where}: optional table {join['table']} is missing; its columns are null")
             return lf.with_columns(pl.lit(None).alias(c) for c in sorted(refs) if c.startswith(f"{alias}."))
         right = self._as_of_history(right, join)
-        right = right.rename(lambda c: f"{alias}.{c}")
+        self.joined[f"{where.rsplit(': joins[', 1)[0]}: {alias}."] = [f"{alias}.{c}" for c in right.collect_schema()]
+        # Only the columns the spec reads travel with the rows (the source keeps all of its own).
+        used = {c.split(".", 1)[1] for c in refs if c.startswith(f"{alias}.")} | set(join["on"].values())
+        used |= {join["asof"]["right"]} if "asof" in join else set()
+        right = right.select(c for c in right.collect_schema() if c in used).rename(lambda c: f"{alias}.{c}")
         if join.get("required"):
             right = right.with_columns(pl.lit(True).alias(f"__matched.{alias}"))
         lkeys, rkeys = list(join["on"]), [f"{alias}.{c}" for c in join["on"].values()]

@@ -30,7 +30,8 @@ def spans(rows):
 
 
 def series(rows, window=WINDOW):
-    return sweep(clipped(spans(rows), window, "s", "e"), ["g"], "s", "e", "v").collect()
+    """The sweep, ordered by group then time (sweep itself orders by time only)."""
+    return sweep(clipped(spans(rows), window, "s", "e"), ["g"], "s", "e", "v").sort("g", maintain_order=True).collect()
 
 
 def test_touching_intervals_do_not_step_down_between_them():
