@@ -21,6 +21,7 @@ from engine.io.output import DAILY, REJECTED, SPAN, USAGE, VALIDATED, OutputDir,
 from engine.io.raw import RawDir
 from engine.plan.frames import MissingTable, Tables
 from engine.plan.spans import EntitySpans, Lens, build_spans
+from engine.spec.checks import resources_of
 from engine.spec.load import load_specs
 from engine.temporal import hours
 from engine.usage import usage_stage
@@ -131,13 +132,13 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             summary = _summary(res, window)
             manifest["entities"][name] = summary
             manifest["invariants"].append(_hours_check(name, summary["hours"]))
-            _write_entity(out, res, site, window)
+            _write_entity(out, res, site, window, resources_of(specs, name))
         for name, df in sorted(tables.built.items()):
             out.parquet(f"lookups/{name}.parquet", df)
     with stages("sweep"):
         group = ["site", *specs.metrics.get("group_by", [])]
         counted = [
-            (r.validated.with_columns(pl.lit(site).alias("site")), list(r.spec["resources"])) for r in live.values()
+            (r.validated.with_columns(pl.lit(site).alias("site")), resources_of(specs, n)) for n, r in live.items()
         ]
         every = ["1d", *(e for e in cfg.resample if e != "1d")]
         series, buckets, checks = usage_stage(counted, specs.metrics["metrics"], group, window, every)
@@ -215,14 +216,14 @@ def _hours_check(name: str, h: dict) -> dict:
     return record("INV-10", name, len(negative), detail=detail + (f"; negative: {negative}" if negative else ""))
 
 
-def _write_entity(out: OutputDir, res: EntityResult, site: str, window) -> None:
+def _write_entity(out: OutputDir, res: EntityResult, site: str, window, resources: list[str]) -> None:
     spec, name = res.spec, res.spec["entity"]
     dynamic = {a: pl.String for a in spec.get("attributes", {})} | {r: pl.Float64 for r in spec["resources"]}
     span_hours = hours(pl.col("valid_start"), pl.col("valid_end").fill_null(pl.lit(window[1])))
     extra = [pl.lit(site).alias("site"), span_hours.alias("span_hours")]
     spans = res.spans.accepted.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
     out.parquet(f"spans/{name}.parquet", check_schema(spans, f"spans/{name}", SPAN, dynamic))
-    inherited = {a: pl.String for a in spec.get("inherit", [])}
+    inherited = {a: pl.Float64 if a in resources else pl.String for a in spec.get("inherit", [])}
     validated = res.validated.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
     out.parquet(
         f"validated/{name}.parquet", check_schema(validated, f"validated/{name}", VALIDATED, dynamic | inherited)

@@ -128,3 +128,130 @@ def tiny_site() -> dict[str, list[dict]]:
         "blazar.computehost_extra_capabilities": capabilities,
         "blazar.resource_properties": [{"id": 1, "resource_type": "physical:host", "property_name": "node_type"}],
     }
+
+
+def _instance(uuid, node, created, end=None, **extra) -> dict:
+    row = {"uuid": uuid, "node": node, "host": "compute-1", "created_at": day(created), "launched_at": day(created),
+           "terminated_at": day(end), "deleted_at": day(end), "updated_at": None, "vcpus": 48, "memory_mb": 1024,
+           "root_gb": 40}  # fmt: skip
+    return row | extra
+
+
+def _events(rows: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """(instance, event, day, result, host) -> (instance_actions, instance_actions_events), one action each."""
+    actions = [{"id": i, "instance_uuid": r[0], "action": r[1]} for i, r in enumerate(rows)]
+    events = [{"id": i, "action_id": i, "event": r[1], "start_time": day(r[2]), "result": r[3], "host": r[4]}
+              for i, r in enumerate(rows)]  # fmt: skip
+    return actions, events
+
+
+def lifecycle_site() -> dict[str, list[dict]]:
+    """Bare-metal on-demand instances whose end or host is only in their action events (one host each)."""
+    nodes = [{"id": i, "hypervisor_hostname": f"h{i}", "created_at": day(0), "deleted_at": None, "updated_at": None,
+              "vcpus": 48, "memory_mb": 1024, "local_gb": 10, "hypervisor_type": "ironic", "cpu_allocation_ratio": 1.0}
+             for i in range(1, 6)]  # fmt: skip
+    instances = [
+        _instance("E1", "h1", 1, terminated_at=None, deleted_at=None),  # shelve d2, unshelve d3, terminate d5
+        _instance("E2", "h2", 1, terminated_at=None, deleted_at=None),  # ..., unshelve d3, shelve d4, terminate d6
+        _instance("E3", "h3", 1, terminated_at=None, deleted_at=None),  # failed terminate d3, terminate d6
+        _instance("E4", None, 1, terminated_at=day(8), deleted_at=day(8)),  # node only in its compute_* events
+        _instance("E5", "h5", 1, terminated_at=day(7), deleted_at=day(6)),  # earliest of terminated/deleted
+    ]
+    actions, events = _events([
+        ("E1", "compute_shelve_instance", 2, "Success", "h1"), ("E1", "compute_unshelve_instance", 3, "Success", "h1"),
+        ("E1", "compute_terminate_instance", 5, "Success", "h1"),
+        ("E2", "compute_shelve_instance", 2, "Success", "h2"), ("E2", "compute_unshelve_instance", 3, "Success", "h2"),
+        ("E2", "compute_shelve_instance", 4, "Success", "h2"), ("E2", "compute_terminate_instance", 6, "Success", "h2"),
+        ("E3", "compute_terminate_instance", 3, "Error", "h3"), ("E3", "compute_terminate_instance", 6, "Success", "h3"),
+        ("E4", "compute__do_build_and_run_instance", 1, "Success", "h4"),
+        ("E4", "conductor_schedule_and_build_instances", 2, "Success", "controller-1"),
+    ])  # fmt: skip
+    return {
+        "nova.compute_nodes": nodes,
+        "nova.instances": instances,
+        "nova_api.request_specs": [{"instance_uuid": i["uuid"], "spec": request_spec()} for i in instances],
+        "nova.instance_actions": actions,
+        "nova.instance_actions_events": events,
+    }
+
+
+def kvm_site() -> dict[str, list[dict]]:
+    """A KVM site: a re-enrolled host (48 then 96 vCPUs), two slots of one reservation on it, the old
+    capability schema (capability_name, no resource_properties). Answers in tests/e2e/test_domain_rules.py."""
+    node = {"hypervisor_type": "QEMU", "memory_mb": 262144, "local_gb": 1000, "cpu_allocation_ratio": 4.0,
+            "updated_at": None}  # fmt: skip
+    nodes = [
+        node | {"id": 1, "hypervisor_hostname": "kvm-1", "vcpus": 48, "created_at": day(0), "deleted_at": day(10)},
+        node | {"id": 2, "hypervisor_hostname": "kvm-1", "vcpus": 96, "created_at": day(10), "deleted_at": None},
+        node | {"id": 3, "hypervisor_hostname": "kvm-2", "vcpus": 64, "created_at": day(0), "deleted_at": None},
+    ]
+    instances = [
+        _instance("K1", "kvm-1", 3, 5, vcpus=8),  # reserved: 8/48 of the host (row valid at d3)
+        _instance("K2", "kvm-1", 11, 14, vcpus=8),  # reserved: 8/96, cut at the lease end d12
+        _instance("K3", "kvm-2", 1, None, vcpus=16),  # on demand, open: 16/64
+        _instance("K4", "kvm-2", -5, 2, vcpus=32),  # on demand, before the host's first row: earliest row, 32/64
+    ]
+    hint = {"K1": "R1", "K2": "R1"}
+    return {
+        "nova.compute_nodes": nodes,
+        "nova.instances": instances,
+        "nova_api.request_specs": [
+            {"instance_uuid": i["uuid"], "spec": request_spec(hint.get(i["uuid"]), f"reservation:{hint[i['uuid']]}"
+             if i["uuid"] in hint else "m1.large")} for i in instances
+        ],  # fmt: skip
+        "nova.instance_actions": [{"id": 0, "instance_uuid": "K1", "action": "create"}],
+        "nova.instance_actions_events": [
+            {"id": 0, "action_id": 0, "event": "compute__do_build_and_run_instance", "start_time": day(3),
+             "result": "Success", "host": "kvm-1"}
+        ],  # fmt: skip
+        "blazar.computehosts": [{"id": 10, "hypervisor_hostname": "kvm-1", "vcpus": 96, "memory_mb": 262144,
+                                 "local_gb": 1000, "created_at": day(0), "deleted_at": None, "updated_at": None}],
+        "blazar.computehost_extra_capabilities": [
+            {"id": 1, "computehost_id": 10, "capability_name": "node_type", "capability_value": "compute_kvm",
+             "created_at": day(0)},
+            {"id": 2, "computehost_id": 10, "capability_name": "cpu_arch", "capability_value": "x86_64",
+             "created_at": day(0)},
+        ],
+        "blazar.leases": [{"id": "L1", "start_date": day(2), "end_date": day(12), "created_at": day(1),
+                           "deleted_at": None, "updated_at": None}],
+        "blazar.reservations": [{"id": "R1", "lease_id": "L1", "resource_type": "flavor:instance"}],
+        "blazar.instance_reservations": [{"id": "IR1", "reservation_id": "R1", "vcpus": 8, "memory_mb": 16384,
+                                          "disk_gb": 40, "amount": 2}],
+        "blazar.computehost_allocations": [
+            {"id": "S1", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1), "deleted_at": None},
+            {"id": "S2", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1), "deleted_at": None},
+        ],
+    }  # fmt: skip
+
+
+def edge_site() -> dict[str, list[dict]]:
+    """An edge site: devices, device leases, Zun containers. Answers in tests/e2e/test_domain_rules.py."""
+    soft = {"updated_at": None}
+    return {
+        "blazar.devices": [
+            {"id": "D1", "name": "rpi-1", "created_at": day(0), "deleted_at": None} | soft,
+            {"id": "D2", "name": "rpi-2", "created_at": day(0), "deleted_at": day(10)} | soft,
+        ],
+        "blazar.device_extra_capabilities": [
+            {"id": 1, "device_id": "D1", "property_id": "P1", "capability_value": "raspberrypi4-64", "created_at": day(0)},
+            {"id": 2, "device_id": "D2", "property_id": "P1", "capability_value": "jetson-nano", "created_at": day(0)},
+        ],
+        "blazar.resource_properties": [{"id": "P1", "resource_type": "device", "property_name": "machine_name"}],
+        "blazar.leases": [
+            {"id": "L1", "start_date": day(1), "end_date": day(5), "created_at": day(0), "deleted_at": None} | soft,
+            {"id": "L2", "start_date": day(8), "end_date": day(12), "created_at": day(0), "deleted_at": None} | soft,
+        ],
+        "blazar.reservations": [
+            {"id": "R1", "lease_id": "L1", "resource_type": "device"},
+            {"id": "R2", "lease_id": "L2", "resource_type": "device"},
+        ],
+        "blazar.device_allocations": [
+            {"id": "A1", "device_id": "D1", "reservation_id": "R1", "created_at": day(0), "deleted_at": None},
+            {"id": "A2", "device_id": "D2", "reservation_id": "R2", "created_at": day(0), "deleted_at": None},
+        ],
+        "zun.container": [
+            {"uuid": "C1", "host": "rpi-1", "status": "Deleted", "created_at": day(2), "updated_at": day(4)},
+            {"uuid": "C2", "host": "rpi-1", "status": "Running", "created_at": day(4.5), "updated_at": day(4.6)},
+            {"uuid": "C3", "host": "rpi-2", "status": "Stopped", "created_at": day(9), "updated_at": day(11)},
+        ],
+    }  # fmt: skip

@@ -46,6 +46,12 @@ def test_mermaid_renders_the_four_level_hierarchy():
         ("blazar_host", "allocation"),
         ("allocation", "reserved_instance"),
         ("nova_host", "ondemand_instance"),
+        ("blazar_host", "slice_allocation"),
+        ("slice_allocation", "kvm_reserved_instance"),
+        ("nova_host", "kvm_ondemand_instance"),
+        ("device", "reservable_device"),
+        ("reservable_device", "device_allocation"),
+        ("device_allocation", "container"),
     }
     assert 'allocation["allocation<br/>committed<br/>blazar.computehost_allocations"]' in result.stdout
 
@@ -54,7 +60,7 @@ def test_tree_nests_children_under_parents_with_their_facts():
     out = run_cli("explain", SPECS).stdout
     lines = out.splitlines()
     depth = {
-        name: next(ln.index(name) for ln in lines if f"{name} →" in ln)
+        name: next(ln.index(name) for ln in lines if re.search(rf"\b{name} →", ln))
         for name in entity_order(build_graph(load_specs(SPECS)))
     }
     assert depth["nova_host"] < depth["blazar_host"] < depth["allocation"] < depth["reserved_instance"]
@@ -113,6 +119,10 @@ def test_execution_order_puts_parents_first_and_lists_raw_tables():
         "blazar.computehost_allocations",
         "blazar.computehost_extra_capabilities",
         "blazar.computehosts",
+        "blazar.device_allocations",
+        "blazar.device_extra_capabilities",
+        "blazar.devices",
+        "blazar.instance_reservations",
         "blazar.leases",
         "blazar.reservations",
         "blazar.resource_properties",
@@ -121,4 +131,5 @@ def test_execution_order_puts_parents_first_and_lists_raw_tables():
         "nova.instance_actions_events",
         "nova.instances",
         "nova_api.request_specs",
+        "zun.container",
     ]

@@ -73,10 +73,20 @@ def _cycle(graph: nx.DiGraph) -> str | None:
     return " --> ".join([edges[0][0]] + [v for _, v in edges])
 
 
+def resources_of(specs, name: str) -> list[str]:
+    """Resources of an entity's validated spans: its own, then those it inherits (over time) from its parent."""
+    spec = specs.entities[name]
+    parent = spec.get("parent", {}).get("entity")
+    inherited = [r for r in spec.get("inherit", []) if parent in specs.entities and r in resources_of(specs, parent)]
+    return [*spec["resources"], *inherited]
+
+
 def provided(specs, name: str) -> set[str]:
     """Attributes an entity offers its children and outputs: its own, inherited ones and entity_id."""
     spec = specs.entities[name]
-    return set(spec.get("attributes", {})) | set(spec.get("inherit", [])) | {"entity_id"}
+    return (set(spec.get("attributes", {})) | set(spec.get("inherit", [])) | {"entity_id"}) - set(
+        resources_of(specs, name)
+    )
 
 
 def check_specs(specs) -> None:
@@ -170,13 +180,14 @@ def _check_attributes(specs, order, problems: list[str]) -> None:
                     problems.append(
                         f"{where}: parent.on: parent '{parent['entity']}' does not provide '{theirs}'{did_you_mean(theirs, offer)}"
                     )
+            offer_all = offer | set(resources_of(specs, parent["entity"]))
             for attr in sorted(inherited):
-                if attr not in offer:
+                if attr not in offer_all:
                     problems.append(
-                        f"{where}: inherit: parent '{parent['entity']}' does not provide '{attr}'{did_you_mean(attr, offer)}"
+                        f"{where}: inherit: parent '{parent['entity']}' provides no attribute or resource '{attr}'{did_you_mean(attr, offer_all)}"
                     )
-                if attr in own:
-                    problems.append(f"{where}: inherit: '{attr}' is also an attribute of this entity")
+                if attr in own | set(spec["resources"]):
+                    problems.append(f"{where}: inherit: '{attr}' is also an attribute or resource of this entity")
         for col in group_by:
             if col not in own | inherited:
                 problems.append(

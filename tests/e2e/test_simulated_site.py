@@ -57,9 +57,7 @@ def test_injected_defects_carry_their_rejection_reason(site):
     assert reasons("blazar_host", defects["duplicate_blazar_host"]) == {"duplicate"}
     assert reasons("allocation", defects["allocation_without_reservation"]) == {"missing_fk"}
     never = set(defects["never_launched"])
-    found = rejected("reserved_instance").vstack(
-        rejected("ondemand_instance").select(rejected("reserved_instance").columns)
-    )
+    found = pl.concat([rejected("reserved_instance"), rejected("ondemand_instance")], how="diagonal_relaxed")
     assert never <= set(found.filter(pl.col("rejection_reason") == "never_launched")["entity_id"])
 
 

@@ -23,13 +23,13 @@ def problems_of(specs_dir) -> str:
 def test_bundled_specs_are_valid():
     result = run_cli("validate", SPECS)
     assert result.exit_code == 0, result.stderr
-    assert "5 entities, 5 lookups, 9 metrics — valid" in result.stdout
+    assert "12 entities, 6 lookups, 9 metrics — valid" in result.stdout
 
 
 def test_json_summary_carries_counts_and_digest():
     result = run_cli("validate", SPECS, "--json")
     data = json.loads(result.stdout)
-    assert data["valid"] and data["entities"] == 5 and len(data["sha256"]) == 64
+    assert data["valid"] and data["entities"] == 12 and len(data["sha256"]) == 64
 
 
 def test_malformed_yaml_names_file_and_line(specs_copy):
@@ -111,10 +111,12 @@ def test_every_problem_is_reported_not_just_the_first(specs_copy):
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
     edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
-    edit(alloc, "inherit: [node_type]", "inherit: [node_typ]")
+    edit(alloc, "inherit: [node_type,", "inherit: [node_typ,")
     out = problems_of(specs_copy)
     assert "parent.on: parent 'blazar_host' does not provide 'host_name'" in out
-    assert "inherit: parent 'blazar_host' does not provide 'node_typ' (did you mean 'node_type'?)" in out
+    assert (
+        "inherit: parent 'blazar_host' provides no attribute or resource 'node_typ' (did you mean 'node_type'?)" in out
+    )
 
 
 def test_unknown_alias_and_unknown_lookup(specs_copy):
@@ -127,7 +129,7 @@ def test_unknown_alias_and_unknown_lookup(specs_copy):
 
 
 def test_group_column_must_be_provided(specs_copy):
-    edit(specs_copy / "entities" / "allocation.yaml", "inherit: [node_type]", "inherit: []")
+    edit(specs_copy / "entities" / "allocation.yaml", "inherit: [node_type, ", "inherit: [")
     assert "entity 'allocation': does not provide group column 'node_type'" in problems_of(specs_copy)
 
 
