@@ -32,7 +32,7 @@ def friendly(command):
         try:
             return command(*args, **kwargs)
         except SpecError as exc:
-            err.print(f"[red]✗ {len(exc.problems)} problem{'s' * (len(exc.problems) > 1)} in the specs:[/]")
+            err.print(f"[red]✗ {len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}:[/]")
             for problem in exc.problems:
                 err.out(f"  • {problem}")
             sys.exit(1)
@@ -133,27 +133,27 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
     from engine.run import RunConfig
     from engine.run import run as run_pipeline
 
-    jobs = []  # (site key, raw dir, specs dir, out dir)
+    common = {"start": start, "end": end, "resample": resample}
     if data_dir is not None and len(site_keys) <= 1:
-        jobs.append((site_keys[0] if site_keys else Path(data_dir).name, data_dir, specs_dir, out_dir))
+        site = site_keys[0] if site_keys else Path(data_dir).name
+        jobs = [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=site, **common)]
     else:
         use_file = Path(sites_file).is_file() or site_keys
         chosen = select(load_sites(sites_file), site_keys or ("demo",)) if use_file else [DEMO]
         announce = lambda path: err.print(f"generating the simulated site into {path} (once)…")  # noqa: E731
-        for site in chosen:
-            target = out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key)
-            jobs.append((site.key, site.raw_dir(announce), site.specs or specs_dir, target))
+        jobs = [
+            RunConfig(specs=str(site.specs or specs_dir), data=str(site.raw_dir(announce)), site=site.key,
+                      out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key), entities=site.entities,
+                      **common)
+            for site in chosen
+        ]  # fmt: skip
     manifests = []
-    for key, data, specs, target in jobs:
-        config = RunConfig(
-            specs=str(specs), data=str(data), out=target, start=start, end=end, site=key, resample=resample
-        )
-        with err.status(f"site {key}…") as status:
-            manifests.append(
-                run_pipeline(config, progress=lambda name, s=status, k=key: s.update(f"site {k}: {name}…"))
-            )
+    for job in jobs:
+        with err.status(f"site {job.site}…") as status:
+            report = lambda name, s=status, k=job.site: s.update(f"site {k}: {name}…")  # noqa: E731
+            manifests.append(run_pipeline(job, progress=report))
         if not as_json:
-            _print_summary(manifests[-1], load_specs(specs).metrics["metrics"], target)
+            _print_summary(manifests[-1], load_specs(job.specs).metrics["metrics"], job.out)
     if as_json:
         out.out(json.dumps(manifests[0] if len(manifests) == 1 else manifests, default=str))
 

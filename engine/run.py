@@ -14,6 +14,7 @@ import polars as pl
 
 from engine import __version__
 from engine.errors import EngineError
+from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, raw_tables
 from engine.hierarchy import COUNTED, parent_keys, validate
 from engine.invariants import entity_checks, record
@@ -37,6 +38,7 @@ class RunConfig:
     site: str | None = None
     as_of: datetime | None = None
     resample: tuple[str, ...] = ()
+    entities: list[str] | None = None  # the site's entities (default: all)
 
 
 @dataclass
@@ -86,7 +88,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
     with stages("load"):
         counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
     results: dict[str, EntityResult] = {}
-    for name in entity_order(graph):
+    for name in _selected(specs, graph, cfg.entities):
         progress(name)
         spec = specs.entities[name]
         res = results[name] = EntityResult(spec)
@@ -148,6 +150,20 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
     manifest["timings"] = stages.seconds
     out.json("manifest.json", manifest)
     return manifest
+
+
+def _selected(specs, graph, entities: list[str] | None) -> list[str]:
+    """Entities to run, parents first: all, or the site's list (which must hold every parent it needs)."""
+    order = entity_order(graph)
+    if entities is None:
+        return order
+    for name in entities:
+        if name not in specs.entities:
+            raise EngineError(f"site entities: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
+        parent = specs.entities[name].get("parent", {}).get("entity")
+        if parent and parent not in entities:
+            raise EngineError(f"site entities: '{name}' needs its parent '{parent}', which the site does not list")
+    return [n for n in order if n in entities]
 
 
 def _day_floor(t: datetime) -> datetime:

@@ -17,6 +17,7 @@ class Site:
     db_uri: str | None = None
     schemas: dict = field(default_factory=dict)
     simulate: dict | None = None
+    entities: list[str] | None = None
 
     def raw_dir(self, announce=lambda path: None) -> Path:
         """The site's raw directory; a simulated site is generated into the cache on first use."""
@@ -36,7 +37,7 @@ def load_sites(path: str | Path) -> dict[str, Site]:
         site = Site(key=key, name=entry["name"], db_uri=entry.get("db_uri"), schemas=entry.get("schemas", {}))
         site.data = base / entry["data"] if "data" in entry else None
         site.specs = base / entry["specs"] if "specs" in entry else None
-        site.simulate = entry.get("simulate")
+        site.simulate, site.entities = entry.get("simulate"), entry.get("entities")
         sites[key] = site
     return sites
 

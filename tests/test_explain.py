@@ -133,3 +133,10 @@ def test_execution_order_puts_parents_first_and_lists_raw_tables():
         "nova_api.request_specs",
         "zun.container",
     ]
+
+
+def test_docs_entities_md_is_generated_from_the_specs():
+    doc = (SPECS.parent / "docs" / "entities.md").read_text()
+    assert doc == run_cli("explain", SPECS, "--format", "markdown").stdout, (
+        "docs/entities.md is stale: run `engine explain specs/ --format markdown > docs/entities.md`"
+    )

@@ -1,0 +1,63 @@
+"""etc/sites.yaml: choosing sites, their raw data and entities; several sites in one run."""
+
+import json
+
+import polars as pl
+
+from tests.conftest import SPECS, run_cli
+from tests.rawdata import edge_site, tiny_site, write_raw
+
+SITES = """
+sites:
+  tacc:
+    name: CHI@TACC (tiny)
+    data: raw/tacc
+    entities: [nova_host, blazar_host, allocation, reserved_instance, ondemand_instance]
+  edge:
+    name: CHI@Edge (tiny)
+    data: raw/edge
+    entities: [device, reservable_device, device_allocation, container]
+"""
+
+
+def setup(tmp_path, text=SITES):
+    write_raw(tmp_path / "raw" / "tacc", tiny_site())
+    write_raw(tmp_path / "raw" / "edge", edge_site())
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "sites.yaml").write_text(text)
+    return tmp_path / "etc" / "sites.yaml"
+
+
+def test_all_sites_run_into_one_directory_each_with_the_site_column(tmp_path):
+    sites = setup(tmp_path)
+    result = run_cli("run", SPECS, "--sites", sites, "--site", "all", "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    manifests = json.loads(result.stdout)
+    assert [m["site"] for m in manifests] == ["tacc", "edge"]
+    assert set(manifests[1]["entities"]) == {"device", "reservable_device", "device_allocation", "container"}
+    assert manifests[0]["warnings"] == []  # only the listed entities run: no missing-table noise
+    daily = pl.read_parquet(tmp_path / "out" / "edge" / "daily.parquet")
+    assert daily["site"].unique().to_list() == ["edge"]
+
+
+def test_unknown_site_suggests_a_known_one(tmp_path):
+    result = run_cli("run", SPECS, "--sites", setup(tmp_path), "--site", "tac")
+    assert result.exit_code == 1
+    assert "--site: unknown site 'tac' (did you mean 'tacc'?); known: tacc, edge" in result.stderr
+
+
+def test_a_site_listing_a_child_without_its_parent_is_refused(tmp_path):
+    sites = setup(tmp_path, SITES.replace("entities: [device, reservable_device,", "entities: ["))
+    result = run_cli("run", SPECS, "--sites", sites, "--site", "edge", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert (
+        "site entities: 'device_allocation' needs its parent 'reservable_device', which the site does not list"
+        in result.stderr
+    )
+
+
+def test_a_bad_sites_file_names_file_line_and_field(tmp_path):
+    sites = setup(tmp_path, SITES.replace("    data: raw/edge\n", "    dta: raw/edge\n"))
+    result = run_cli("run", SPECS, "--sites", sites, "--site", "edge")
+    assert result.exit_code == 1
+    assert "sites.yaml:8: sites: sites.edge: unknown field 'dta' (did you mean 'data'?)" in result.stderr
