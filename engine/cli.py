@@ -179,11 +179,106 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed gives the same files.")
 @click.option("--hosts", default=60, show_default=True, help="Number of bare-metal hosts.")
 @click.option("--days", default=120, show_default=True, help="Days of history in the window.")
+@click.option("--kind", type=click.Choice(["baremetal", "kvm", "edge"]), default="baremetal", show_default=True)
 @friendly
-def simulate(out_dir, seed, hosts, days):
+def simulate(out_dir, seed, hosts, days, kind):
     """Write a synthetic site in the upstream table layout, with known defects and its ground truth."""
     from engine.simulate import simulate as make_site
 
-    summary = make_site(out_dir, seed=seed, hosts=hosts, days=days)
+    summary = make_site(out_dir, seed=seed, hosts=hosts, days=days, kind=kind)
     rows = summary.get("tables", summary.get("rows", {}))
     out.print(f"[green]✓[/] {out_dir}: {len(rows)} tables, {sum(rows.values()):,} rows (seed {seed})")
+
+
+def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
+    """(site or None, specs, graph) for the commands that talk to a site's databases."""
+    site = select(load_sites(sites_file), (site_key,))[0] if site_key else None
+    specs = load_specs(site.specs if site and site.specs else specs_dir)
+    return site, specs, build_graph(specs)
+
+
+@main.command()
+@click.option(
+    "--db-uri", envvar="DATABASE_URI", help="mysql://user:password@host:port (or $DATABASE_URI, or the site's)."
+)
+@click.option("--out", "out_dir", type=click.Path(), help="Raw directory to write (default: the site's data).")
+@click.option("--site", "site_key", help="Site of the sites file: its database, schema names, entities, raw directory.")
+@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
+@click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
+@click.option("--tables", multiple=True, help="Only these tables (schema.table); default: every table the specs read.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer.")
+@friendly
+def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
+    """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
+    from rich.table import Table
+
+    from engine.extract import Database
+    from engine.extract import extract as run_extract
+    from engine.graph import tables_for
+
+    site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
+    uri = db_uri or (site.db_uri if site else None)
+    target = out_dir or (site.data if site else None)
+    if not uri or not target:
+        raise EngineError("give --db-uri (or $DATABASE_URI) and --out, or a --site that has db_uri and data")
+    db = Database(uri)
+    needed, required = tables_for(graph, site.entities if site else None)
+    unknown = [t for t in tables if t not in needed]
+    if unknown:
+        raise EngineError(f"--tables: the specs do not read {unknown[0]}{did_you_mean(unknown[0], needed)}")
+    with err.status("extracting…") as status:
+        report = run_extract(db, Path(target), list(tables) or needed, required, site.schemas if site else {},
+                             lambda t: status.update(f"extracting {t}…"), timeout)  # fmt: skip
+    table = Table(title=f"{db.shown} → {target}", title_justify="left")
+    for col in ("table", "rows", "status", "seconds"):
+        table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
+    for t in report["tables"]:
+        colour = "green" if t["status"] == "ok" else ("red" if t["required"] else "yellow")
+        rows = "" if t["rows"] is None else f"{t['rows']:,}"
+        table.add_row(t["table"], rows, f"[{colour}]{t['status']}[/]", f"{t['seconds']:.2f}")
+    Console(width=None if out.is_terminal else 140).print(table)
+    for t in report["tables"]:
+        if t["status"] != "ok":
+            err.out(f"{t['table']}: {t['error']}")
+    if report["failed_required"]:
+        raise EngineError(
+            f"{len(report['failed_required'])} required table(s) failed: {', '.join(report['failed_required'])}"
+        )
+    out.print(f"[green]✓[/] {len(report['tables'])} tables into {target}/ (report: extract.json)")
+
+
+@main.command()
+@click.option("--user", default="usage_reader", show_default=True)
+@click.option("--host", "host_pattern", default="%", show_default=True, help="Host pattern of the account.")
+@click.option("--password", default="change-me", show_default=True, help="Password of the new account.")
+@click.option("--site", "site_key", help="Site of the sites file: its schema names and entities.")
+@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
+@click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
+@friendly
+def grants(user, host_pattern, password, site_key, sites_file, specs_dir):
+    """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read."""
+    from engine.extract import grants_sql
+    from engine.graph import tables_for
+
+    site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
+    needed, _ = tables_for(graph, site.entities if site else None)
+    out.out(grants_sql(needed, site.schemas if site else {}, user, host_pattern, password), end="")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--db-uri", envvar="DATABASE_URI", required=True, help="mysql://user:password@host:port (or $DATABASE_URI)."
+)
+@click.option(
+    "--table", "target", default="chameleon_usage.engine_daily", show_default=True, help="database.table to (re)place."
+)
+@friendly
+def export(out_dir, db_uri, target):
+    """Publish a run's daily node-hours as a wide database table for dashboards (replaced atomically)."""
+    from engine.extract import Database, export_daily
+
+    db = Database(db_uri)
+    db.check()
+    rows = export_daily(Path(out_dir), db, target)
+    out.print(f"[green]✓[/] {rows:,} rows into {target} on {db.shown}")

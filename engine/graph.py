@@ -27,6 +27,10 @@ def build_graph(specs: Specs) -> nx.DiGraph:
                 if src.startswith("table:"):
                     graph.add_node(src, kind="table", name=ref["table"])
                 graph.add_edge(src, node, kind="reads", optional=bool(ref.get("optional")))
+    if "legacy" in specs.metrics:  # the older report to compare with: read if present, never required
+        graph.add_node("legacy", kind="legacy", name="legacy")
+        graph.add_node(f"table:{specs.metrics['legacy']['table']}", kind="table", name=specs.metrics["legacy"]["table"])
+        graph.add_edge(f"table:{specs.metrics['legacy']['table']}", "legacy", kind="reads", optional=True)
     for name, spec in specs.entities.items():
         if "parent" in spec:
             graph.add_edge(
@@ -44,6 +48,20 @@ def entity_order(graph: nx.DiGraph) -> list[str]:
 def raw_tables(graph: nx.DiGraph) -> list[str]:
     """Every raw table any entity or lookup reads, sorted: the one list extraction and grants use."""
     return sorted(graph.nodes[n]["name"] for n in graph if graph.nodes[n]["kind"] == "table")
+
+
+def tables_for(graph: nx.DiGraph, entities: list[str] | None = None) -> tuple[list[str], set[str]]:
+    """(tables, required tables) that the given entities (default: all) and the legacy report read.
+
+    A table is required when something reads it as a source or a non-optional join.
+    """
+    targets = [n for n in graph if graph.nodes[n]["kind"] == "legacy" or
+               (graph.nodes[n]["kind"] == "entity" and (entities is None or graph.nodes[n]["name"] in entities))]  # fmt: skip
+    reads = nx.subgraph_view(graph, filter_edge=lambda u, v: graph.edges[u, v]["kind"] == "reads")
+    needed = {t for n in targets for t in nx.ancestors(reads, n) | {n} if graph.nodes[t]["kind"] == "table"}
+    required = {t for t in needed for _, v, o in graph.out_edges(t, data="optional") if not o and v != "legacy"}
+    name = lambda n: graph.nodes[n]["name"]  # noqa: E731
+    return sorted(name(t) for t in needed), {name(t) for t in required}
 
 
 def parent_of(graph: nx.DiGraph, entity: str) -> str | None:

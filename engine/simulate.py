@@ -1,4 +1,5 @@
-"""A deterministic synthetic bare-metal OpenStack site in the upstream table layout, with its ground truth.
+"""A deterministic synthetic OpenStack site in the upstream table layout, with its ground truth: bare metal (Ironic),
+KVM (libvirt hosts, flavor:instance reservations) or edge (Blazar devices, Zun containers), see SITES.
 
 `simulate(out)` writes OUT/<schema>.<table>.parquet (the raw tables the engine reads, SCHEMAS) and OUT/simulation/:
 truth_daily.parquet (date, node_type, metric, hours: the exact node-hours per UTC day of the window, node type and
@@ -47,6 +48,16 @@ DEFECTS = {  # kind: the table whose keys simulation.json lists (instances by uu
     }.items()
     for kind in kinds.split()
 }
+RACKS = (0.7, 0.15, 0.1, 0.05)  # the chance of each rack size (a lease takes 1..all hosts of one rack)
+_KVM = "reenrolled_host lease_deleted_early lease_created_late allocation_without_reservation never_launched node_null"
+SITES = {  # kind: (node types {name: (weight, ...)}, share of Nova-only hosts (None: a tenth), racks, defects)
+    "baremetal": (NODE_TYPES, None, RACKS, DEFECTS),
+    "kvm": ({"compute_kvm": (1.0,)}, 0.5, RACKS, {kind: DEFECTS[kind] for kind in _KVM.split()}),
+    "edge": ({"raspberrypi4-64": (0.5, "rpi4"), "jetson-nano": (0.3, "nano"), "nvidia-xavier": (0.2, "xavier")}, 0.0,
+             (0.7, 0.3), {"lease_deleted_early": "blazar.leases", "lease_created_late": "blazar.leases",
+                          "allocation_without_reservation": "blazar.device_allocations",
+                          "container_past_lease_end": "zun.container"}),
+}  # fmt: skip
 LEGACY = ["total_hours", "maint_hours", "reserved_hours", "used_hours", "idle_hours"]
 _DTYPES = {"s": pl.String, "i": pl.Int64, "f": pl.Float64, "b": pl.Boolean, "t": pl.Datetime("us")}
 _SOFT = "created_at:t updated_at:t deleted_at:t deleted"
@@ -72,6 +83,13 @@ SCHEMAS = {  # every table's columns in order, name[:type] with s(tring, the def
         "nova.instance_actions_events": "id:i event action_id:i start_time:t finish_time:t result traceback "
         f"{_SOFT}:i host details",
         "chameleon_usage.node_usage_report_cache": "date:t node_type " + " ".join(f"{c}:f" for c in LEGACY),
+        "blazar.instance_reservations": "id reservation_id vcpus:i memory_mb:i disk_gb:i amount:i affinity:b "
+        f"resource_properties {_SOFT}",
+        "blazar.devices": f"id name device_type device_driver reservable:i {_SOFT}",
+        "blazar.device_extra_capabilities": f"id:i device_id property_id capability_value {_SOFT}:i",
+        "blazar.device_allocations": f"id device_id reservation_id {_SOFT}",
+        "zun.container": "id:i uuid name project_id user_id image cpu:f memory status status_reason host created_at:t "
+        "updated_at:t",
     }.items()
 }
 TRACEBACK = 'Traceback (most recent call last):\n  File "nova/compute/manager.py"\nNovaException: Ironic node failed'
@@ -170,13 +188,13 @@ class _Sink:
         self.counts[table] = n
 
 
-def _hosts(rng, n: int, now: float) -> dict:
-    """Hosts and lifetimes. Reservable hosts of one node type come in units (racks) of 1-4 hosts that share a
-    lifetime and can be leased together; each Nova-only (on-demand) host is a unit of its own."""
-    kind = rng.choice(len(NODE_TYPES), n, p=[w for w, *_ in NODE_TYPES.values()])
-    nova_only = rng.permutation(n) < max(1, n // 10)
+def _hosts(rng, n: int, now: float, types: dict = NODE_TYPES, ondemand=None, racks=RACKS) -> dict:
+    """Hosts and lifetimes. Reservable hosts of one node type come in units (racks, `racks`: the chance of each size)
+    that share a lifetime and can be leased together; each Nova-only (on-demand) host is a unit of its own."""
+    kind = rng.choice(len(types), n, p=[w for w, *_ in types.values()])
+    nova_only = rng.permutation(n) < (max(1, n // 10) if ondemand is None else int(n * ondemand))
     order = np.lexsort((kind, nova_only))
-    rack = np.repeat(np.arange(n), rng.choice(4, n, p=[0.7, 0.15, 0.1, 0.05]) + 1)[:n]
+    rack = np.repeat(np.arange(n), rng.choice(len(racks), n, p=racks) + 1)[:n]
     new = np.r_[True, (np.diff(rack) != 0) | (np.diff(kind[order]) != 0) | nova_only[order][1:]]
     unit = np.empty(n, int)
     unit[order] = np.cumsum(new) - 1
@@ -194,7 +212,7 @@ def _hosts(rng, n: int, now: float) -> dict:
     h["t_re"] = np.floor(n0r + rng.uniform(0.3, 0.8, n0r.size) * (now - n0r))
     h["hostname"], h["service"] = _uuids(rng, n), "ironic-compute-" + pl.Series(np.arange(n) % 3 + 1).cast(pl.String)
     h["members"], h["size"] = np.argsort(unit, kind="stable"), np.bincount(unit, minlength=u)
-    h["first"], h["hw"] = np.cumsum(h["size"]) - h["size"], np.array([v[1:] for v in NODE_TYPES.values()])
+    h["first"], h["hw"] = np.cumsum(h["size"]) - h["size"], np.array([v[1:] for v in types.values()])
     return h
 
 
@@ -252,9 +270,11 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
     return defects, {"bid": bid, "dup_id": dup_id, "dup_from": dup_from}
 
 
-def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
+def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, resource="physical:host") -> tuple:
     """Per unit, leases back to back with gaps inside its Blazar lifetime, booked 0-30 days ahead; a lease takes
-    1..size hosts of its unit, so no host is ever in two leases at once. Returns (defects, allocations)."""
+    1..size hosts of its unit, so no host is ever in two leases at once. One `resource` reservation per lease (bare
+    metal: some also a floating IP or network); device allocations name ids["uuid"]. Returns (defects, allocations
+    with their lease and, under "leases", each lease's first reservation)."""
     units = np.flatnonzero(h["res_u"])
     lo, hi = h["b0_u"][units], np.fmin(h["b1_u"][units], now + 30 * DAY)
     owner, start, end = _slots(rng, lo, hi, 1.4 * DAY, 2.5 * DAY, 7 * DAY)
@@ -281,12 +301,13 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink) -> t
         "deleted": _deleted(lease_ids, deleted),
     })  # fmt: skip
     # One physical:host reservation per lease; some leases also hold a floating IP or a network.
-    extra = _pick(rng, np.ones(n, bool), n // 7)
+    extra = _pick(rng, np.ones(n, bool), n // 7 if resource == "physical:host" else 0)
     rl, rtype = np.r_[np.arange(n), extra], np.r_[np.zeros(n, int), rng.integers(1, 3, extra.size)]
     rids = _uuids(rng, rl.size)
+    resources = _uuids(rng, rl.size)
     sink("blazar.reservations", {
-        "id": rids, "lease_id": lease_ids.gather(rl), "resource_id": _uuids(rng, rl.size),
-        "resource_type": pl.Series(["physical:host", "virtual:floatingip", "network"]).gather(rtype),
+        "id": rids, "lease_id": lease_ids.gather(rl), "resource_id": resources,
+        "resource_type": pl.Series([resource, "virtual:floatingip", "network"]).gather(rtype),
         "status": pl.Series(["deleted", "active", "pending"]).gather(phase[rl]), "missing_resources": False,
         "resources_changed": False, "created_at": created[rl], "updated_at": updated[rl], "deleted_at": deleted[rl],
         "deleted": _deleted(rids, deleted[rl]),
@@ -301,8 +322,9 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink) -> t
     chid = np.r_[np.where(to_dup, ids["dup_id"][host], ids["bid"][host]), rng.choice(ids["bid"][ids["bid"] > 0], 2)]
     aids, at = _uuids(rng, chid.size), np.r_[created[lease_of], np.floor(rng.uniform(0, now, 2))]
     gone = np.r_[deleted[lease_of], np.nan, np.nan]
-    sink("blazar.computehost_allocations", {
-        "id": aids, "compute_host_id": pl.Series(chid).cast(pl.String), "created_at": at,
+    key = ids["uuid"].gather(chid - 1) if "uuid" in ids else pl.Series(chid).cast(pl.String)
+    sink("blazar.device_allocations" if resource == "device" else "blazar.computehost_allocations", {
+        "id": aids, "compute_host_id": key, "device_id": key, "created_at": at,
         "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, 2)]),
         "updated_at": np.r_[updated[lease_of], at[-2:]], "deleted_at": gone, "deleted": _deleted(aids, gone),
     })  # fmt: skip
@@ -313,15 +335,18 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink) -> t
     nxt[o[:-1][same]] = acs[o[1:][same]]
     defects = {"lease_deleted_early": lease_ids.gather(early), "lease_created_late": lease_ids.gather(late),
                "allocation_without_reservation": aids[-2:]}  # fmt: skip
-    allocs = {"host": host, "cs": acs, "ce": ace, "next": nxt, "user": user[lease_of], "rid": rids.gather(lease_of)}
+    allocs = {"host": host, "cs": acs, "ce": ace, "next": nxt, "user": user[lease_of], "rid": rids.gather(lease_of),
+              "lease": lease_of, "leases": {"id": resources.head(n), "reservation_id": rids.head(n),
+              "created_at": created, "updated_at": updated, "deleted_at": deleted}}  # fmt: skip
     return defects, allocs
 
 
-def _instances(rng, h: dict, al: dict, n_users: int, now: float) -> tuple[dict, dict]:
-    """0-3 sequential instances inside each allocation's committed span, on-demand runs on Nova-only hosts, then
-    each instance defect on a few instances no other defect touched. Returns (instances, defects as indices)."""
+def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.35, 0.25), kinds=DEFECTS) -> tuple:
+    """0..len(p)-1 sequential instances inside each allocation's committed span (p: the chance of each count),
+    on-demand runs on Nova-only hosts, then each instance defect in `kinds` on a few instances no other defect
+    touched. Returns (instances, defects as indices: every kind, empty if not in `kinds`)."""
     a = np.flatnonzero(al["cs"] < now)
-    per = rng.choice(4, a.size, p=[0.1, 0.3, 0.35, 0.25])
+    per = rng.choice(len(p), a.size, p=p)
     i, j = _spread(per)
     ai, nn = a[i], per[i]
     seg = (al["ce"] - al["cs"])[ai] / np.maximum(nn, 1)
@@ -345,7 +370,7 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float) -> tuple[dict, 
                 "never_launched": ended, "node_null": np.ones(n, bool)}  # fmt: skip
     perm, taken, defects = rng.permutation(n), np.zeros(n, bool), {}
     for kind, mask in eligible.items():
-        defects[kind] = np.sort(perm[(mask & ~taken)[perm]][: _few(n)])
+        defects[kind] = np.sort(perm[(mask & ~taken)[perm]][: _few(n) if kind in kinds else 0])
         taken[defects[kind]] = True
     past = defects["instance_past_lease_end"]
     x["end"][past] = lease_end[past] + overrun[past]
@@ -396,10 +421,11 @@ def _actions(rng, x: dict, defects: dict, now: float) -> tuple[dict, dict]:
 def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: dict, node_null, sink: _Sink) -> None:
     """nova.instances, nova_api.request_specs (the reservation as a hint or a flavor), nova.instance_actions and
     nova.instance_actions_events, each written and dropped before the next is built."""
-    n, hw, gone = x["host"].size, h["hw"][h["kind"][x["host"]]], ~np.isnan(x["gone"])
+    n, hw, gone = x["host"].size, x["hw"] if "hw" in x else h["hw"][h["kind"][x["host"]]], ~np.isnan(x["gone"])
     ids = np.arange(1, n + 1)
     user, project = people["user"].gather(x["user"]), people["project"].gather(people["of"][x["user"]])
-    flavor = (x["alloc"] >= 0) & (rng.random(n) < 0.15)  # the reservation in the flavor name instead of a hint
+    kvm = "flavor" in x  # KVM: a reserved instance has the hint and Blazar's flavor, the others x["flavor"]
+    flavor = (x["alloc"] >= 0) & ((rng.random(n) < 0.15) | kvm)  # bare metal: the reservation in the flavor name
     state = np.where(gone, 0, np.where(np.isnan(x["launched"]), 2, 1))
     sink("nova.instances", {
         "id": ids, "uuid": x["uuid"], "user_id": user, "project_id": project, "host": h["service"].gather(x["host"]),
@@ -411,13 +437,14 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
         "reservation_id": _text(n, b"r-", _ALNUM[rng.integers(0, 36, (n, 8))]), "instance_type_id": 1 + flavor,
     })  # fmt: skip
     hint = pl.when("hint").then(pl.concat_str(pl.lit('"reservation": ["'), "rid", pl.lit('"]'))).otherwise(pl.lit(""))
-    name = pl.when("flavor").then(pl.concat_str(pl.lit("reservation:"), "rid")).otherwise(pl.lit("baremetal"))
+    name = pl.when("flavor").then(pl.concat_str(pl.lit("reservation:"), "rid")).otherwise(pl.col("name"))
     head = '{"nova_object.name": "RequestSpec", "nova_object.data": {"scheduler_hints": {'
     spec = pl.concat_str(
         pl.lit(head), hint, pl.lit('}, "flavor": {"nova_object.data": {"name": "'), name, pl.lit('"}}}}')
     )
-    specs = pl.DataFrame({"rid": al["rid"].gather(np.maximum(x["alloc"], 0)), "hint": (x["alloc"] >= 0) & ~flavor,
-                          "flavor": flavor}).select(spec).to_series()  # fmt: skip
+    specs = pl.DataFrame({"rid": al["rid"].gather(np.maximum(x["alloc"], 0)), "flavor": flavor,
+                          "hint": (x["alloc"] >= 0) & (~flavor | kvm), "name": x.get("flavor", "baremetal")
+                          }).select(spec).to_series()  # fmt: skip
     sink("nova_api.request_specs", {"id": ids, "instance_uuid": x["uuid"], "spec": specs, "created_at": x["created"],
                                     "updated_at": x["created"]})  # fmt: skip
     na, finish = act["inst"].size, act["t"] + act["dur"]
@@ -439,35 +466,127 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
     })  # fmt: skip
 
 
-def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime) -> pl.DataFrame:
+def _typed(rng, sink: _Sink, resource: str, owner, value, made: np.ndarray, gone: np.ndarray) -> None:
+    """Each Blazar host's node_type (each device's machine_name), soft-deleted with it, and its resource property."""
+    ids, prop, device = np.arange(1, made.size + 1), _uuids(rng, 1), resource == "device"
+    sink(f"blazar.{'device' if device else 'computehost'}_extra_capabilities", {
+        "id": ids, "computehost_id": owner, "device_id": owner, "property_id": prop[0], "capability_value": value,
+        "created_at": made, "updated_at": made, "deleted_at": gone, "deleted": _deleted(ids, gone),
+    })  # fmt: skip
+    sink("blazar.resource_properties", {"id": prop, "resource_type": resource, "private": False, "deleted": "0",
+         "property_name": "machine_name" if device else "node_type", "created_at": np.full(1, -60 * DAY)})  # fmt: skip
+
+
+def _kvm_hosts(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
+    """KVM hypervisors kvm-NNN: nova.compute_nodes (re-enrolled ones come back with 96 vCPUs: h["t_new"]), and for
+    the reservable ones a Blazar host with node type compute_kvm. Each host's vCPUs are then cut into lanes (16
+    vCPUs if reservable, 8 on demand) that play the bare-metal hosts' part in _leases and _instances (one slot or
+    instance at a time), so no host is ever over-full. Returns (defects, Blazar ids by lane, with the lanes)."""
+    n, re, res = h["kind"].size, h["reenrol"], np.flatnonzero(~h["nova_only"])
+    h["hostname"] = h["service"] = "kvm-" + pl.Series(np.arange(1, n + 1)).cast(pl.String).str.zfill(3)
+    h["vcpus"], h["t_new"] = rng.choice(np.array([48, 64, 96]), n), np.full(n, np.inf)
+    h["vcpus"][re], h["t_new"][re] = rng.choice(np.array([48, 64]), re.size), h["t_re"]
+    host, vcpus, end = np.r_[np.arange(n), re], np.r_[h["vcpus"], np.full(re.size, 96)], h["n1"].copy()
+    end[re] = h["t_re"]
+    rows = {"nova.compute_nodes": (np.arange(host.size), np.r_[h["n0"], h["t_re"]], np.r_[end, h["n1"][re]]),
+            "blazar.computehosts": (res, h["b0"][res], h["b1"][res])}  # fmt: skip
+    for table, (row, made, gone) in rows.items():
+        ids, name, vc = np.arange(1, row.size + 1), h["hostname"].gather(host[row]), vcpus[row]
+        sink(table, {
+            "id": ids, "uuid": _uuids(rng, row.size), "hypervisor_hostname": name, "host": name, "service_name": name,
+            "hypervisor_type": "QEMU", "vcpus": vc, "memory_mb": vc * 4096, "local_gb": vc * 20, "reservable": 1,
+            "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0, "created_at": made,
+            "updated_at": np.fmax(made, gone), "deleted_at": gone, "deleted": _deleted(ids, gone),
+        })  # fmt: skip
+    _typed(rng, sink, "physical:host", ids, "compute_kvm", made, gone)  # the loop's last rows: Blazar's
+    lane, pos = _spread(h["vcpus"] // np.where(h["nova_only"], 8, 16))  # lane -> host; a unit is 1-4 lanes
+    size = np.bincount(np.cumsum((pos % 4 == 0) | h["nova_only"][lane] | (rng.random(lane.size) < 0.4)) - 1)
+    first, bid = np.cumsum(size) - size, np.zeros(n, int)
+    bid[res] = ids
+    lanes = {"res_u": ~h["nova_only"][lane[first]], "members": np.arange(lane.size), "size": size, "first": first,
+             "b1": h["b1"][lane], "host": lane, **{f"{k}_u": h[k][lane[first]] for k in ("n0", "n1", "b0", "b1")}
+             }  # fmt: skip
+    ids = {"bid": bid[lane], "dup_id": np.zeros(lane.size, int), "dup_from": np.full(lane.size, np.inf)}
+    return {"reenrolled_host": np.arange(n, host.size) + 1}, ids | {"lanes": lanes}
+
+
+def _kvm_flavors(rng, h: dict, lane: np.ndarray, al: dict, x: dict, sink: _Sink) -> None:
+    """blazar.instance_reservations (a flavor per reservation; amount: its slots); slots and instances move from
+    lanes to hosts and get vCPUs (reserved: the reservation's; on demand: 1-8), a flavor and their nodes: vcpus /
+    vCPUs of the host's row valid at their start (the slot's committed start, the instance's created_at)."""
+    rv, lv = rng.choice(np.array([2, 4, 8, 16]), al["leases"]["id"].len()), al["leases"]
+    sink("blazar.instance_reservations", {
+        **lv, "vcpus": rv, "memory_mb": rv * 2048, "disk_gb": rv * 10, "amount": np.bincount(al["lease"],
+        minlength=rv.size), "affinity": False, "resource_properties": "[]", "deleted": _deleted(lv["id"],
+        lv["deleted_at"]),
+    })  # fmt: skip
+    al["host"], x["host"], sv = lane[al["host"]], lane[x["host"]], rv[al["lease"]]
+    vc = np.where(x["alloc"] >= 0, sv[x["alloc"]], rng.choice(np.array([1, 2, 4, 8]), x["alloc"].size))
+    names = pl.Series(["m1.small", "m1.medium", "m1.large", "m1.xlarge", "m1.xxlarge"])  # by log2 vcpus
+    x["hw"], x["flavor"] = np.c_[vc, vc * 2048, vc * 10], names.gather(np.log2(vc).astype(int))
+    x["nodes"] = vc / np.where(x["created"] >= h["t_new"][x["host"]], 96, h["vcpus"][x["host"]])
+    al["nodes"] = sv / np.where(al["cs"] >= h["t_new"][al["host"]], 96, h["vcpus"][al["host"]])
+
+
+def _edge(rng, h: dict, people: dict, users: int, now: float, sink: _Sink) -> tuple[dict, dict, dict]:
+    """CHI@Edge: blazar.devices (a device lives as long as its Blazar row; id: h["hostname"]), their machine_name,
+    device leases (as bare-metal ones; a unit is 1-2 devices) and zun.container: 0-2 per allocation on its device,
+    one past its lease end. Returns (defects, allocations, containers)."""
+    n, h["n0"], h["n1"], dev = h["kind"].size, h["b0"], h["b1"], h["hostname"]
+    name = pl.Series(h["hw"][h["kind"], 0]) + "-" + pl.Series(np.arange(1, n + 1)).cast(pl.String).str.zfill(3)
+    sink("blazar.devices", {"id": dev, "name": name, "device_type": "container", "device_driver": "k8s",
+         "reservable": 1, "created_at": h["b0"], "updated_at": h["b0"], "deleted_at": h["b1"],
+         "deleted": _deleted(dev, h["b1"])})  # fmt: skip
+    _typed(rng, sink, "device", dev, pl.Series(list(SITES["edge"][0])).gather(h["kind"]), h["b0"], h["b1"])
+    ids = {"bid": np.arange(1, n + 1), "dup_id": np.zeros(n, int), "dup_from": np.full(n, np.inf), "uuid": dev}
+    defects, al = _leases(rng, h, ids, people, now, sink, "device")
+    x, past = _instances(rng, h, al, users, now, (0.2, 0.4, 0.4), ("instance_past_lease_end",))
+    m, ended = x["host"].size, x["end"] < now
+    status = np.where(ended, rng.choice(3, m, p=[0.75, 0.1, 0.15]), rng.choice(np.array([3, 4]), m, p=[0.9, 0.1]))
+    pick = lambda *v: pl.Series(v).gather(rng.integers(0, len(v), m))  # noqa: E731
+    sink("zun.container", {
+        "id": np.arange(1, m + 1), "uuid": x["uuid"], "name": "container-" + pl.Series(np.arange(1, m + 1)).cast(
+        pl.String), "user_id": people["user"].gather(x["user"]), "project_id": people["project"].gather(people["of"][
+        x["user"]]), "image": pick("python:3.11", "nginx:1.25", "ros:humble"), "cpu": pick(0.5, 1.0, 2.0),
+        "memory": pick("256M", "512M", "1024M"), "host": name.gather(x["host"]), "created_at": x["created"],
+        "status": pl.Series(["Deleted", "Error", "Stopped", "Running", "Created"]).gather(status),
+        "status_reason": _maybe(status == 1, "OOMKilled"), "updated_at": np.where(ended, x["end"], x["launched"]),
+    })  # fmt: skip
+    return defects | {"container_past_lease_end": x["uuid"].gather(past["instance_past_lease_end"])}, al, x
+
+
+def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES) -> pl.DataFrame:
     """Exact node-hours per UTC day, node type and metric of the clean history, by brute force: each intended
-    interval cut to its parent's and to the window, spread over the days it touches, overlaps summed in whole
-    seconds (exact in float64, in a fixed order). Asserts that no host is counted twice at once in a metric."""
+    interval cut to its parent's and to the window, spread over the days it touches, overlaps (whole seconds)
+    times the span's nodes (1, or al/x["nodes"] on KVM) summed in a fixed order. Asserts that no host is ever
+    counted more than once at an instant in a metric (its nodes summed over the spans covering it)."""
     res, r, o = np.flatnonzero(~h["nova_only"]), x["alloc"] >= 0, x["alloc"] < 0
     r, o = r & ~np.isnan(x["launched"]), o & ~np.isnan(x["launched"])
-    ra, rh, oh, ah = x["alloc"][r], x["host"][r], x["host"][o], al["host"]
-    spans = [  # per metric: host, start, end
-        (np.arange(h["kind"].size), h["n0"], h["n1"]),
-        (res, np.fmax(h["b0"], h["n0"])[res], np.fmin(h["b1"], h["n1"])[res]),
-        (ah, np.fmax(al["cs"], h["b0"][ah]), np.fmin(al["ce"], np.fmin(h["b1"], h["n1"])[ah])),
-        (rh, np.fmax(x["created"][r], al["cs"][ra]), np.fmin(x["end"][r], al["ce"][ra])),
-        (oh, np.fmax(x["created"][o], h["n0"][oh]), np.fmin(x["end"][o], h["n1"][oh])),
+    ra, rh, oh, ah, xn = x["alloc"][r], x["host"][r], x["host"][o], al["host"], x.get("nodes", np.ones(r.size))
+    spans = [  # per metric: host, start, end, nodes
+        (np.arange(h["kind"].size), h["n0"], h["n1"], 1.0),
+        (res, np.fmax(h["b0"], h["n0"])[res], np.fmin(h["b1"], h["n1"])[res], 1.0),
+        (ah, np.fmax(al["cs"], h["b0"][ah]), np.fmin(al["ce"], np.fmin(h["b1"], h["n1"])[ah]), al.get("nodes", 1.0)),
+        (rh, np.fmax(x["created"][r], al["cs"][ra]), np.fmin(x["end"][r], al["ce"][ra]), xn[r]),
+        (oh, np.fmax(x["created"][o], h["n0"][oh]), np.fmin(x["end"][o], h["n1"][oh]), xn[o]),
     ]
-    typ, days, d = np.where(h["nova_only"], len(NODE_TYPES), h["kind"]), int(now // DAY), int(DAY)
-    sec = np.zeros((len(METRICS), days * len(TYPES)))
-    for m, (host, s, e) in enumerate(spans):
+    typ, days, d = np.where(h["nova_only"], len(types) - 1, h["kind"]), int(now // DAY), int(DAY)
+    sec = np.zeros((len(METRICS), days * len(types)))
+    for m, (host, s, e, w) in enumerate(spans):
         s, e = np.clip(s, 0, now).astype(np.int64), np.clip(np.fmin(e, now), 0, now).astype(np.int64)
-        host, s, e = host[e > s], s[e > s], e[e > s]
-        i = np.lexsort((s, host))
-        assert np.all((s[i][1:] >= e[i][:-1]) | (host[i][1:] != host[i][:-1])), f"{METRICS[m]}: a host counted twice"
+        keep = e > s
+        host, s, e, w = host[keep], s[keep], e[keep], np.broadcast_to(w, keep.shape)[keep]
+        dv = np.r_[w, -w]  # per host in time, ends before starts: the level never exceeds one node
+        level = np.cumsum(dv[np.lexsort((dv, np.r_[s, e], np.r_[host, host]))])
+        assert level.max(initial=0) <= 1 + 1e-9, f"{METRICS[m]}: a host counted more than once"
         i, j = _spread((e + d - 1) // d - s // d)
         day = s[i] // d + j
         overlap = np.minimum(e[i], (day + 1) * d) - np.maximum(s[i], day * d)
-        sec[m] = np.bincount(day * len(TYPES) + typ[host][i], weights=overlap, minlength=days * len(TYPES))
+        sec[m] = np.bincount(day * len(types) + typ[host][i], weights=overlap * w[i], minlength=days * len(types))
     present = np.unique(typ)
-    hours = sec.reshape(len(METRICS), days, len(TYPES))[:, :, present].transpose(1, 2, 0) / HOUR
+    hours = sec.reshape(len(METRICS), days, len(types))[:, :, present].transpose(1, 2, 0) / HOUR
     di, ti, mi = np.indices(hours.shape).reshape(3, -1)
-    return pl.DataFrame({"date": _ts(di * DAY, t0), "node_type": pl.Series(TYPES).gather(present[ti]),
+    return pl.DataFrame({"date": _ts(di * DAY, t0), "node_type": pl.Series(types).gather(present[ti]),
                          "metric": pl.Series(METRICS).gather(mi), "hours": hours.ravel()})  # fmt: skip
 
 
@@ -488,32 +607,51 @@ def _legacy(rng, truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
 
 
 def simulate(
-    out: str | Path, seed: int = 0, hosts: int = 60, days: int = 120, start: datetime = datetime(2024, 1, 1)
+    out: str | Path,
+    seed: int = 0,
+    hosts: int = 60,
+    days: int = 120,
+    start: datetime = datetime(2024, 1, 1),
+    kind: str = "baremetal",
 ) -> dict:
     """Write RAW_DIR/<schema>.<table>.parquet files plus RAW_DIR/simulation/ ground truth; return a summary dict
-    (row counts per table, defects per kind). Same arguments, same bytes. `start` should be a midnight (UTC)."""
+    (row counts per table, defects per kind). Same arguments, same bytes. `start` should be a midnight (UTC).
+    `kind` (SITES): baremetal (Ironic), kvm (libvirt hosts, flavor:instance reservations) or edge (Blazar devices,
+    Zun containers); only bare metal has the legacy report, and its simulation.json omits the kind."""
+    if kind not in SITES:
+        raise ValueError(f"kind must be one of {', '.join(SITES)}, not {kind!r}")
     rng, now, out = np.random.default_rng(seed), days * DAY, Path(out)
+    types, ondemand, racks, defect_tables = SITES[kind]
     (out / "simulation").mkdir(parents=True, exist_ok=True)
     sink, users = _Sink(out, start), max(10, hosts // 4)
-    h = _hosts(rng, hosts, now)
+    h = _hosts(rng, hosts, now, types, ondemand, racks)
     people = {"user": _uuids(rng, users, dashes=False), "project": _uuids(rng, max(3, users // 3), dashes=False)}
     people["of"] = rng.integers(0, people["project"].len(), users)
-    defects, ids = _host_tables(rng, h, now, sink)
-    lease_defects, al = _leases(rng, h, ids, people, now, sink)
-    x, inst_defects = _instances(rng, h, al, users, now)
-    act, ev = _actions(rng, x, inst_defects, now)
-    _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
-    defects |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
-    truth = _truth(h, al, x, now, start)
+    if kind == "edge":
+        defects, al, x = _edge(rng, h, people, users, now, sink)
+    else:
+        defects, ids = (_host_tables if kind == "baremetal" else _kvm_hosts)(rng, h, now, sink)
+        kvm, lh = kind == "kvm", ids.get("lanes", h)
+        lease_defects, al = _leases(rng, lh, ids, people, now, sink, "flavor:instance" if kvm else "physical:host")
+        x, inst_defects = _instances(rng, lh, al, users, now, *[(0.2, 0.4, 0.4), defect_tables][: 2 * kvm])
+        if kvm:
+            _kvm_flavors(rng, h, lh["host"], al, x, sink)
+        act, ev = _actions(rng, x, inst_defects, now)
+        _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
+        defects |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
+    truth = _truth(h, al, x, now, start, [*types, "unknown"])
     truth.write_parquet(out / "simulation" / "truth_daily.parquet", compression="zstd", statistics=False)
-    legacy, perturbed = _legacy(rng, truth)
-    sink("chameleon_usage.node_usage_report_cache", legacy)
+    perturbed = pl.DataFrame()
+    if kind == "baremetal":
+        legacy, perturbed = _legacy(rng, truth)
+        sink("chameleon_usage.node_usage_report_cache", legacy)
     summary = {
-        "arguments": {"seed": seed, "hosts": hosts, "days": days, "start": start.isoformat()},
+        "arguments": {"seed": seed, "hosts": hosts, "days": days, "start": start.isoformat()}
+        | ({} if kind == "baremetal" else {"kind": kind}),
         "window": {"start": start.isoformat(), "end": (start + timedelta(days=days)).isoformat()},
         "tables": sink.counts,
-        "defects": {kind: pl.Series(defects[kind]).to_list() for kind in DEFECTS},
-        "defect_tables": DEFECTS,
+        "defects": {k: pl.Series(defects[k]).to_list() for k in defect_tables},
+        "defect_tables": defect_tables,
         "legacy_perturbed": perturbed.to_dicts(),
     }
     (out / "simulation" / "simulation.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -527,9 +665,9 @@ def cached_site(key: str, params: dict | None, announce=lambda path: None) -> Pa
 
     from engine import __version__
 
-    args = {"seed": 0, "hosts": 60, "days": 120} | {k: v for k, v in (params or {}).items() if k != "kind"}
+    args = {"kind": "baremetal", "seed": 0, "hosts": 60, "days": 120} | (params or {})
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "testbed-usage-engine"
-    path = root / f"{key}-s{args['seed']}-h{args['hosts']}-d{args['days']}-v{__version__}"
+    path = root / f"{key}-{args['kind']}-s{args['seed']}-h{args['hosts']}-d{args['days']}-v{__version__}"
     if not path.is_dir():
         announce(path)
         tmp = root / f".{path.name}.partial-{os.getpid()}"

@@ -35,7 +35,7 @@ def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) 
             spans.select(*by, pl.col(start).alias("timestamp"), pl.col(value)),
             spans.select(*by, pl.col(end).alias("timestamp"), -pl.col(value)),
         ]
-    ).sort("timestamp")
+    ).sort("timestamp", maintain_order=True)  # stable: ties keep their (deterministic) input order
     # The running sum after the last delta of an instant is the series' value from that instant on.
     last_of_instant = (pl.col("timestamp") != pl.col("timestamp").shift(-1).over(by)).fill_null(True)
     return deltas.with_columns(pl.col(value).cum_sum().over(by)).filter(last_of_instant)
@@ -49,11 +49,15 @@ def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[
     F(b_next) - F(b). Cost: one as-of join of (series x boundaries) onto the changes.
     """
     step = hours(pl.col("timestamp"), pl.col("timestamp").shift(-1).over(by)) * pl.col(value)
-    changes = series.sort("timestamp").with_columns(
+    changes = series.sort("timestamp", maintain_order=True).with_columns(
         step.fill_null(0.0).cum_sum().shift(1, fill_value=0.0).over(by).alias("__F")
     )
-    grid = series.select(by).unique().join(pl.LazyFrame({"bucket": boundaries}).cast(pl.Datetime("us")), how="cross")
-    at = grid.sort("bucket").join_asof(
+    grid = (
+        series.select(by)
+        .unique(maintain_order=True)
+        .join(pl.LazyFrame({"bucket": boundaries}).cast(pl.Datetime("us")), how="cross")
+    )
+    at = grid.sort("bucket", maintain_order=True).join_asof(
         changes, left_on="bucket", right_on="timestamp", by=by, strategy="backward", check_sortedness=False
     )
     big_f = (pl.col("__F") + pl.col(value) * hours(pl.col("timestamp"), pl.col("bucket"))).fill_null(0.0)

@@ -59,8 +59,8 @@ def signed_spans(validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict,
         .join(plan.group_by("target").agg(pl.len().alias("n")), on=["target", "n"])
     )
     return (
-        base.join(plan, on="metric")
-        .join(complete.select("target", "resource"), on=["target", "resource"])
+        base.join(plan, on="metric", maintain_order="left")
+        .join(complete.select("target", "resource"), on=["target", "resource"], maintain_order="left")
         .with_columns((pl.col("value") * pl.col("coef")).alias("value"), pl.col("target").alias("metric"))
         .drop("target", "coef")
     )
@@ -75,12 +75,13 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
     by = ["metric", "resource", *group]
     spans = clipped(signed_spans(validated, metrics, group), window, "valid_start", "valid_end").collect()
     keys = spans.select(by).unique().sort(by).with_row_index("__sid")
-    ids = spans.lazy().join(keys.lazy(), on=by, how="left").select("__sid", "valid_start", "valid_end", "value")
+    ids = spans.lazy().join(keys.lazy(), on=by, how="left", maintain_order="left")
+    ids = ids.select("__sid", "valid_start", "valid_end", "value")
     series = sweep(ids, ["__sid"], "valid_start", "valid_end", "value").sort("__sid", maintain_order=True)
     plans = [_buckets(series, ["__sid"], window, e) for e in every]
     expected = weighted_hours(spans.lazy(), ["metric", "resource"], "valid_start", "valid_end", "value")
     series, expected, *tables = pl.collect_all([series, expected, *plans])
-    named = lambda df: df.join(keys, on="__sid", how="left").drop("__sid")  # noqa: E731
+    named = lambda df: df.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")  # noqa: E731
     series, tables = named(series), [named(t) for t in tables]
     return series, dict(zip(every, tables, strict=True)), _checks(series, tables[0], expected, metrics)
 
@@ -102,6 +103,7 @@ def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.Lazy
         .join(length, on="bucket", how="left")
         .with_columns((pl.col("hours") / pl.col("__len")).alias("mean"))
         .drop("__len")
+        .sort("bucket", maintain_order=True)  # two stable single-key sorts: by series, then time
         .sort(*by, maintain_order=True)
     )
 

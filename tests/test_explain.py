@@ -126,6 +126,7 @@ def test_execution_order_puts_parents_first_and_lists_raw_tables():
         "blazar.leases",
         "blazar.reservations",
         "blazar.resource_properties",
+        "chameleon_usage.node_usage_report_cache",
         "nova.compute_nodes",
         "nova.instance_actions",
         "nova.instance_actions_events",

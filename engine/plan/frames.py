@@ -58,9 +58,10 @@ class Tables:
                 order = [self.expr(lf, where, f"order_by[{i}]", c) for i, c in enumerate(spec.get("order_by", []))]
                 keys = [self.expr(lf, where, f"group_by[{i}]", c) for i, c in enumerate(spec["group_by"])]
                 aggs = [self.expr(lf, where, f"aggregate.{n}", e).alias(n) for n, e in spec["aggregate"].items()]
-                lf = (lf.sort(order) if order else lf).group_by(keys, maintain_order=True).agg(aggs)
+                # Source row order breaks ties, so first/last are the same on every run.
+                lf = lf.sort([*order, pl.col("__row")]).group_by(keys, maintain_order=True).agg(aggs)
             else:
-                lf = lf.select(pl.exclude("^__.*$"))
+                lf = lf.sort("__row").select(pl.exclude("^__.*$"))
             self.built[name] = collect(lf, where)
         return self.built[name].lazy()
 

@@ -64,3 +64,29 @@ def test_injected_defects_carry_their_rejection_reason(site):
 def test_the_window_is_the_simulated_one(site):
     m = json.loads((site[0] / "out" / "manifest.json").read_text())
     assert m["window"]["start"] == str(datetime(2024, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "kind,entities",
+    [
+        ("kvm", "nova_host,blazar_host,slice_allocation,kvm_reserved_instance,kvm_ondemand_instance"),
+        ("edge", "device,reservable_device,device_allocation,container"),
+    ],
+)
+def test_kvm_and_edge_sites_equal_their_ground_truth(tmp_path, kind, entities):
+    simulate(tmp_path / "raw", seed=2, hosts=24, days=40, kind=kind)
+    (tmp_path / "sites.yaml").write_text(f"sites:\n  s:\n    name: s\n    data: raw\n    entities: [{entities}]\n")
+    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "s", "--out", tmp_path / "out",
+                     "--start", "2024-01-01", "--end", "2024-02-10")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    truth = pl.read_parquet(tmp_path / "raw" / "simulation" / "truth_daily.parquet").with_columns(
+        pl.col("date").cast(pl.Date)
+    )
+    daily = pl.read_parquet(tmp_path / "out" / "daily.parquet").filter(
+        (pl.col("resource") == "nodes") & pl.col("metric").is_in(BASE)
+    )
+    both = truth.join(daily, on=["date", "node_type", "metric"], how="full", coalesce=True).fill_null(0.0)
+    assert truth["hours"].sum() > 0
+    assert both.select((pl.col("hours") - pl.col("hours_right")).abs().max()).item() < 1e-6
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [i for i in m["invariants"] if i["status"] != "pass"] == []

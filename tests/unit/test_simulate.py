@@ -6,7 +6,7 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from engine.simulate import DEFECTS, METRICS, simulate
+from engine.simulate import DEFECTS, METRICS, SITES, cached_site, simulate
 
 S, N, F, B, T = pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Datetime("us")
 SOFT = {"created_at": T, "updated_at": T, "deleted_at": T}
@@ -36,7 +36,22 @@ EXPECTED = {  # the upstream columns the engine and the legacy comparison read, 
     "chameleon_usage.node_usage_report_cache": {"date": T, "node_type": S, "total_hours": F, "maint_hours": F,
                                                 "reserved_hours": F, "used_hours": F, "idle_hours": F},
 }  # fmt: skip
+EXPECTED |= {  # the tables of the other kinds
+    "blazar.instance_reservations": {"id": S, "reservation_id": S, "vcpus": N, "memory_mb": N, "disk_gb": N,
+                                     "amount": N, "affinity": B, "resource_properties": S, **SOFT, "deleted": S},
+    "blazar.devices": {"id": S, "name": S, "device_type": S, "device_driver": S, "reservable": N, **SOFT, "deleted": S},
+    "blazar.device_extra_capabilities": {"id": N, "device_id": S, "property_id": S, "capability_value": S, **SOFT,
+                                         "deleted": N},
+    "blazar.device_allocations": {"id": S, "device_id": S, "reservation_id": S, **SOFT, "deleted": S},
+    "zun.container": {"id": N, "uuid": S, "name": S, "project_id": S, "user_id": S, "image": S, "cpu": F, "memory": S,
+                      "status": S, "status_reason": S, "host": S, "created_at": T, "updated_at": T},
+}  # fmt: skip
+BAREMETAL = list(EXPECTED)[:12]
+TABLES = {"kvm": [*BAREMETAL[:7], "blazar.instance_reservations", *BAREMETAL[7:11]],
+          "edge": ["blazar.devices", "blazar.device_extra_capabilities", "blazar.resource_properties", "blazar.leases",
+                   "blazar.reservations", "blazar.device_allocations", "zun.container"]}  # fmt: skip
 HOSTS, DAYS = 12, 20
+START, END = datetime(2024, 1, 1), datetime(2024, 1, 1 + DAYS)
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +76,15 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     )
     assert a == b
     first, second, other = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
-    assert len(first) == len(EXPECTED) + 2 and first == second
+    assert len(first) == len(BAREMETAL) + 2 and first == second
     assert first.keys() == other.keys()
     assert all(first[name] != other[name] for name in first)
 
 
 def test_every_table_has_the_upstream_columns_and_types(site):
     raw, meta = site
-    for table, schema in EXPECTED.items():
-        frame = read(raw, table)
+    for table in BAREMETAL:
+        frame, schema = read(raw, table), EXPECTED[table]
         assert dict(frame.schema) == schema, table
         assert frame.height == meta["tables"][table] > 0, table
 
@@ -82,12 +97,11 @@ def test_sizes_grow_with_the_site_as_documented(tmp_path):
     assert counts["nova.instance_actions_events"] > 4.5 * counts["nova.instances"]
 
 
-def test_truth_is_a_complete_consistent_stack(site):
-    raw, _ = site
+def stack(raw) -> pl.DataFrame:
+    """The truth, a column per metric, once checked to be a complete consistent stack."""
     truth = pl.read_parquet(raw / "simulation" / "truth_daily.parquet")
     assert dict(truth.schema) == {"date": T, "node_type": S, "metric": S, "hours": F}
-    types = truth["node_type"].unique()
-    assert "unknown" in types and truth.height == DAYS * types.len() * len(METRICS)
+    assert truth.height == DAYS * truth["node_type"].n_unique() * len(METRICS)
     assert truth["date"].min() == datetime(2024, 1, 1) and truth["date"].dt.hour().max() == 0
     wide = truth.pivot("metric", index=["date", "node_type"], values="hours")
     eps = 1e-9
@@ -97,6 +111,12 @@ def test_truth_is_a_complete_consistent_stack(site):
     assert (wide["reservable"] <= wide["total"] + eps).all()
     assert (wide["occupied_ondemand"] <= wide["total"] - wide["reservable"] + eps).all()
     assert (wide["total"] <= 24 * HOSTS + eps).all()
+    return wide
+
+
+def test_truth_is_a_complete_consistent_stack(site):
+    wide = stack(site[0])
+    assert "unknown" in wide["node_type"]
     assert wide.filter(pl.col("node_type") != "unknown")["occupied_reservation"].sum() > 0
     assert wide.filter(pl.col("node_type") == "unknown")["occupied_ondemand"].sum() > 0
 
@@ -224,3 +244,134 @@ def test_instances_reach_their_reservation_and_some_overrun_it(site):
     assert (past["terminated_at"] > past["lease_end"]).all()
     reserved = inst.join(rid.filter(pl.col("reservation").is_not_null()), left_on="uuid", right_on="instance_uuid")
     assert reserved.join(lease, on="reservation").height == reserved.height  # every hint names a real reservation
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory):
+    """One small KVM and one small edge site: kind -> (raw directory, simulation.json)."""
+    sites = {}
+    for kind in ("kvm", "edge"):
+        sites[kind] = raw = tmp_path_factory.mktemp(kind)
+        simulate(raw, seed=7, hosts=HOSTS, days=DAYS, kind=kind)
+    return {
+        kind: (raw, json.loads((raw / "simulation" / "simulation.json").read_text())) for kind, raw in sites.items()
+    }
+
+
+def hours(start, end) -> pl.Expr:
+    """Hours of [start, end) inside the window (a null end runs to the window's end)."""
+    span = pl.min_horizontal(pl.coalesce(end, pl.lit(END)), pl.lit(END)) - pl.max_horizontal(start, pl.lit(START))
+    return span.dt.total_seconds().clip(0) / 3600
+
+
+def committed(raw, allocations: str, owner: pl.DataFrame, **host) -> pl.DataFrame:
+    """Allocations with their lease's committed span (start, end) and their host or device: `host` selects from
+    `owner` the allocation's key column first, then `host` (the name)."""
+    lease = read(raw, "blazar.leases").select(
+        lease_id="id",
+        start=pl.max_horizontal("start_date", "created_at"),
+        end=pl.min_horizontal("end_date", "deleted_at"),
+    )
+    resv = read(raw, "blazar.reservations").select("lease_id", reservation_id="id").join(lease, on="lease_id")
+    return read(raw, allocations).join(resv, on="reservation_id").join(owner.select(**host), on=list(host)[0])
+
+
+@pytest.mark.parametrize("kind", ["kvm", "edge"])
+def test_other_kinds_are_reproducible_typed_and_recorded(tmp_path, other, kind):
+    runs = [
+        simulate(tmp_path / f"{i}", seed=seed, hosts=HOSTS, days=DAYS, kind=kind) for i, seed in enumerate((1, 1, 2))
+    ]
+    first, second, third = (files(tmp_path / f"{i}") for i in range(3))
+    assert runs[0] == runs[1] and first == second and all(first[name] != third[name] for name in first)
+    truth = {f"simulation/{name}" for name in ("truth_daily.parquet", "simulation.json")}
+    assert set(first) == {f"{table}.parquet" for table in TABLES[kind]} | truth
+    raw, meta = other[kind]
+    for table in TABLES[kind]:
+        assert dict(read(raw, table).schema) == EXPECTED[table] and read(raw, table).height == meta["tables"][table]
+    assert meta["arguments"]["kind"] == kind and meta["legacy_perturbed"] == []
+    assert meta["defect_tables"] == SITES[kind][3] and all(meta["defects"].values())
+    early = read(raw, "blazar.leases").filter(pl.col("id").is_in(meta["defects"]["lease_deleted_early"]))
+    assert early.select(pl.col("deleted_at").is_between("start_date", "end_date")).to_series().all()
+    alloc = read(raw, "blazar.device_allocations" if kind == "edge" else "blazar.computehost_allocations")
+    orphans = alloc.filter(~pl.col("reservation_id").is_in(read(raw, "blazar.reservations")["id"].implode()))
+    assert sorted(orphans["id"]) == sorted(meta["defects"]["allocation_without_reservation"])
+
+
+def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
+    raw, meta = other["kvm"]
+    wide, nodes = stack(raw), read(raw, "nova.compute_nodes")
+    assert set(wide["node_type"]) == {"compute_kvm", "unknown"}
+    assert wide["total"].sum() == pytest.approx(nodes.select(hours("created_at", "deleted_at")).sum().item())
+    new = nodes.filter(pl.col("id").is_in(meta["defects"]["reenrolled_host"]))
+    old = nodes.join(new, on="hypervisor_hostname").filter(pl.col("deleted_at") == pl.col("created_at_right"))
+    assert old.height == new.height > 0 and (old["vcpus"] != old["vcpus_right"]).all()
+    flavors = read(raw, "blazar.instance_reservations").select("reservation_id", "vcpus", "amount")
+    blazar = read(raw, "blazar.computehosts")
+    slots = committed(raw, "blazar.computehost_allocations", blazar, compute_host_id=pl.col("id").cast(pl.String),
+                      host="hypervisor_hostname").join(flavors, on="reservation_id")  # fmt: skip
+    assert slots.group_by("reservation_id").agg(pl.len() == pl.col("amount").first())["len"].all()
+    assert slots.group_by("reservation_id", "host").len()["len"].max() > 1  # slots of a reservation share a host
+    spec = pl.col("spec").str.json_path_match
+    inst = read(raw, "nova.instances").join(read(raw, "nova_api.request_specs").select(
+        uuid="instance_uuid", rid=spec("$['nova_object.data'].scheduler_hints.reservation[0]"),
+        flavor=spec("$['nova_object.data'].flavor['nova_object.data'].name")), on="uuid")  # fmt: skip
+    reserved = inst.filter(pl.col("rid").is_not_null()).join(flavors, left_on="rid", right_on="reservation_id")
+    assert reserved.height == inst["rid"].count() > 0 and (reserved["vcpus"] == reserved["vcpus_right"]).all()
+    assert (reserved["flavor"] == "reservation:" + reserved["rid"]).all()
+    assert inst.filter(pl.col("rid").is_null())["flavor"].str.starts_with("m1.").all()
+    on_demand = inst.filter(pl.col("rid").is_null())["host"]
+    assert not on_demand.is_in(blazar["hypervisor_hostname"].implode()).any()
+    asof, share = nodes.select(host="hypervisor_hostname", start="created_at", host_vcpus="vcpus").sort("start"), {}
+    for metric, spans in ("committed", slots), ("occupied", inst.rename({"created_at": "start", "deleted_at": "end"})):
+        ev = pl.concat([spans.select("host", t="start", d="vcpus"), spans.select("host", t="end", d=-pl.col("vcpus"))])
+        ev = ev.drop_nulls("t").sort("host", "t", "d").with_columns(level=pl.col("d").cum_sum().over("host"))
+        ev = ev.sort("t").join_asof(asof.rename({"start": "t"}), on="t", by="host", check_sortedness=False)
+        assert ev["host_vcpus"].null_count() == 0 and (ev["level"] <= ev["host_vcpus"]).all(), metric
+        counted = spans.filter(pl.col("launched_at").is_not_null()) if metric == "occupied" else spans
+        nodes_ = pl.col("vcpus") / pl.col("host_vcpus")  # the share of the host row valid at the start
+        share[metric] = (
+            counted.sort("start")
+            .join_asof(asof, on="start", by="host", check_sortedness=False)
+            .select(hours("start", "end") * nodes_)
+        )
+    assert wide["committed"].sum() == pytest.approx(share["committed"].sum().item(), rel=1e-9)
+    occupied = wide["occupied_reservation"] + wide["occupied_ondemand"]
+    assert occupied.sum() == pytest.approx(share["occupied"].sum().item(), rel=1e-9)
+    events = read(raw, "nova.instance_actions_events").join(
+        read(raw, "nova.instance_actions").select(pl.col("id").alias("action_id"), "instance_uuid"), on="action_id"
+    )
+    for row in inst.filter(pl.col("uuid").is_in(meta["defects"]["node_null"])).rows(named=True):
+        mine = events.filter(pl.col("instance_uuid") == row["uuid"], pl.col("event").str.starts_with("compute_"),
+                             pl.col("result") == "Success").sort("start_time")  # fmt: skip
+        assert row["node"] is None and mine["host"][-1] == row["host"]
+    assert inst["launched_at"].null_count() == len(meta["defects"]["never_launched"])
+
+
+def test_edge_containers_meet_their_device_allocations(other):
+    raw, meta = other["edge"]
+    wide, devices = stack(raw), read(raw, "blazar.devices")
+    assert set(wide["node_type"]) <= {"raspberrypi4-64", "jetson-nano", "nvidia-xavier"}
+    assert wide["occupied_ondemand"].sum() == 0 and wide["occupied_reservation"].sum() > 0
+    assert wide["total"].sum() == pytest.approx(devices.select(hours("created_at", "deleted_at")).sum().item())
+    caps = read(raw, "blazar.device_extra_capabilities").join(devices, left_on="device_id", right_on="id")
+    assert caps.height == devices.height == devices["name"].n_unique()
+    assert (caps["deleted_at"].fill_null(END) == caps["deleted_at_right"].fill_null(END)).all()
+    alloc = committed(raw, "blazar.device_allocations", devices, device_id="id", host="name")
+    assert alloc.group_by("reservation_id").len()["len"].max() == 2
+    assert wide["committed"].sum() == pytest.approx(alloc.select(hours("start", "end")).sum().item())
+    box = read(raw, "zun.container").with_columns(
+        stop=pl.when(pl.col("status").is_in(["Deleted", "Error", "Stopped"])).then("updated_at")
+    )
+    assert box.filter(pl.col("stop").is_null())["status"].is_in(["Running", "Created"]).all()
+    inside = box.join(alloc, on="host").filter(pl.col("created_at").is_between("start", "end", closed="left"))
+    assert inside.height == box.height  # every container starts inside exactly one allocation of its device
+    past = inside.filter(pl.col("stop").fill_null(END) > pl.col("end"))
+    assert sorted(past["uuid"]) == sorted(meta["defects"]["container_past_lease_end"])
+    cut = inside.select(hours("created_at", pl.min_horizontal(pl.col("stop").fill_null(END), "end"))).sum().item()
+    assert wide["occupied_reservation"].sum() == pytest.approx(cut, rel=1e-9)
+
+
+def test_cached_site_passes_the_kind(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = cached_site("edge1", {"kind": "edge", "hosts": HOSTS, "days": DAYS})
+    assert "-edge-" in path.name and (path / "blazar.devices.parquet").is_file()

@@ -1,0 +1,192 @@
+"""`engine extract` and `engine grants`: raw tables from MySQL/MariaDB to parquet, with least privilege.
+
+Rows stream through connectorx (Rust, Arrow batches; see docs/extract.md for why) into a parquet file
+written next to its target and renamed into place, so a table larger than memory still extracts and
+a failure never leaves a half-written file. Every table succeeds or fails on its own.
+"""
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from engine.errors import EngineError
+
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ZERO_DATE = "CASE WHEN MONTH(`{c}`) = 0 OR DAY(`{c}`) = 0 THEN NULL ELSE `{c}` END AS `{c}`"
+PROBLEMS = (  # (text in the driver's error, status): the first match wins
+    ("bad credentials", "bad credentials"),
+    ("Access denied for user", "bad credentials"),
+    ("command denied", "no permission"),
+    ("doesn't exist", "missing table"),
+    ("Unknown database", "missing table"),
+)
+
+
+class Database:
+    """A MySQL/MariaDB server given as mysql://user:password@host:port; never shows its password."""
+
+    def __init__(self, uri: str):
+        parts = urlparse(os.path.expandvars(uri))
+        if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
+            raise EngineError("--db-uri: expected mysql://user:password@host:port")
+        self.user, self.password = unquote(parts.username or ""), unquote(parts.password or "")
+        self.host, self.port = parts.hostname, parts.port or 3306
+        self.uri = f"mysql://{parts.netloc}"
+
+    def mask(self, text: str) -> str:
+        """Text with the password replaced by ***, wherever it appears."""
+        return text.replace(self.password, "***") if self.password else text
+
+    @property
+    def shown(self) -> str:
+        return self.mask(self.uri)
+
+    def check(self, timeout: float = 5.0) -> str | None:
+        """Log in once, within the timeout: None if fine, else the status every table gets.
+
+        A server that cannot be reached is an error for the whole run; a TCP connect alone is not
+        proof (a proxy may accept it), so this is a real MySQL handshake.
+        """
+        import pymysql
+
+        try:
+            pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                            connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout).close()  # fmt: skip
+        except pymysql.err.OperationalError as exc:
+            code, message = exc.args[0], self.mask(str(exc.args[-1]))
+            if code in (1044, 1045):
+                return "bad credentials"
+            raise EngineError(
+                f"{self.shown}: cannot reach {self.host}:{self.port} within {timeout:g} s ({message})"
+            ) from None
+        return None
+
+    def stream(self, query: str, batch_rows: int = 100_000):
+        """The query's rows as Arrow record batches (a RecordBatchReader)."""
+        import connectorx
+
+        return connectorx.read_sql(self.uri, query, return_type="arrow_stream", batch_size=batch_rows)
+
+
+def real_name(table: str, schemas: dict[str, str]) -> tuple[str, str]:
+    """(database, table) on the server for a spec table `schema.table`, identifiers checked."""
+    schema, name = table.split(".", 1)
+    database = schemas.get(schema, schema)
+    for ident in (database, name):
+        if not IDENT.match(ident):
+            raise EngineError(f"{table}: '{ident}' is not a valid SQL identifier")
+    return database, name
+
+
+def _select(db: Database, database: str, name: str) -> str:
+    """SELECT of every column, zero dates as NULL and decimals as doubles, from information_schema."""
+    meta = db.stream(
+        "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+        f"WHERE TABLE_SCHEMA = '{database}' AND TABLE_NAME = '{name}' ORDER BY ORDINAL_POSITION"
+    ).read_all()
+    if meta.num_rows == 0:  # missing, or invisible without privileges: let the server say which
+        db.stream(f"SELECT * FROM `{database}`.`{name}` LIMIT 0").read_all()
+        raise RuntimeError(f"Table '{database}.{name}' doesn't exist")
+    cols = []
+    for column, kind in zip(*(meta.column(i).to_pylist() for i in range(2)), strict=True):
+        kind = kind.lower()
+        if kind in ("date", "datetime", "timestamp"):
+            cols.append(ZERO_DATE.format(c=column))
+        elif kind in ("decimal", "bit"):
+            cols.append(f"CAST(`{column}` AS {'DOUBLE' if kind == 'decimal' else 'UNSIGNED'}) AS `{column}`")
+        else:
+            cols.append(f"`{column}`")
+    return f"SELECT {', '.join(cols)} FROM `{database}`.`{name}`"
+
+
+def extract_table(db: Database, table: str, out: Path, schemas: dict[str, str]) -> int:
+    """Stream one table into OUT/<schema>.<table>.parquet (zstd, written atomically); returns its rows."""
+    import pyarrow.parquet as pq
+
+    reader = db.stream(_select(db, *real_name(table, schemas)))
+    target = out / f"{table}.parquet"
+    tmp = out / f".{table}.parquet.partial-{os.getpid()}"
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def extract(db: Database, out: Path, tables: list[str], required: set[str], schemas: dict[str, str], progress,
+            timeout: float = 5.0) -> dict:  # fmt: skip
+    """Extract every table; returns the report written to OUT/extract.json (no password in it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    login = db.check(timeout)
+    report = {"db": db.shown, "schemas": schemas, "tables": []}
+    for table in tables:
+        progress(table)
+        began, entry = time.perf_counter(), {"table": table, "required": table in required}
+        try:
+            if login:
+                raise RuntimeError(f"{login}: {db.user}@{db.host} cannot log in")
+            entry |= {"rows": extract_table(db, table, out, schemas), "status": "ok"}
+        except Exception as exc:  # every driver failure is this table's status; the others go on
+            message = db.mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            status = next((s for text, s in PROBLEMS if text in message), "error")
+            entry |= {"rows": None, "status": status, "error": message[:300]}
+        entry["seconds"] = round(time.perf_counter() - began, 3)
+        report["tables"].append(entry)
+    report["failed_required"] = [t["table"] for t in report["tables"] if t["status"] != "ok" and t["required"]]
+    (out / "extract.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def grants_sql(tables: list[str], schemas: dict[str, str], user: str, host: str, password: str) -> str:
+    """CREATE USER and one GRANT SELECT per table: exactly what extraction reads, nothing more."""
+    if not IDENT.match(user) or not re.match(r"^[A-Za-z0-9_.%:-]+$", host):
+        raise EngineError(
+            f"'{user}'@'{host}' is not a valid account (user: letters, digits, _; host: a name or pattern)"
+        )
+    who = f"'{user}'@'{host}'"
+    lines = [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY '{password.replace(chr(39), chr(39) * 2)}';"]
+    lines += [f"GRANT SELECT ON `{d}`.`{n}` TO {who};" for d, n in (real_name(t, schemas) for t in tables)]
+    return "\n".join(lines) + "\n"
+
+
+def export_daily(out_dir: Path, db: Database, target: str) -> int:
+    """Write OUT_DIR/daily.parquet as a wide table (one column per metric) into `db.table`, replacing the
+    previous export in one atomic RENAME: dashboards never see a half-written table. Returns its rows."""
+    import polars as pl
+    import pymysql
+
+    database, table = real_name(target, {})
+    daily = pl.read_parquet(out_dir / "daily.parquet")
+    keys = [c for c in daily.columns if c not in ("metric", "hours", "mean")]
+    wide = daily.pivot(on="metric", index=keys, values="hours", sort_columns=True).sort(keys)
+    for ident in wide.columns:
+        if not IDENT.match(ident):
+            raise EngineError(f"export: column '{ident}' is not a valid SQL identifier")
+    types = {"date": "DATE", **{k: "VARCHAR(255)" for k in keys if k != "date"}}
+    cols = ", ".join(f"`{c}` {types.get(c, 'DOUBLE')}" for c in wide.columns)
+    new, old = f"`{database}`.`{table}__new`", f"`{database}`.`{table}__old`"
+    conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            cur.execute(f"DROP TABLE IF EXISTS {new}, {old}")
+            cur.execute(f"CREATE TABLE {new} ({cols})")
+            rows, marks = wide.rows(), ", ".join(["%s"] * wide.width)
+            for i in range(0, len(rows), 5000):
+                cur.executemany(f"INSERT INTO {new} VALUES ({marks})", rows[i : i + 5000])
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` LIKE {new}")
+            cur.execute(f"RENAME TABLE `{database}`.`{table}` TO {old}, {new} TO `{database}`.`{table}`")
+            cur.execute(f"DROP TABLE {old}")
+    except pymysql.MySQLError as exc:
+        raise EngineError(f"export to {db.shown}/{database}.{table}: {db.mask(str(exc.args[-1]))}") from None
+    finally:
+        conn.close()
+    return wide.height

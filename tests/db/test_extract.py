@@ -1,0 +1,167 @@
+"""Extraction from a real MariaDB server holding a simulated site, under the site's real database names.
+
+The run on the extracted tables must equal the run on the simulated parquet files themselves.
+"""
+
+import json
+import uuid
+
+import polars as pl
+import pytest
+
+from engine.simulate import simulate
+from tests import mariadb
+from tests.conftest import SPECS, run_cli
+
+BAREMETAL = "[nova_host, blazar_host, allocation, reserved_instance, ondemand_instance]"
+WINDOW = ["--start", "2024-01-01", "--end", "2024-02-10"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not mariadb.available():
+        pytest.fail("no MariaDB at 127.0.0.1:3306 (root, no password): .ci/run installs and starts one")
+    base = tmp_path_factory.mktemp("db")
+    simulate(base / "raw", seed=5, hosts=20, days=40)
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    # Nova cells v2 keeps instances in nova_cell1: the sites file maps the specs' `nova` onto it.
+    schemas = {"nova": f"{prefix}nova_cell1", "nova_api": f"{prefix}nova_api", "blazar": f"{prefix}blazar",
+               "chameleon_usage": f"{prefix}chameleon_usage"}  # fmt: skip
+    conn = mariadb.connect()
+    for path in sorted((base / "raw").glob("*.parquet")):
+        schema, table = path.stem.split(".")
+        mariadb.load(conn, table, pl.read_parquet(path), schemas[schema])
+    with conn.cursor() as cur:  # what old MySQL wrote for "no date"; extraction must read it as null
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute(
+            f"UPDATE `{schemas['nova']}`.instances SET deleted_at = '0000-00-00 00:00:00' WHERE deleted_at IS NULL"
+        )
+    mapping = ", ".join(f"{k}: {v}" for k, v in schemas.items())
+    (base / "etc").mkdir()
+    (base / "etc" / "sites.yaml").write_text(
+        f"sites:\n  sim:\n    name: simulated\n    data: extracted\n    db_uri: mysql://root@127.0.0.1:3306\n"
+        f"    schemas: {{{mapping}}}\n    entities: {BAREMETAL}\n"
+    )
+    yield base, schemas, conn
+    mariadb.drop(conn, schemas.values())
+    with conn.cursor() as cur:
+        cur.execute("SELECT user, host FROM mysql.user WHERE user LIKE 'ext\\_%'")
+        for user, host in cur.fetchall():
+            cur.execute(f"DROP USER '{user}'@'{host}'")
+    conn.close()
+
+
+def extract(base, *args):
+    return run_cli("extract", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS, *args)
+
+
+def test_extract_then_run_equals_the_direct_run(site):
+    base, _, _ = site
+    result = extract(base)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((base / "extracted" / "extract.json").read_text())
+    assert {t["status"] for t in report["tables"]} == {"ok"}
+    assert len(report["tables"]) == 12  # the bare-metal entities' tables and the legacy report
+    for name in ("direct", "extracted"):
+        data = base / ("raw" if name == "direct" else "extracted")
+        assert (
+            run_cli("run", SPECS, "--data", data, "--out", base / f"out-{name}", "--site", "sim", *WINDOW).exit_code
+            == 0
+        )
+    for output in ("daily.parquet", "usage.parquet", "validated/reserved_instance.parquet", "spans/allocation.parquet"):
+        direct, extracted = (pl.read_parquet(base / f"out-{n}" / output) for n in ("direct", "extracted"))
+        assert direct.equals(extracted), output
+    manifests = [json.loads((base / f"out-{n}" / "manifest.json").read_text()) for n in ("direct", "extracted")]
+    assert manifests[0]["entities"] == manifests[1]["entities"]
+    assert manifests[0]["tables"] == manifests[1]["tables"]
+
+
+def test_zero_dates_become_null_and_types_are_arrow_types(site):
+    base, _, _ = site
+    if not (base / "extracted" / "nova.instances.parquet").exists():
+        assert extract(base).exit_code == 0
+    extracted = pl.read_parquet(base / "extracted" / "nova.instances.parquet")
+    original = pl.read_parquet(base / "raw" / "nova.instances.parquet")
+    assert extracted["deleted_at"].null_count() == original["deleted_at"].null_count() > 0
+    assert extracted.schema["deleted_at"] == pl.Datetime("us") and extracted.schema["uuid"] == pl.String
+    assert pl.read_parquet(base / "extracted" / "nova_api.request_specs.parquet").schema["spec"] == pl.String
+
+
+def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
+    base, _, conn = site
+    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "S3cret-pw"
+    sql = run_cli("grants", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS,
+                  "--user", user, "--host", "127.0.0.1", "--password", secret).stdout  # fmt: skip
+    assert sql.count("GRANT SELECT ON") == 12 and "GRANT ALL" not in sql
+    with conn.cursor() as cur:
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            cur.execute(statement)
+    uri = f"mysql://{user}:{secret}@127.0.0.1:3306"
+    ok = extract(base, "--db-uri", uri, "--out", tmp_path / "as-user")
+    assert ok.exit_code == 0, ok.stderr
+    with conn.cursor() as cur:
+        cur.execute(f"REVOKE SELECT ON `{site[1]['blazar']}`.`leases` FROM '{user}'@'127.0.0.1'")
+    denied = extract(base, "--db-uri", uri, "--out", tmp_path / "denied")
+    assert denied.exit_code == 1
+    report = json.loads((tmp_path / "denied" / "extract.json").read_text())
+    status = {t["table"]: t["status"] for t in report["tables"]}
+    assert status["blazar.leases"] == "no permission" and status["nova.instances"] == "ok"
+    assert "1 required table(s) failed: blazar.leases" in denied.stderr
+    wrong = extract(base, "--db-uri", f"mysql://{user}:not-{secret}@127.0.0.1:3306", "--out", tmp_path / "wrong")
+    assert wrong.exit_code == 1 and "bad credentials" in wrong.stdout
+    texts = [r.stdout + r.stderr for r in (ok, denied, wrong)]
+    texts += [p.read_text() for p in tmp_path.rglob("extract.json")]
+    assert all(secret not in text for text in texts)
+
+
+def test_a_missing_table_fails_alone(site, tmp_path):
+    base, schemas, conn = site
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{schemas['blazar']}`.`leases_copy` AS SELECT * FROM `{schemas['blazar']}`.`leases`")
+        cur.execute(f"DROP TABLE `{schemas['blazar']}`.`leases`")
+    try:
+        result = extract(base, "--out", tmp_path / "x", "--tables", "blazar.leases", "--tables", "nova.instances")
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"RENAME TABLE `{schemas['blazar']}`.`leases_copy` TO `{schemas['blazar']}`.`leases`")
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "x" / "extract.json").read_text())
+    assert [(t["table"], t["status"]) for t in report["tables"]] == [
+        ("blazar.leases", "missing table"),
+        ("nova.instances", "ok"),
+    ]
+    assert not (tmp_path / "x" / "blazar.leases.parquet").exists()
+
+
+def test_an_unreachable_server_is_one_clear_line(site, tmp_path):
+    base, _, _ = site
+    refused = extract(base, "--db-uri", "mysql://u:pw1234@127.0.0.1:1", "--out", tmp_path / "x")
+    assert refused.exit_code == 1 and "Traceback" not in refused.stderr
+    assert "mysql://u:***@127.0.0.1:1: cannot reach 127.0.0.1:1 within 5 s" in refused.stderr
+    silent = extract(base, "--db-uri", "mysql://u:pw1234@10.255.255.1:3306", "--out", tmp_path / "y", "--timeout", "1")
+    assert silent.exit_code == 1 and "within 1 s" in silent.stderr and "pw1234" not in silent.stderr
+
+
+def test_export_replaces_the_previous_table_atomically(site, tmp_path):
+    base, _, conn = site
+    target = f"{site[1]['chameleon_usage']}.engine_daily"
+    for seed in (1, 2):
+        simulate(tmp_path / f"raw{seed}", seed=seed, hosts=6, days=5)
+        run = run_cli("run", SPECS, "--data", tmp_path / f"raw{seed}", "--out", tmp_path / f"out{seed}")
+        assert run.exit_code == 0, run.stderr
+        result = run_cli(
+            "export", tmp_path / f"out{seed}", "--db-uri", "mysql://root@127.0.0.1:3306", "--table", target
+        )
+        assert result.exit_code == 0, result.stderr
+    daily = pl.read_parquet(tmp_path / "out2" / "daily.parquet")
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT date, node_type, resource, committed, total FROM {target} WHERE resource = 'nodes'")
+        got = {(d, nt, r): (c, t) for d, nt, r, c, t in cur.fetchall()}
+        cur.execute(f"SHOW TABLES FROM `{site[1]['chameleon_usage']}` LIKE 'engine_daily%'")
+        assert [r[0] for r in cur.fetchall()] == ["engine_daily"]  # no __new/__old left behind
+    want = daily.filter(pl.col("resource") == "nodes").pivot(
+        on="metric", index=["date", "node_type", "resource"], values="hours"
+    )
+    assert len(got) == want.height
+    for row in want.iter_rows(named=True):
+        assert got[(row["date"], row["node_type"], "nodes")] == (row["committed"], row["total"])
