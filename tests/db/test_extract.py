@@ -165,3 +165,19 @@ def test_export_replaces_the_previous_table_atomically(site, tmp_path):
     assert len(got) == want.height
     for row in want.iter_rows(named=True):
         assert got[(row["date"], row["node_type"], "nodes")] == (row["committed"], row["total"])
+
+
+def test_a_null_in_a_not_null_looking_column_is_a_rejection_not_a_crash(site, tmp_path):
+    base, schemas, conn = site
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT uuid FROM `{schemas['nova']}`.instances WHERE launched_at IS NOT NULL ORDER BY id LIMIT 1")
+        (uuid_,) = cur.fetchone()
+        cur.execute(f"UPDATE `{schemas['nova']}`.instances SET created_at = NULL WHERE uuid = %s", (uuid_,))
+    assert extract(base, "--out", tmp_path / "raw").exit_code == 0
+    result = run_cli("run", SPECS, "--data", tmp_path / "raw", "--out", tmp_path / "out", "--site", "sim", *WINDOW)
+    assert result.exit_code == 0, result.stderr
+    rejected = pl.concat(
+        [pl.read_parquet(tmp_path / "out" / "rejected" / f"{e}.parquet") for e in ("reserved_instance", "ondemand_instance")],
+        how="diagonal_relaxed",
+    )
+    assert rejected.filter(pl.col("entity_id") == uuid_)["rejection_reason"].to_list() == ["null_start"]
