@@ -122,9 +122,23 @@ def explain(specs_dir, fmt, entity):
     type=click.Choice(["1h", "1d", "7d", "1mo"]),
     help="Also write resampled_<every>.parquet: hours and mean level per bucket.",
 )
+@click.option(
+    "--lens",
+    type=click.Choice(["effective", "projected"]),
+    default="effective",
+    show_default=True,
+    help="effective: what happened; projected: what the databases said at --as-of.",
+)
+@click.option("--as-of", type=DATE, help="The moment the projected lens looks from (UTC).")
+@click.option(
+    "--as-of-series",
+    metavar="EVERY",
+    type=click.Choice(["1d", "7d", "1mo"]),
+    help="Also write projected snapshots every EVERY through the window (as_of_*.parquet).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, as_json):  # fmt: skip
+def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, lens, as_of, as_of_series, as_json):  # fmt: skip
     """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
 
     With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
@@ -133,7 +147,9 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
     from engine.run import RunConfig
     from engine.run import run as run_pipeline
 
-    common = {"start": start, "end": end, "resample": resample}
+    if (lens == "projected") != (as_of is not None):
+        raise EngineError("--lens projected needs --as-of T, and --as-of needs --lens projected")
+    common = {"start": start, "end": end, "resample": resample, "as_of": as_of, "as_of_series": as_of_series}
     if data_dir is not None and len(site_keys) <= 1:
         site = site_keys[0] if site_keys else Path(data_dir).name
         jobs = [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=site, **common)]

@@ -18,15 +18,20 @@ def table_refs(spec: dict) -> list[dict]:
 def build_graph(specs: Specs) -> nx.DiGraph:
     """Compile the specs into one DAG of entities, lookups and raw tables."""
     graph = nx.DiGraph()
-    for kind, table in (("lookup", specs.lookups), ("entity", specs.entities)):
+    derived = {**{n: "lookup" for n in specs.lookups}, **{n: "report" for n in specs.reports}}
+    for kind, table in (("lookup", specs.lookups), ("report", specs.reports), ("entity", specs.entities)):
         for name, spec in table.items():
             node = f"{kind}:{name}"
             graph.add_node(node, kind=kind, name=name, spec=spec)
-            for ref in table_refs(spec):
-                src = f"lookup:{ref['table']}" if ref["table"] in specs.lookups else f"table:{ref['table']}"
+            if "entity" in spec["source"]:  # a report over an entity's validated spans
+                graph.add_edge(f"entity:{spec['source']['entity']}", node, kind="reads", optional=True)
+            for ref in table_refs(spec):  # history tables are never required (only the projected lens reads them)
+                if "table" not in ref:
+                    continue
+                src = f"{derived[ref['table']]}:{ref['table']}" if ref["table"] in derived else f"table:{ref['table']}"
                 if src.startswith("table:"):
                     graph.add_node(src, kind="table", name=ref["table"])
-                graph.add_edge(src, node, kind="reads", optional=bool(ref.get("optional")))
+                graph.add_edge(src, node, kind="reads", optional=bool(ref.get("optional")) or "recorded_at" in ref)
     if "legacy" in specs.metrics:  # the older report to compare with: read if present, never required
         graph.add_node("legacy", kind="legacy", name="legacy")
         graph.add_node(f"table:{specs.metrics['legacy']['table']}", kind="table", name=specs.metrics["legacy"]["table"])
@@ -55,9 +60,13 @@ def tables_for(graph: nx.DiGraph, entities: list[str] | None = None) -> tuple[li
 
     A table is required when something reads it as a source or a non-optional join.
     """
-    targets = [n for n in graph if graph.nodes[n]["kind"] == "legacy" or
-               (graph.nodes[n]["kind"] == "entity" and (entities is None or graph.nodes[n]["name"] in entities))]  # fmt: skip
     reads = nx.subgraph_view(graph, filter_edge=lambda u, v: graph.edges[u, v]["kind"] == "reads")
+    chosen = lambda n: entities is None or graph.nodes[n]["name"] in entities  # noqa: E731
+    targets = [
+        n for n in graph if graph.nodes[n]["kind"] == "legacy" or (graph.nodes[n]["kind"] == "entity" and chosen(n))
+    ]
+    targets += [n for n in graph if graph.nodes[n]["kind"] == "report"
+                and all(chosen(a) for a in nx.ancestors(reads, n) if graph.nodes[a]["kind"] == "entity")]  # fmt: skip
     needed = {t for n in targets for t in nx.ancestors(reads, n) | {n} if graph.nodes[t]["kind"] == "table"}
     required = {t for t in needed for _, v, o in graph.out_edges(t, data="optional") if not o and v != "legacy"}
     name = lambda n: graph.nodes[n]["name"]  # noqa: E731

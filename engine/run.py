@@ -38,6 +38,7 @@ class RunConfig:
     site: str | None = None
     as_of: datetime | None = None
     resample: tuple[str, ...] = ()
+    as_of_series: str | None = None  # e.g. "7d": projected snapshots every 7 days through the window
     entities: list[str] | None = None  # the site's entities (default: all)
 
 
@@ -81,12 +82,8 @@ def run(cfg: RunConfig, progress=None) -> dict:
     return manifest
 
 
-def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> dict:
-    stages, graph, lens = Stages(), build_graph(specs), Lens(cfg.as_of)
-    site = cfg.site or raw.path.name
-    tables = Tables(specs, raw, history_as_of=cfg.as_of)
-    with stages("load"):
-        counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
+def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress) -> dict:
+    """Spans, INV-7 and hierarchy for every selected entity, parents first, in one lens."""
     results: dict[str, EntityResult] = {}
     for name in _selected(specs, graph, cfg.entities):
         progress(name)
@@ -105,6 +102,16 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             continue
         with stages("hierarchy"):
             res.validated = validate(res.spans.accepted, spec, pv)
+    return results
+
+
+def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> dict:
+    stages, graph, lens = Stages(), build_graph(specs), Lens(cfg.as_of)
+    site = cfg.site or raw.path.name
+    tables = Tables(specs, raw, history_as_of=cfg.as_of)
+    with stages("load"):
+        counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
+    results = _entities(cfg, specs, graph, tables, lens, stages, progress)
     live = {n: r for n, r in results.items() if not r.skipped}
     if not live:
         raise EngineError(
@@ -135,8 +142,15 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             manifest["entities"][name] = summary
             manifest["invariants"].append(_hours_check(name, summary["hours"]))
             _write_entity(out, res, site, window, resources_of(specs, name))
+        tables.entity_frames = {n: r.validated.with_columns(pl.lit(site).alias("site")) for n, r in live.items()}
+        for name in sorted(specs.reports):
+            try:
+                out.parquet(f"reports/{name}.parquet", tables.lookup(name).collect())
+            except MissingTable as exc:
+                manifest["warnings"].append(f"report {name} skipped: {exc.table} did not run")
         for name, df in sorted(tables.built.items()):
-            out.parquet(f"lookups/{name}.parquet", df)
+            if name in specs.lookups:
+                out.parquet(f"lookups/{name}.parquet", df)
     with stages("sweep"):
         group = ["site", *specs.metrics.get("group_by", [])]
         counted = [
@@ -147,6 +161,9 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
         manifest["invariants"] += checks
         manifest["metrics"] = _metric_totals(buckets["1d"])
         _write_usage(out, series, buckets, group)
+    if cfg.as_of_series:
+        with stages("as_of_series"):
+            _as_of_series(cfg, specs, graph, raw, window, site, out, progress, manifest)
     manifest["timings"] = stages.seconds
     out.json("manifest.json", manifest)
     return manifest
@@ -175,6 +192,9 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
     first = min((df["valid_start"].min() for df in counted if df.height), default=None)
     last = max((v for r in results for c in ("tx_start", "tx_end") if (v := r.spans.accepted[c].max())), default=None)
+    if cfg.as_of is not None:  # projected: show the future as booked at as_of too
+        ends = [df["valid_end"].max() for df in counted if df.height]
+        last = max([cfg.as_of, *(e for e in ends if e is not None)] + ([last] if last else []))
     start = cfg.start or (_day_floor(first) if first else None)
     end = cfg.end or (_day_floor(last) + timedelta(days=1) if last else None)
     if start is None or end is None:
@@ -269,3 +289,24 @@ def _write_usage(out: OutputDir, series: pl.DataFrame, buckets: dict, group: lis
         declared = DAILY if every == "1d" else {**DAILY, "bucket": DAILY["date"]} | {"bucket": pl.Datetime("us")}
         declared = {k: v for k, v in declared.items() if k in table.columns}
         out.parquet(f"{name}.parquet", check_schema(table, name, declared, dynamic))
+
+
+def _as_of_series(
+    cfg: RunConfig, specs, graph, raw: RawDir, window, site: str, out: OutputDir, progress, manifest
+) -> None:
+    """Projected snapshots every `cfg.as_of_series` through the window, each swept over the whole window:
+    as_of_usage.parquet and as_of_daily.parquet, with an as_of column (how far ahead was it booked?)."""
+    group, usage, daily = ["site", *specs.metrics.get("group_by", [])], [], []
+    snapshots = pl.datetime_range(window[0], window[1], cfg.as_of_series, eager=True, time_unit="us").to_list()[1:]
+    for as_of in snapshots:
+        results = _entities(cfg, specs, graph, Tables(specs, raw, history_as_of=as_of), Lens(as_of), Stages(), progress)
+        counted = [(r.validated.with_columns(pl.lit(site).alias("site")), resources_of(specs, n))
+                   for n, r in results.items() if not r.skipped]  # fmt: skip
+        series, buckets, _ = usage_stage(counted, specs.metrics["metrics"], group, window, ["1d"])
+        stamp = pl.lit(as_of).cast(pl.Datetime("us")).alias("as_of")
+        usage.append(series.select(stamp, "timestamp", "site", "metric", "resource", *group[1:], "value"))
+        daily.append(buckets["1d"].select(stamp, pl.col("bucket").cast(pl.Date).alias("date"), "site", "metric",
+                                          "resource", *group[1:], "hours", "mean"))  # fmt: skip
+    out.parquet("as_of_usage.parquet", pl.concat(usage))
+    out.parquet("as_of_daily.parquet", pl.concat(daily))
+    manifest["as_of_series"] = {"every": cfg.as_of_series, "snapshots": len(snapshots)}

@@ -255,3 +255,45 @@ def edge_site() -> dict[str, list[dict]]:
             {"uuid": "C3", "host": "rpi-2", "status": "Stopped", "created_at": day(9), "updated_at": day(11)},
         ],
     }  # fmt: skip
+
+
+def lease_history_site() -> dict[str, list[dict]]:
+    """One host; lease L1 booked d1 for d10-12, extended on d11 to d14 (two versions in a history table),
+    deleted on d13; lease L2 booked d6 for d7-8. Answers in tests/e2e/test_lenses.py."""
+    host = {"hypervisor_hostname": "h1", "created_at": day(0), "deleted_at": None, "updated_at": None, "vcpus": 48,
+            "memory_mb": 1024, "local_gb": 10}  # fmt: skip
+    return {
+        "nova.compute_nodes": [host | {"id": 1, "hypervisor_type": "ironic", "cpu_allocation_ratio": 1.0}],
+        "blazar.computehosts": [host | {"id": 10}],
+        "blazar.leases": [
+            {
+                "id": "L1",
+                "start_date": day(10),
+                "end_date": day(14),
+                "created_at": day(1),
+                "updated_at": day(13),
+                "deleted_at": day(13),
+            },
+            {
+                "id": "L2",
+                "start_date": day(7),
+                "end_date": day(8),
+                "created_at": day(6),
+                "updated_at": day(6),
+                "deleted_at": None,
+            },
+        ],  # fmt: skip
+        "blazar.lease_versions": [
+            {"lease_id": "L1", "start_date": day(10), "end_date": day(12), "recorded_at": day(1)},
+            {"lease_id": "L1", "start_date": day(10), "end_date": day(14), "recorded_at": day(11)},
+            {"lease_id": "L2", "start_date": day(7), "end_date": day(8), "recorded_at": day(6)},
+        ],
+        "blazar.reservations": [
+            {"id": "R1", "lease_id": "L1", "resource_type": "physical:host"},
+            {"id": "R2", "lease_id": "L2", "resource_type": "physical:host"},
+        ],
+        "blazar.computehost_allocations": [
+            {"id": "A1", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1), "deleted_at": day(13)},
+            {"id": "A2", "compute_host_id": "10", "reservation_id": "R2", "created_at": day(6), "deleted_at": None},
+        ],
+    }

@@ -36,9 +36,10 @@ class Tables:
         self.built: dict[str, pl.DataFrame] = {}
         self.notes: list[str] = []
         self.joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table
+        self.entity_frames: dict[str, pl.DataFrame] = {}  # validated spans, for reports
 
     def get(self, table: str) -> pl.LazyFrame:
-        if table in self.specs.lookups:
+        if table in self.specs.lookups or table in self.specs.reports:
             return self.lookup(table)
         if not self.raw.has(table):
             raise MissingTable(table)
@@ -47,7 +48,7 @@ class Tables:
     def lookup(self, name: str) -> pl.LazyFrame:
         """A lookup's rows, built and collected on first use."""
         if name not in self.built:
-            spec = self.specs.lookups[name]
+            spec = self.specs.lookups.get(name) or self.specs.reports[name]
             where = self.specs.where(spec)
             lf, required = self.frame(spec)
             keep = [self.expr(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
@@ -73,7 +74,12 @@ class Tables:
         """
         where, refs = self.specs.where(spec), referenced(spec)
         source = spec["source"]
-        lf = with_optional(self.get(source["table"]), source.get("optional_columns", [])).with_row_index("__row")
+        if "entity" in source:  # a report over an entity's validated spans
+            if source["entity"] not in self.entity_frames:
+                raise MissingTable(f"entity {source['entity']}")
+            lf = self.entity_frames[source["entity"]].lazy().drop("__row", strict=False).with_row_index("__row")
+        else:
+            lf = with_optional(self.get(source["table"]), source.get("optional_columns", [])).with_row_index("__row")
         pending = dict(spec.get("columns", {}))
         lf = self._columns(lf, pending, where)
         required = []
@@ -126,6 +132,7 @@ class Tables:
         # Only the columns the spec reads travel with the rows (the source keeps all of its own).
         used = {c.split(".", 1)[1] for c in refs if c.startswith(f"{alias}.")} | set(join["on"].values())
         used |= {join["asof"]["right"]} if "asof" in join else set()
+        used |= {"__versioned"} if "history" in join else set()
         right = right.select(c for c in right.collect_schema() if c in used).rename(lambda c: f"{alias}.{c}")
         if join.get("required"):
             right = right.with_columns(pl.lit(True).alias(f"__matched.{alias}"))
@@ -173,9 +180,15 @@ class Tables:
         if hist is None or self.history_as_of is None:
             return right
         key = next(iter(join["on"].values()))
+        try:
+            history = self.get(hist["table"])
+        except MissingTable:
+            self.notes.append(
+                f"history table {hist['table']} is missing: rows changed after the as-of time are tx_uncertain"
+            )
+            return right
         versions = (
-            self.get(hist["table"])
-            .filter(pl.col(hist["recorded_at"]) <= self.history_as_of)
+            history.filter(pl.col(hist["recorded_at"]) <= self.history_as_of)
             .sort(hist["recorded_at"])
             .group_by(hist["key"])
             .agg(pl.col(c).last().alias(f"__v.{c}") for c in hist["columns"])

@@ -88,6 +88,7 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
         pl.lit(False).alias("tx_uncertain"),
         *(ex(f"attributes.{a}", e).cast(pl.String).alias(a) for a, e in spec.get("attributes", {}).items()),
         *(ex(f"resources.{r}", e).cast(pl.Float64).alias(f"__res.{r}") for r, e in spec["resources"].items()),
+        *(ex(f"measures.{m}", e).alias(f"__measure.{m}") for m, e in spec.get("measures", {}).items()),
         *(
             ex(f"rules[{i}].when", r["when"]).fill_null(False).alias(f"__rule{i}")
             for i, r in enumerate(spec.get("rules", []))
@@ -100,7 +101,8 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
         ),
     )
     if lens.as_of is not None:
-        lf = _project(lf, lens.as_of)
+        versioned = [f"{j['as']}.__versioned" for j in spec.get("joins", []) if "history" in j]
+        lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
     cases = []
     for join in required:
         keys = ", ".join(f"{right}={{}}" for right in join["on"].values())
@@ -161,14 +163,19 @@ def _dangling(required: list[dict]) -> pl.Expr:
     return pl.any_horizontal(cases) if cases else pl.lit(False)
 
 
-def _project(lf: pl.LazyFrame, as_of) -> pl.LazyFrame:
-    """Projected lens: keep what was recorded by as_of and undo every later deletion."""
+def _project(lf: pl.LazyFrame, as_of, versioned: list[str]) -> pl.LazyFrame:
+    """Projected lens: keep what was recorded by as_of and undo every later deletion.
+
+    A row changed after as_of keeps only its latest values, unless a history table gave the version
+    of as_of: otherwise it is tx_uncertain (counted, flagged, reported).
+    """
     deleted_later = pl.col("tx_end") > as_of
+    recovered = pl.any_horizontal(pl.col(c).fill_null(False) for c in versioned) if versioned else pl.lit(False)
     return lf.with_columns(
         pl.col("tx_start").le(as_of).fill_null(True).alias("__recorded"),
         pl.when(deleted_later).then(pl.col("planned_end")).otherwise(pl.col("valid_end")).alias("valid_end"),
         pl.when(deleted_later).then(None).otherwise(pl.col("tx_end")).alias("tx_end"),
-        (pl.col("tx_updated") > as_of).fill_null(False).alias("tx_uncertain"),
+        ((pl.col("tx_updated") > as_of).fill_null(False) & ~recovered).alias("tx_uncertain"),
     )
 
 
@@ -176,8 +183,9 @@ def _span_columns(spec: dict) -> list:
     """Columns of an accepted span; resources are kept apart from raw columns of the same name until here."""
     attrs = list(spec.get("attributes", {}))
     resources = [pl.col(f"__res.{r}").alias(r) for r in spec["resources"]]
+    measures = [pl.col(f"__measure.{m}").alias(m) for m in spec.get("measures", {})]
     return ["__row", "entity", "entity_id", "metric", *TIMES[:2], *TIMES[3:5], "original_start", "original_end",
-            "tx_uncertain", *attrs, *resources]  # fmt: skip
+            "tx_uncertain", *attrs, *resources, *measures]  # fmt: skip
 
 
 def _resolve_duplicates(accepted: pl.DataFrame, identity: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:

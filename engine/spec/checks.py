@@ -26,7 +26,7 @@ def expressions(spec: dict):
         yield f"rules[{i}].when", rule["when"]
         if "detail" in rule:
             yield f"rules[{i}].detail", rule["detail"]
-    for part in ("attributes", "resources", "aggregate"):
+    for part in ("attributes", "resources", "measures", "aggregate"):
         for key, expr in spec.get(part, {}).items():
             yield f"{part}.{key}", expr
     for part in ("order_by", "group_by"):
@@ -42,11 +42,15 @@ def formula_terms(formula: str) -> list[tuple[int, str]]:
 def _check_expressions(specs, spec: dict, problems: list[str]) -> None:
     where = specs.where(spec)
     aliases = [j["as"] for j in spec.get("joins", [])]
-    for i, join in enumerate(spec.get("joins", [])):
-        if join["table"] not in specs.lookups and "." not in join["table"]:
+    readable = specs.lookups | (specs.reports if "report" in spec else {})  # only reports read reports
+    for i, join in enumerate(spec.get("joins", []) + ([spec["source"]] if "table" in spec["source"] else [])):
+        field = f"joins[{i}].table" if "on" in join else "source.table"
+        if join["table"] not in readable and "." not in join["table"]:
             problems.append(
-                f"{where}: joins[{i}].table: unknown lookup '{join['table']}'{did_you_mean(join['table'], specs.lookups)}"
+                f"{where}: {field}: unknown lookup '{join['table']}'{did_you_mean(join['table'], readable)}"
             )
+        if "on" not in join:
+            continue
         for left in join["on"]:
             if "." in left and left.split(".")[0] not in aliases[:i]:
                 problems.append(f"{where}: joins[{i}].on: '{left}' does not name an earlier join's alias")
@@ -136,15 +140,21 @@ def check_specs(specs) -> None:
         problems.append(f"{specs.root}: parent links form a cycle: {cycle}")
 
     lookups = nx.DiGraph()
-    for name, spec in specs.lookups.items():
+    for name, spec in {**specs.lookups, **specs.reports}.items():
         lookups.add_node(name)
         for j in spec.get("joins", []) + [spec["source"]]:
-            if j["table"] in specs.lookups:
+            if j.get("table") in specs.lookups or j.get("table") in specs.reports:
                 lookups.add_edge(j["table"], name)
     if cycle := _cycle(lookups):
-        problems.append(f"{specs.root}: lookups read each other in a cycle: {cycle}")
+        problems.append(f"{specs.root}: lookups or reports read each other in a cycle: {cycle}")
+    for spec in specs.reports.values():
+        source = spec["source"].get("entity")
+        if source and source not in specs.entities:
+            problems.append(
+                f"{specs.where(spec)}: source.entity: unknown entity '{source}'{did_you_mean(source, specs.entities)}"
+            )
 
-    for spec in [*specs.entities.values(), *specs.lookups.values()]:
+    for spec in [*specs.entities.values(), *specs.lookups.values(), *specs.reports.values()]:
         _check_expressions(specs, spec, problems)
     if not problems:  # attribute checks need an acyclic hierarchy
         _check_attributes(specs, nx.topological_sort(parents), problems)

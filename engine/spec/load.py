@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from engine.errors import EngineError, SpecError
 from engine.expr import did_you_mean
 
-KINDS = ("entity", "lookup", "metrics")
+KINDS = ("entity", "lookup", "report", "metrics")
 _TYPE_NAMES = {
     dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a number",
     bool: "a boolean", type(None): "null",
@@ -35,6 +35,7 @@ class Specs:
     root: Path
     entities: dict[str, dict] = field(default_factory=dict)
     lookups: dict[str, dict] = field(default_factory=dict)
+    reports: dict[str, dict] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     digest: str = ""
@@ -202,7 +203,9 @@ def load_specs(root: str | Path) -> Specs:
             continue
         kind = next((k for k in KINDS if isinstance(data, dict) and k in data), None)
         if kind is None:
-            problems.append(f"{display}: not a spec: expected a top-level 'entity', 'lookup' or 'metrics' field")
+            problems.append(
+                f"{display}: not a spec: expected a top-level 'entity', 'lookup', 'report' or 'metrics' field"
+            )
             continue
         found = _schema_problems(data, kind, node, display)
         if found:
@@ -214,8 +217,8 @@ def load_specs(root: str | Path) -> Specs:
                 problems.append(f"{display}: metrics are already defined in {specs.metrics['_file']}")
             specs.metrics = data
             continue
-        name, table = data[kind], specs.entities if kind == "entity" else specs.lookups
-        other = specs.entities.get(name) or specs.lookups.get(name)
+        name, table = data[kind], {"entity": specs.entities, "lookup": specs.lookups, "report": specs.reports}[kind]
+        other = specs.entities.get(name) or specs.lookups.get(name) or specs.reports.get(name)
         if other:
             problems.append(f"{display}: {kind} '{name}' is already defined in {other['_file']}")
             continue

@@ -177,7 +177,10 @@ def test_a_null_in_a_not_null_looking_column_is_a_rejection_not_a_crash(site, tm
     result = run_cli("run", SPECS, "--data", tmp_path / "raw", "--out", tmp_path / "out", "--site", "sim", *WINDOW)
     assert result.exit_code == 0, result.stderr
     rejected = pl.concat(
-        [pl.read_parquet(tmp_path / "out" / "rejected" / f"{e}.parquet") for e in ("reserved_instance", "ondemand_instance")],
+        [
+            pl.read_parquet(tmp_path / "out" / "rejected" / f"{e}.parquet")
+            for e in ("reserved_instance", "ondemand_instance")
+        ],
         how="diagonal_relaxed",
     )
     assert rejected.filter(pl.col("entity_id") == uuid_)["rejection_reason"].to_list() == ["null_start"]

@@ -219,3 +219,20 @@ def test_resampled_buckets_hold_the_same_hours_and_a_mean_level(tmp_path):
     )
     # h5 (no node type) exists all 30 days of the window: mean level 1 node over the 720 h in the window
     assert month.select("bucket", "hours", "mean").rows() == [(day(0), 720.0, 1.0)]
+
+
+def test_lead_time_reports(run_dir):
+    leases = {
+        r["lease_id"]: r for r in pl.read_parquet(run_dir / "reports" / "lease_lead_time.parquet").iter_rows(named=True)
+    }
+    # L1 booked d1 for d2; L2 booked d1.5 for d3 but its host was committed to L1 until d5; L4 booked d1 for d18
+    assert {k: (r["requested_lead_hours"], r["effective_lead_hours"]) for k, r in leases.items()} == {
+        "L1": (24.0, 24.0),
+        "L2": (36.0, 84.0),
+        "L4": (408.0, 408.0),
+    }
+    daily = pl.read_parquet(run_dir / "reports" / "lead_time_daily.parquet").sort("node_type")
+    assert daily.select("date", "node_type", "leases", "requested_median_hours", "effective_median_hours").rows() == [
+        (day(1).date(), "compute_skylake", 2, 30.0, 54.0),
+        (day(1).date(), "gpu_v100", 1, 408.0, 408.0),
+    ]

@@ -135,8 +135,9 @@ def test_group_column_must_be_provided(specs_copy):
 
 def test_a_file_that_is_no_spec(specs_copy):
     (specs_copy / "entities" / "odd.yaml").write_text("name: odd\n")
-    assert "entities/odd.yaml: not a spec: expected a top-level 'entity', 'lookup' or 'metrics' field" in problems_of(
-        specs_copy
+    assert (
+        "entities/odd.yaml: not a spec: expected a top-level 'entity', 'lookup', 'report' or 'metrics' field"
+        in problems_of(specs_copy)
     )
 
 

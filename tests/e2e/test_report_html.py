@@ -1,0 +1,153 @@
+"""The HTML report of a simulated site, opened in a real headless Chromium: every section, charts with real data,
+no console error, a screenshot that is not blank; and the report's numbers and tables checked on their own.
+
+Chromium is Debian's `chromium` package (`apt-get install -y chromium`); without it the browser test fails."""
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from PIL import Image
+
+from engine.report import html as report
+from engine.report.html import SECTIONS, STACK, stack_series, write_report
+from engine.simulate import simulate
+from tests.conftest import SPECS, run_cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+METRICS = yaml.safe_load((SPECS / "metrics.yaml").read_text())["metrics"]
+WINDOW = (datetime(2024, 1, 1), datetime(2024, 1, 31))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("report")
+    simulate(base / "raw", seed=1, hosts=20, days=30)
+    window = [f"{w:%Y-%m-%d}" for w in WINDOW]
+    result = run_cli(
+        "run", SPECS, "--data", base / "raw", "--out", base / "out", "--start", window[0], "--end", window[1]
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    return base / "out"
+
+
+@pytest.fixture
+def out_copy(run_dir, tmp_path) -> Path:
+    """A writable copy of the run's outputs, without any comparison the pipeline may have written."""
+    out = shutil.copytree(run_dir, tmp_path / "out")
+    (out / "comparison.parquet").unlink(missing_ok=True)
+    return out
+
+
+def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run headless Chromium with a fresh profile; fails (never skips) when the browser is not installed."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)")
+    cmd = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+
+
+def test_the_report_renders_in_headless_chromium(run_dir, tmp_path):
+    page = write_report(run_dir, METRICS, tmp_path / "plots")
+    shot = tmp_path / "shot.png"
+    shown = chromium(tmp_path / "p1", f"--screenshot={shot}", "--window-size=1400,4000", page.as_uri())
+    dumped = chromium(tmp_path / "p2", "--dump-dom", page.as_uri())
+    dom = dumped.stdout
+
+    console = [line for line in (shown.stderr + dumped.stderr).splitlines() if "Uncaught" in line or "CONSOLE" in line]
+    assert console == []
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1400, 4000) and len(image.getcolors(1 << 24)) > 200, "the screenshot looks blank"
+
+    for heading in SECTIONS:
+        assert f"<h2>{heading}</h2>" in dom
+    svgs = re.findall(r"<svg\b.*?</svg>", dom, flags=re.S)
+    drawn = [s for s in svgs if re.search(r'<path\b[^>]*\sd="M[^"]{40,}"', s)]
+    imgs = re.findall(r'<img\b[^>]*src="data:image/[^"]{1000,}"', dom)
+    assert len(drawn) + len(imgs) >= 4, f"{len(svgs)} svg, {len(drawn)} with drawn paths, {len(imgs)} images"
+    assert not re.search(r'\s(?:src|href)="(?!data:|#)', dom), "the page must not load any other file"
+    if not (run_dir / "comparison.parquet").exists():
+        assert "no legacy report in the raw data" in dom
+
+    plots = {p.name: p.stat().st_size for p in (tmp_path / "plots").glob("*.png")}
+    base = [m for m, spec in METRICS.items() if "formula" not in spec]
+    assert {"stack.png", *(f"daily_{m}.png" for m in base)} <= set(plots)
+    assert len(plots) == len(svgs) and min(plots.values()) > 5_000
+
+
+@pytest.mark.parametrize("exact_days", [60, 0], ids=["step functions", "daily means"])
+def test_the_stack_chart_series_integrate_to_the_run_hours(run_dir, monkeypatch, exact_days):
+    monkeypatch.setattr(report, "EXACT_DAYS", exact_days)
+    t, series = stack_series(run_dir, WINDOW)
+    hours = np.diff(t).astype("timedelta64[us]").astype(float) / 3.6e9
+    run_hours = json.loads((run_dir / "manifest.json").read_text())["metrics"]
+    assert t[0] == np.datetime64(WINDOW[0]) and t[-1] == np.datetime64(WINDOW[1])
+    for metric, values in series.items():
+        assert (values[:-1] * hours).sum() == pytest.approx(run_hours[metric][STACK["resource"]], rel=1e-9)
+
+
+def test_the_largest_discrepancies_are_tabled_and_flagged_days_marked(out_copy, tmp_path):
+    assert "no legacy report in the raw data" in write_report(out_copy, METRICS).read_text()
+    rows = [  # 20 small differences on node type a, one large flagged one on b, one mid-size unflagged
+        {"date": date(2024, 1, 1 + d), "node_type": "a", "metric": m, "engine_hours": 100.0, "legacy_hours": 100.0 - d}
+        for d in range(10)
+        for m in ("total", "committed")
+    ]
+    rows += [{"date": date(2024, 1, 12), "node_type": "b", "metric": "committed", "engine_hours": 700.0,
+              "legacy_hours": 200.0}, {"date": date(2024, 1, 13), "node_type": "b", "metric": "total",
+              "engine_hours": 300.0, "legacy_hours": 250.0}]  # fmt: skip
+    cmp = pl.DataFrame(rows).with_columns(
+        pl.lit("sim").alias("site"),
+        (pl.col("engine_hours") - pl.col("legacy_hours")).alias("diff_hours"),
+        ((pl.col("engine_hours") - pl.col("legacy_hours")) / pl.col("legacy_hours")).alias("rel_diff"),
+        ((pl.col("node_type") == "b") & (pl.col("metric") == "committed")).alias("flagged"),
+    )
+    cmp.write_parquet(out_copy / "comparison.parquet")
+    manifest = json.loads((out_copy / "manifest.json").read_text())
+    manifest["comparison"] = {"legacy_rows": 22, "flagged": 1}
+    (out_copy / "manifest.json").write_text(json.dumps(manifest))
+
+    page = write_report(out_copy, METRICS, tmp_path / "plots").read_text()
+    assert "no legacy report" not in page and "legacy_rows: 22" in page
+    table = page.split("<h3>The 10 largest discrepancies</h3>", 1)[1].split("</table>", 1)[0]
+    body = re.findall(r"<tr class=\"(\w*)\">(.*?)</tr>", table)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for _, row in body]
+    assert len(cells) == 10
+    assert body[0][0] == "flagged" and cells[0][:6] == ["2024-01-12", "b", "committed", "700", "200", "500"]
+    assert cells[1][:3] == ["2024-01-13", "b", "total"] and body[1][0] == ""
+    assert [c[5] for c in cells[2:]] == ["9.0", "9.0", "8.0", "8.0", "7.0", "7.0", "6.0", "6.0"]
+    assert {"comparison_total.png", "comparison_committed.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
+    # matplotlib draws one <use> per marker inside the group named by the line's gid, up to the next artist's group
+    markers = lambda metric: page.partition(f'<g id="flagged_{metric}"')[2].split('<g id="')[0].count("<use")  # noqa: E731
+    assert markers("committed") == 1 and markers("total") == 0
+
+
+def test_failed_invariants_are_listed_in_red_with_their_samples(out_copy):
+    manifest = json.loads((out_copy / "manifest.json").read_text())
+    manifest["invariants"].append({"id": "INV-8", "entity": None, "status": "fail", "violations": 3, "handled": 0,
+                                   "detail": "no derived metric below zero", "sample": [{"metric": "idle",
+                                   "value": -1.0, "timestamp": "2024-01-05 10:00:00"}]})  # fmt: skip
+    (out_copy / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(out_copy, METRICS).read_text()
+    failed = re.search(r'<div class="fail">(.*?)</div>', page, flags=re.S).group(1)
+    assert "invariants: 1 failed" in failed and "INV-8 (all)" in failed and "-1.0" in failed
+    assert f'<p class="pass">invariants: {len(manifest["invariants"]) - 1} pass</p>' in page
+
+
+def test_rejected_hours_by_reason_add_up_to_the_entity_account(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for name, e in manifest["entities"].items():
+        if e["status"] == "skipped":
+            continue
+        by_reason = report._rejected_hours(run_dir, name, WINDOW)
+        assert set(by_reason) == set(e["rejected_by_reason"])
+        assert sum(by_reason.values()) == pytest.approx(e["hours"]["rejected"], abs=1e-6)
