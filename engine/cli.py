@@ -136,9 +136,20 @@ def explain(specs_dir, fmt, entity):
     type=click.Choice(["1d", "7d", "1mo"]),
     help="Also write projected snapshots every EVERY through the window (as_of_*.parquet).",
 )
+@click.option(
+    "--exclusions",
+    "exclusions_file",
+    type=click.Path(),
+    help="Known-bad records to reject as `excluded` [default: etc/exclusions.yaml when it exists].",
+)
+@click.option(
+    "--plots", "plots_dir", type=click.Path(file_okay=False), help="Also write the report's charts as PNGs here."
+)
+@click.option("--no-report", is_flag=True, help="Skip report.html (faster for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, lens, as_of, as_of_series, as_json):  # fmt: skip
+def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, lens, as_of, as_of_series,
+        exclusions_file, plots_dir, no_report, as_json):  # fmt: skip
     """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
 
     With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
@@ -149,10 +160,13 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
 
     if (lens == "projected") != (as_of is not None):
         raise EngineError("--lens projected needs --as-of T, and --as-of needs --lens projected")
-    common = {"start": start, "end": end, "resample": resample, "as_of": as_of, "as_of_series": as_of_series}
+    if exclusions_file is None and Path("etc/exclusions.yaml").is_file():
+        exclusions_file = "etc/exclusions.yaml"
+    common = {"start": start, "end": end, "resample": resample, "as_of": as_of, "as_of_series": as_of_series,
+              "exclusions": exclusions_file, "report": not no_report}  # fmt: skip
     if data_dir is not None and len(site_keys) <= 1:
         site = site_keys[0] if site_keys else Path(data_dir).name
-        jobs = [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=site, **common)]
+        jobs = [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=site, plots=plots_dir, **common)]
     else:
         use_file = Path(sites_file).is_file() or site_keys
         chosen = select(load_sites(sites_file), site_keys or ("demo",)) if use_file else [DEMO]
@@ -160,7 +174,7 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
         jobs = [
             RunConfig(specs=str(site.specs or specs_dir), data=str(site.raw_dir(announce)), site=site.key,
                       out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key), entities=site.entities,
-                      **common)
+                      plots=plots_dir and (plots_dir if len(chosen) == 1 else str(Path(plots_dir) / site.key)), **common)
             for site in chosen
         ]  # fmt: skip
     manifests = []
@@ -174,6 +188,10 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
         out.out(json.dumps(manifests[0] if len(manifests) == 1 else manifests, default=str))
 
 
+FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours", "rel_diff", "flagged", "explained_hours",
+         "explanation"}  # fmt: skip
+
+
 def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
     from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
 
@@ -184,9 +202,19 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
     for line in rejection_lines(manifest):
         wide.print(line)
     wide.print(metric_table(manifest, metrics))
+    if manifest.get("comparison", {}).get("largest"):
+        comparison = manifest["comparison"]
+        wide.print(
+            f"largest gaps with the legacy report ({comparison['flagged']} of {comparison['cells']} cells flagged):"
+        )
+        for c in comparison["largest"][:5]:
+            why = f" — {c['explanation']}" if c.get("explanation") else ""
+            where = " ".join(str(v) for k, v in c.items() if k not in FIXED)
+            wide.print(f"  {c['date']} {where} {c['metric']}: engine {c['engine_hours']:,.1f} h, "
+                       f"legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f}){why}", markup=False)  # fmt: skip
     wide.print(invariant_line(manifest))
     wide.print(
-        f"[green]✓[/] outputs in {out_path}/: usage.parquet, daily.parquet, manifest.json, spans/, validated/, rejected/"
+        f"[green]✓[/] outputs in {out_path}/: report.html, daily.parquet, usage.parquet, manifest.json and checkpoints"
     )
 
 

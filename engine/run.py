@@ -9,11 +9,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 
 from engine import __version__
+from engine.compare import audit_daily, compare
 from engine.errors import EngineError
+from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, raw_tables
 from engine.hierarchy import COUNTED, parent_keys, validate
@@ -39,6 +42,9 @@ class RunConfig:
     as_of: datetime | None = None
     resample: tuple[str, ...] = ()
     as_of_series: str | None = None  # e.g. "7d": projected snapshots every 7 days through the window
+    exclusions: str | None = None  # etc/exclusions.yaml: known-bad records to reject as `excluded`
+    report: bool = True  # write report.html
+    plots: str | None = None  # also write the report's charts as PNG files here
     entities: list[str] | None = None  # the site's entities (default: all)
 
 
@@ -82,7 +88,7 @@ def run(cfg: RunConfig, progress=None) -> dict:
     return manifest
 
 
-def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress) -> dict:
+def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress, excl=None) -> dict:
     """Spans, INV-7 and hierarchy for every selected entity, parents first, in one lens."""
     results: dict[str, EntityResult] = {}
     for name in _selected(specs, graph, cfg.entities):
@@ -96,7 +102,8 @@ def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: 
         pv = results[parent].validated if parent else None
         try:
             with stages("spans"):
-                res.spans = build_spans(tables, spec, lens, parent_keys(spec, pv) if parent else None)
+                mine = excl.filter(pl.col("entity") == name) if excl is not None else None
+                res.spans = build_spans(tables, spec, lens, parent_keys(spec, pv) if parent else None, mine)
         except MissingTable as exc:
             res.skipped = f"table {exc.table} is missing"
             continue
@@ -111,7 +118,8 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
     tables = Tables(specs, raw, history_as_of=cfg.as_of)
     with stages("load"):
         counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
-    results = _entities(cfg, specs, graph, tables, lens, stages, progress)
+    excl = load_exclusions(cfg.exclusions, specs) if cfg.exclusions else None
+    results = _entities(cfg, specs, graph, tables, lens, stages, progress, excl)
     live = {n: r for n, r in results.items() if not r.skipped}
     if not live:
         raise EngineError(
@@ -129,6 +137,12 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
         "invariants": [],
         "warnings": [f"entity {n} skipped: {r.skipped}" for n, r in results.items() if r.skipped] + tables.notes,
     }
+    if excl is not None:
+        unused = stale(excl, set().union(*(r.spans.excluded for r in live.values())), set(live))
+        manifest["exclusions"] = {"file": str(cfg.exclusions), "entries": excl["exclusion"].n_unique(), "stale": unused}
+        manifest["warnings"] += [
+            f"stale exclusion: {u['entity']} {', '.join(u['entity_id'])} matched no row ({u['detail']})" for u in unused
+        ]
     with stages("checkpoints"):
         for name, res in results.items():
             if res.skipped:
@@ -161,11 +175,29 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
         manifest["invariants"] += checks
         manifest["metrics"] = _metric_totals(buckets["1d"])
         _write_usage(out, series, buckets, group)
+    legacy = specs.metrics.get("legacy")
+    if legacy and raw.has(legacy["table"]):
+        with stages("compare"):
+            table = raw.scan(legacy["table"])
+            expr = lambda field, text: tables.expr(table, f"{specs.metrics['_file']}: legacy", field, text)  # noqa: E731
+            daily = buckets["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
+            audit = audit_daily(live, window, list(legacy.get("group_by", {})))
+            comparison = compare(legacy, table, expr, daily, audit, window)
+            out.parquet("comparison.parquet", comparison)
+            worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
+            manifest["comparison"] = {"cells": comparison.height, "flagged": int(comparison["flagged"].sum()),
+                                      "largest": worst.with_columns(pl.col("date").cast(pl.String)).to_dicts()}  # fmt: skip
     if cfg.as_of_series:
         with stages("as_of_series"):
             _as_of_series(cfg, specs, graph, raw, window, site, out, progress, manifest)
     manifest["timings"] = stages.seconds
     out.json("manifest.json", manifest)
+    if cfg.report:
+        from engine.report.html import write_report  # matplotlib loads only when a report is wanted
+
+        with stages("report"):
+            write_report(out.tmp, specs.metrics, Path(cfg.plots) if cfg.plots else None)
+        out.json("manifest.json", manifest)  # again, with the report's timing
     return manifest
 
 

@@ -5,7 +5,7 @@ entity's own rules, null_start (INV-1), invalid_time_range (INV-2), invalid_tx_r
 among the rows left, duplicate (INV-7).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -39,6 +39,7 @@ class EntitySpans:
     not_recorded: int
     duplicates_clamped: int
     raw_times: pl.DataFrame  # valid times of every kept row before any cut, for the hour accounts
+    excluded: set = field(default_factory=set)  # the manual exclusions that matched a row
 
 
 def _chain(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
@@ -62,7 +63,9 @@ def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text) -
     return out
 
 
-def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFrame | None) -> EntitySpans:
+def build_spans(
+    tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFrame | None, exclusions: pl.DataFrame | None = None
+) -> EntitySpans:
     """Accepted span pieces and rejected rows of one entity; INV-3 holds by construction and is asserted."""
     where, name = tables.specs.where(spec), spec["entity"]
     lf, required = tables.frame(spec)
@@ -104,6 +107,17 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
         versioned = [f"{j['as']}.__versioned" for j in spec.get("joins", []) if "history" in j]
         lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
     cases = []
+    if exclusions is not None and exclusions.height:
+        ex = exclusions.select(
+            "entity_id", *(pl.col(c).alias(f"__ex.{c}") for c in ("valid_from", "valid_to", "detail", "exclusion"))
+        )
+        lf = lf.join(ex.lazy(), on="entity_id", how="left")
+        frm, to = pl.col("__ex.valid_from"), pl.col("__ex.valid_to")
+        reaches = frm.is_null() | pl.col("valid_end").is_null() | (pl.col("valid_end") > frm)
+        starts = to.is_null() | pl.col("valid_start").is_null() | (pl.col("valid_start") < to)
+        cases.append(
+            (pl.col("__ex.exclusion").is_not_null() & reaches & starts, pl.lit("excluded"), pl.col("__ex.detail"))
+        )
     for join in required:
         keys = ", ".join(f"{right}={{}}" for right in join["on"].values())
         values = [pl.col(left).cast(pl.String).fill_null("null") for left in join["on"]]
@@ -144,6 +158,9 @@ def build_spans(tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFram
         not_recorded=rows.filter(pl.col("__in_scope") & ~in_lens).height,
         duplicates_clamped=clamped,
         raw_times=kept.select("__row", "valid_start", "valid_end"),
+        excluded=set(rejected.filter(pl.col("rejection_reason") == "excluded")["__ex.exclusion"])
+        if "__ex.exclusion" in rejected.columns
+        else set(),
     )
     counted_rows = accepted.select(pl.col("__row").n_unique()).item() if accepted.height else 0
     if out.input_rows != counted_rows + rejected.height + out.out_of_scope + out.not_recorded:

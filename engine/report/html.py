@@ -15,18 +15,7 @@ from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs 
 
 from engine.temporal import hours
 
-# The utilization stack, bottom to top: each group is one colour family, `dashed` marks group tops, `line` the whole.
-# The only metric names this module knows, in one place so a later `report:` setting in metrics.yaml can replace it.
-STACK = {
-    "resource": "nodes",
-    "groups": {
-        "reservable": ("occupied_reservation", "idle", "available_reservable"),
-        "ondemand_capacity": ("occupied_ondemand", "available_ondemand"),
-    },
-    "line": "total",
-    "dashed": ("reservable",),
-}
-SECTIONS = ("Utilization stack", "Daily node-hours by node type", "Engine vs legacy", "Rejections and hierarchy",
+SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rejections and hierarchy",
             "Invariants")  # fmt: skip
 EXACT_DAYS = 60  # longer windows draw the stack from the exact daily means: the raw steps make the page heavy
 CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -67,18 +56,20 @@ def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None) -> str:
     return f'<figure id="{name}"><svg{svg}</figure>'
 
 
-def stack_series(out_dir: Path, window: tuple[datetime, datetime]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The STACK metrics summed over node types on one time grid: each value holds until the next grid time, the
+def stack_series(
+    out_dir: Path, window: tuple[datetime, datetime], stack: dict, groups: list[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The stack's metrics (metrics.yaml `stack`) summed over the groups on one time grid: each value holds until the next grid time, the
     last grid time is the window end. Exact step functions for short windows, exact daily means for long ones."""
-    names = [*(m for g in STACK["groups"].values() for m in g), STACK["line"], *STACK["dashed"]]
-    (w0, w1), keep = window, (pl.col("resource") == STACK["resource"]) & pl.col("metric").is_in(names)
+    names = [*(m for g in stack["groups"].values() for m in g), stack["line"], *stack["dashed"]]
+    (w0, w1), keep = window, (pl.col("resource") == stack["resource"]) & pl.col("metric").is_in(names)
     if w1 - w0 > timedelta(days=EXACT_DAYS):
         daily = pl.read_parquet(out_dir / "daily.parquet").filter(keep)
         wide = daily.pivot(on="metric", index="date", values="mean", aggregate_function="sum")
         wide = wide.select(pl.col("date").cast(pl.Datetime("us")).alias("t"), pl.exclude("date"))
     else:  # a sum of step functions is the running sum of their summed changes
         usage = pl.read_parquet(out_dir / "usage.parquet").filter(keep).sort("timestamp")
-        delta = pl.col("value").diff().over("metric", "node_type").fill_null(pl.col("value")).alias("delta")
+        delta = pl.col("value").diff().over("metric", *groups).fill_null(pl.col("value")).alias("delta")
         wide = usage.with_columns(delta).pivot(on="metric", index="timestamp", values="delta", aggregate_function="sum")
         wide = wide.rename({"timestamp": "t"}).sort("t").with_columns(pl.exclude("t").fill_null(0.0).cum_sum())
     cols = (pl.col(m).cast(pl.Float64).fill_null(0.0) if m in wide.columns else pl.lit(0.0).alias(m) for m in names)
@@ -89,40 +80,40 @@ def stack_series(out_dir: Path, window: tuple[datetime, datetime]) -> tuple[np.n
     return wide["t"].to_numpy(), {m: wide[m].to_numpy() for m in names}
 
 
-def _stack(plots_dir: Path | None, out_dir: Path, window, metrics: dict) -> str:
+def _stack(plots_dir: Path | None, out_dir: Path, window, metrics: dict, stack: dict, groups: list[str]) -> str:
     """Filled steps bottom to top, the whole as a line, group tops dashed: a fill that misses its line shows at once."""
-    t, series = stack_series(out_dir, window)
+    t, series = stack_series(out_dir, window, stack, groups)
     ax = (fig := Figure(figsize=(13, 5))).subplots()
     colours, layers = mpl.colormaps["tab20c"].colors, []
-    for g, members in enumerate(STACK["groups"].values()):
+    for g, members in enumerate(stack["groups"].values()):
         layers += [(m, colours[4 * g + i % 4]) for i, m in enumerate(members)]
     names, fills = zip(*layers, strict=True)
     ax.stackplot(t, *(series[m] for m in names), labels=names, colors=fills, step="post")
-    ax.step(t, series[STACK["line"]], where="post", color="black", lw=1.5, label=STACK["line"])
-    for m in STACK["dashed"]:
+    ax.step(t, series[stack["line"]], where="post", color="black", lw=1.5, label=stack["line"])
+    for m in stack["dashed"]:
         ax.step(t, series[m], where="post", color="#333", lw=1.2, ls="--", label=m)
-    ax.set(ylabel=STACK["resource"], xlim=(t[0], t[-1]))
+    ax.set(ylabel=stack["resource"], xlim=(t[0], t[-1]))
     defs = [[m, metrics.get(m, {}).get("formula") or metrics.get(m, {}).get("description", "")] for m in series]
-    title = f"{STACK['resource']}, summed over node types"
+    title = f"{stack['resource']}, summed over {', '.join(groups) or 'the site'}"
     return _chart(fig, "stack", title, plots_dir) + _table(["metric", "definition"], defs)
 
 
-def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict) -> str:
-    """One chart per base metric of the spec (no formula): a line of daily node-hours per node type."""
-    daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=STACK["resource"])
-    colour = {nt: f"C{i % 10}" for i, nt in enumerate(sorted(daily["node_type"].unique()))}  # same in every chart
+def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, stack: dict, group: str) -> str:
+    """One chart per base metric of the spec (no formula): a line of daily node-hours per value of `group`."""
+    daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=stack["resource"])
+    colour = {nt: f"C{i % 10}" for i, nt in enumerate(sorted(daily[group].unique()))}  # same in every chart
     out, present = [], set(daily["metric"])
     for metric in (m for m, spec in metrics.items() if "formula" not in spec and m in present):
         d = daily.filter(metric=metric).sort("date")
         ax = (fig := Figure(figsize=(13, 3))).subplots()
-        for (nt,), part in d.group_by("node_type", maintain_order=True):
+        for (nt,), part in d.group_by(group, maintain_order=True):
             ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=nt)
         ax.set(ylabel="node-hours")
         out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].get('description', '')}", plots_dir))
     return "".join(out) or "<p>no daily series</p>"
 
 
-def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: dict) -> str:
+def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: dict, group: str) -> str:
     """Engine and legacy daily totals per compared metric with the flagged days marked; the 10 largest gaps."""
     if not (out_dir / "comparison.parquet").exists():
         return "<p>no legacy report in the raw data</p>"
@@ -138,14 +129,14 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
         ax.plot(x, d["legacy_hours"].to_numpy(), lw=1.2, ls="--", label="legacy")
         ax.plot(x[flagged], engine[flagged], "o", color="#c00", ms=5, label="flagged", gid=f"flagged_{metric}")
         ax.set(ylabel="node-hours")
-        out.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over node types", plots_dir))
-    top = cmp.sort(pl.col("diff_hours").abs(), "date", "node_type", "metric", descending=[True, False, False, False])
+        out.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}", plots_dir))
+    top = cmp.sort(pl.col("diff_hours").abs(), "date", group, "metric", descending=[True, False, False, False])
     rows = [
-        [str(r["date"]), r["node_type"], r["metric"], r["engine_hours"], r["legacy_hours"], r["diff_hours"],
+        [str(r["date"]), r[group], r["metric"], r["engine_hours"], r["legacy_hours"], r["diff_hours"],
          "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}", "yes" if r["flagged"] else ""]
         for r in top.head(10).iter_rows(named=True)
     ]  # fmt: skip
-    head = ["date", "node type", "metric", "engine", "legacy", "diff", "rel. diff", "flagged"]
+    head = ["date", group.replace("_", " "), "metric", "engine", "legacy", "diff", "rel. diff", "flagged"]
     table = _table(head, rows, ["flagged" if r[-1] else "" for r in rows])
     return notes + "".join(out) + "<h3>The 10 largest discrepancies</h3>" + table
 
@@ -198,9 +189,13 @@ def _header(manifest: dict) -> str:
     return out + "".join(f'<p class="warn">warning: {esc(str(x))}</p>' for x in manifest.get("warnings", []))
 
 
-def write_report(out_dir: Path, metrics: dict, plots_dir: Path | None = None) -> Path:
+def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = None) -> Path:
     """Write out_dir/report.html (self-contained: opens offline, no CDN, no external files) from the run's
-    outputs in out_dir; with plots_dir, also write every chart there as a PNG. Returns the report path."""
+    outputs in out_dir; with plots_dir, also write every chart there as a PNG. Returns the report path.
+
+    `metrics_spec` is the metrics file: its `metrics` (names, formulas, descriptions) and `stack`."""
+    metrics, stack, groups = metrics_spec["metrics"], metrics_spec["stack"], metrics_spec.get("group_by", [])
+    group = groups[0] if groups else "site"  # per-group charts split by the first group column
     out_dir, plots_dir = Path(out_dir), Path(plots_dir) if plots_dir else None
     if plots_dir:
         plots_dir.mkdir(parents=True, exist_ok=True)
@@ -208,9 +203,9 @@ def write_report(out_dir: Path, metrics: dict, plots_dir: Path | None = None) ->
     window = tuple(datetime.fromisoformat(manifest["window"][k]) for k in ("start", "end"))
     invs = manifest["invariants"]
     bodies = (
-        _stack(plots_dir, out_dir, window, metrics),
-        _daily(plots_dir, out_dir, metrics),
-        _comparison(plots_dir, out_dir, manifest, metrics),
+        _stack(plots_dir, out_dir, window, metrics, stack, groups),
+        _daily(plots_dir, out_dir, metrics, stack, group),
+        _comparison(plots_dir, out_dir, manifest, metrics, group),
         _accounts(out_dir, manifest, window),
         _table(["id", "entity", "status", "violations", "handled", "detail"],
                [[i["id"], i["entity"] or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],

@@ -108,6 +108,14 @@ def check_specs(specs) -> None:
                     f"{specs.metrics['_file']}: metrics.{name}.formula: unknown metric '{term}'{did_you_mean(term, metrics)}"
                 )
             derived.add_edge(name, term)
+    stack = specs.metrics.get("stack", {})
+    for name in [
+        *(m for g in stack.get("groups", {}).values() for m in g),
+        *stack.get("dashed", []),
+        stack.get("line"),
+    ]:
+        if name and name not in metrics:
+            problems.append(f"{specs.metrics['_file']}: stack: unknown metric '{name}'{did_you_mean(name, metrics)}")
     if cycle := _cycle(derived):
         problems.append(f"{specs.metrics['_file']}: metrics: formulas form a cycle: {cycle}")
 

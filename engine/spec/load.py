@@ -59,11 +59,13 @@ def _validator(kind: str) -> jsonschema.Draft202012Validator:
 
 
 class SpecLoader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2 booleans: only true/false, so a key named `on` stays the text 'on'."""
+    """Safe loader with YAML 1.2 booleans: only true/false, so a key named `on` stays the text 'on'.
+
+    Dates stay text too: JSON Schema checks their form, and the engine parses them itself."""
 
 
-SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+SpecLoader.yaml_implicit_resolvers = {  # and dates stay text: JSON Schema checks their form
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 SpecLoader.add_implicit_resolver(

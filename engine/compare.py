@@ -1,0 +1,117 @@
+"""Legacy comparison: the older report (metrics.yaml `legacy`) against our daily node-hours, day by day.
+
+Each flagged day is explained where the audit can: the hours of that day's rejected, orphaned and
+clamped rows of the entities feeding the metric are what our number leaves out and theirs may count.
+"""
+
+import polars as pl
+
+from engine.hierarchy import COUNTED
+from engine.temporal import hours
+
+
+def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end") -> pl.LazyFrame:
+    """Each interval's hours per UTC day inside the window (`date`, `day_hours`), one row per day touched."""
+    w0, w1 = (pl.lit(w) for w in window)
+    s, e = pl.max_horizontal(pl.col(start), w0), pl.min_horizontal(pl.col(end).fill_null(w1), w1)
+    day = pl.col("date")
+    return (
+        lf.filter(pl.col(start).is_not_null())
+        .with_columns(s.alias("__s"), e.alias("__e"))
+        .filter(pl.col("__s") < pl.col("__e"))
+        .with_columns(
+            pl.datetime_ranges(pl.col("__s").dt.truncate("1d"), pl.col("__e"), "1d", closed="left").alias("date")
+        )
+        .explode("date")
+        .with_columns(
+            hours(pl.max_horizontal(day, "__s"), pl.min_horizontal(day.dt.offset_by("1d"), "__e")).alias("day_hours")
+        )
+        .with_columns(day.cast(pl.Date))
+        .drop("__s", "__e")
+    )
+
+
+def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
+    """Node-hours per (date, metric, groups) that the engine did not count, by entity and cause.
+
+    A row rejected before it got a group value (one inherited from its parent) has it null.
+    """
+    frames = []
+    for name, res in results.items():
+
+        def grouped(df: pl.DataFrame) -> pl.LazyFrame:
+            return df.lazy().with_columns(pl.lit(None, pl.String).alias(g) for g in groups if g not in df.columns)
+
+        rejected = grouped(res.spans.rejected).with_columns(pl.col("rejection_reason").alias("cause"))
+        validated = grouped(res.validated)
+        orphans = validated.filter(pl.col("hierarchy_status") == "orphan").with_columns(pl.lit("orphan").alias("cause"))
+        cut = validated.filter(pl.col("original_start").is_not_null())
+        raw = day_hours(cut.unique("entity_id", keep="first"), window, "original_start", "original_end")
+        kept = day_hours(cut.filter(pl.col("hierarchy_status").is_in(COUNTED)), window)
+        lost = raw.join(
+            kept.group_by("entity_id", "date").agg(pl.col("day_hours").sum().alias("__k")),
+            on=["entity_id", "date"],
+            how="left",
+        )
+        lost = lost.with_columns(
+            (pl.col("day_hours") - pl.col("__k").fill_null(0.0)).alias("day_hours"), pl.lit("clamped").alias("cause")
+        )
+        for part in (day_hours(rejected, window), day_hours(orphans, window), lost):
+            frames.append(part.select("date", pl.lit(res.spec["metric"]).alias("metric"), *groups,
+                                      pl.lit(name).alias("entity"), "cause", "entity_id", "day_hours"))  # fmt: skip
+    audit = pl.concat(frames).filter(pl.col("day_hours") > 1e-9)
+    return (
+        audit.group_by("date", "metric", *groups, "entity", "cause")
+        .agg(pl.col("entity_id").n_unique().alias("rows"), pl.col("day_hours").sum().alias("hours"))
+        .collect()
+    )
+
+
+def compare(legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window) -> pl.DataFrame:
+    """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
+    explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table."""
+    groups = legacy.get("group_by", {})
+    theirs = table.select(
+        expr("date", legacy["date"]).cast(pl.Date).alias("date"),
+        *(expr(f"group_by.{g}", e).cast(pl.String).alias(g) for g, e in groups.items()),
+        *(expr(f"metrics.{m}", e).cast(pl.Float64).alias(m) for m, e in legacy["metrics"].items()),
+    ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
+    theirs = theirs.group_by("date", *groups, "metric").agg(pl.col("legacy_hours").sum())
+    ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy["metrics"])))
+    ours = ours.group_by("date", "site", *groups, "metric").agg(pl.col("hours").sum().alias("engine_hours"))
+    tol = {"hours": 1.0, "relative": 0.05} | legacy.get("tolerance", {})
+    diff = pl.col("engine_hours") - pl.col("legacy_hours")
+    big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
+    # Compare the days both cover: the window, and the legacy report's first to last day.
+    first, last = theirs.select(pl.col("date").min().alias("a"), pl.col("date").max().alias("b")).collect().row(0)
+    w0, w1 = (pl.lit(w).cast(pl.Date) for w in window)
+    covered = pl.col("date").is_between(w0, w1, closed="left") & pl.col("date").is_between(pl.lit(first), pl.lit(last))
+    both = (
+        ours.join(theirs, on=["date", *groups, "metric"], how="full", coalesce=True)
+        .filter(covered)
+        .with_columns(
+            pl.col("engine_hours", "legacy_hours").fill_null(0.0),
+            pl.col("site").fill_null(pl.col("site").drop_nulls().first()),
+        )
+        .with_columns(diff.alias("diff_hours"), (diff / pl.col("legacy_hours").abs()).alias("rel_diff"))
+        .with_columns(
+            ((pl.col("diff_hours").abs() > tol["hours"]) & (pl.col("diff_hours").abs() > tol["relative"] * big)).alias(
+                "flagged"
+            )
+        )
+    )
+    # A cause whose rows have no group value (rejected before inheriting one) may explain any group.
+    text = pl.format("{} {}: {} rows, {} h", "entity", "cause", "rows", pl.col("hours").round(1))
+    loose = pl.any_horizontal(pl.col(g).is_null() for g in groups) if groups else pl.lit(False)
+    causes = audit.lazy().with_columns(pl.when(loose).then(text + " (group unknown)").otherwise(text).alias("text"))
+    keys = ["date", *groups, "metric"]
+    why = [
+        part.group_by(on).agg(pl.col("hours").sum().alias(f"__h{i}"), pl.col("text").sort().str.join("; ").alias(f"__t{i}"))
+        for i, (part, on) in enumerate(((causes.filter(~loose), keys), (causes.filter(loose), ["date", "metric"])))
+    ]  # fmt: skip
+    out = both.join(why[0], on=keys, how="left").join(why[1], on=["date", "metric"], how="left")
+    out = out.with_columns(
+        (pl.col("__h0").fill_null(0.0) + pl.col("__h1").fill_null(0.0)).alias("explained_hours"),
+        pl.concat_str(pl.col("__t0"), pl.col("__t1"), separator="; ", ignore_nulls=True).alias("explanation"),
+    ).drop("__h0", "__h1", "__t0", "__t1")
+    return out.sort("date", *groups, "metric").collect()

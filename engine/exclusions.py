@@ -1,0 +1,49 @@
+"""Manual exclusions (etc/exclusions.yaml): known-bad records an operator takes out, with a reason.
+
+Matching rows are rejected as `excluded` (INV-3 still holds) with the reason in rejection_detail; an
+exclusion that matches no row is reported as stale, never silently ignored.
+"""
+
+from datetime import datetime
+
+import polars as pl
+
+from engine.errors import EngineError, SpecError
+from engine.expr import did_you_mean
+from engine.spec.load import read_config
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace(" ", "T"))
+
+
+def load_exclusions(path, specs) -> pl.DataFrame:
+    """One row per excluded key: entity, entity_id, valid_from, valid_to, detail, exclusion (its index)."""
+    rows, problems = [], []
+    for i, e in enumerate(read_config(path, "exclusions")["exclusions"]):
+        if e["entity"] not in specs.entities:
+            problems.append(
+                f"{path}: exclusions[{i}].entity: unknown entity '{e['entity']}'{did_you_mean(e['entity'], specs.entities)}"
+            )
+        keys = e["key"] if isinstance(e["key"], list) else [e["key"]]
+        detail = f"excluded by {e['added_by']} on {e['added_on']}: {e['reason']}"
+        rows += [(e["entity"], str(k), _when(e.get("valid_from")), _when(e.get("valid_to")), detail, i) for k in keys]
+    if problems:
+        raise SpecError(problems)
+    schema = {"entity": pl.String, "entity_id": pl.String, "valid_from": pl.Datetime("us"), "valid_to": pl.Datetime("us"),
+              "detail": pl.String, "exclusion": pl.Int64}  # fmt: skip
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    twice = frame.filter(pl.struct("entity", "entity_id").is_duplicated())
+    if twice.height:
+        raise EngineError(f"{path}: {twice['entity'][0]} key {twice['entity_id'][0]} is excluded twice; keep one entry")
+    return frame
+
+
+def stale(exclusions: pl.DataFrame, applied: set[int], ran: set[str]) -> list[dict]:
+    """Exclusions of entities that ran whose keys matched no row."""
+    unused = exclusions.filter(pl.col("entity").is_in(list(ran)) & ~pl.col("exclusion").is_in(list(applied)))
+    return (
+        unused.group_by("exclusion", maintain_order=True)
+        .agg(pl.col("entity").first(), pl.col("entity_id"), pl.col("detail").first())
+        .to_dicts()
+    )
