@@ -326,3 +326,92 @@ def export(out_dir, db_uri, target):
     db.check()
     rows = export_daily(Path(out_dir), db, target)
     out.print(f"[green]✓[/] {rows:,} rows into {target} on {db.shown}")
+
+
+def _rows_table(title: str, rows: list[dict], columns: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            *(
+                "" if row.get(c) is None else (f"{row[c]:,.4g}" if isinstance(row[c], float) else str(row[c]))
+                for c in columns
+            )
+        )
+    return table
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path())
+@click.argument("entity")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def trace(out_dir, entity, key, as_json):
+    """Follow one raw row through a run: raw values, span or rejection, hierarchy, parent, hours per day."""
+    from engine.audit import trace as follow
+
+    t = follow(out_dir, entity, key)
+    if as_json:
+        out.out(json.dumps(t, default=str))
+        return
+    wide = Console(width=None if out.is_terminal else 160, highlight=False)
+    wide.print(f"[bold]{entity} {key}[/]")
+    for row in t["raw"]:
+        wide.print("raw: " + ", ".join(f"{k}={v}" for k, v in row.items()), markup=False)
+    for r in t["rejected"]:
+        wide.print(f"[red]rejected: {r['rejection_reason']}[/] — {r['rejection_detail']}")
+    if t["validated"]:
+        cols = ["valid_start", "valid_end", "hierarchy_status", "original_start", "original_end"]
+        wide.print(_rows_table("span pieces after validation", t["validated"], cols))
+    if t.get("parents"):
+        wide.print(_rows_table("inside its parent", t["parents"], ["entity", "entity_id", "p_start", "p_end"]))
+    if t["hours_per_day"]:
+        wide.print(_rows_table("hours counted per day", t["hours_per_day"], ["date", "hours"]))
+        wide.print(f"total: {sum(d['hours'] for d in t['hours_per_day']):,.4g} h")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path())
+@click.option("--metric", required=True)
+@click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option(
+    "--where", "conditions", multiple=True, metavar="COLUMN=VALUE", help="A group column value, e.g. node_type=gpu."
+)
+@click.option("--resource", default="nodes", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def why(out_dir, metric, day, conditions, resource, as_json):
+    """List the spans that make up one cell of daily.parquet, with their hours, and check they add up."""
+    from engine.audit import why as explain_cell
+
+    where = dict(c.split("=", 1) for c in conditions if "=" in c)
+    if len(where) != len(conditions):
+        raise EngineError("--where: expected COLUMN=VALUE")
+    w = explain_cell(out_dir, metric, day.date(), where, resource)
+    if as_json:
+        out.out(json.dumps(w, default=str))
+        return
+    cols = [
+        "metric",
+        "sign",
+        "entity",
+        "entity_id",
+        "valid_start",
+        "valid_end",
+        "hierarchy_status",
+        "value",
+        "hours",
+        "contribution",
+    ]
+    label = " ".join(f"{k}={v}" for k, v in where.items())
+    Console(width=None if out.is_terminal else 180).print(
+        _rows_table(f"{metric} on {w['date']} {label}", w["spans"], cols)
+    )
+    mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
+    out.print(
+        f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource}-hours — {mark} daily.parquet ({w['daily']:,.6g})"
+    )

@@ -128,6 +128,8 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
     window = _window(cfg, live.values())
     manifest = {
         "engine_version": __version__,
+        "specs": str(Path(cfg.specs).resolve()),
+        "data": str(raw.path.resolve()),
         "specs_sha256": specs.digest,
         "site": site,
         "lens": {"name": lens.name, "as_of": cfg.as_of},

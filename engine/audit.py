@@ -1,0 +1,124 @@
+"""Drill-down: `engine trace` follows one raw row through the run; `engine why` takes one daily cell apart.
+
+Both read only a finished output directory (and, for raw values, the raw directory its manifest names).
+"""
+
+import json
+from datetime import date as Date
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from engine.compare import day_hours
+from engine.errors import EngineError
+from engine.expr import did_you_mean
+from engine.hierarchy import COUNTED
+from engine.io.raw import RawDir
+from engine.spec.load import load_specs
+from engine.usage import expand
+
+
+class Run:
+    """A finished output directory, its manifest and specs."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out = Path(out_dir)
+        if not (self.out / "manifest.json").is_file():
+            raise EngineError(f"{self.out}: not an output directory of `engine run` (no manifest.json)")
+        self.manifest = json.loads((self.out / "manifest.json").read_text())
+        self.specs = load_specs(self.manifest["specs"])
+        self.window = tuple(datetime.fromisoformat(self.manifest["window"][k]) for k in ("start", "end"))
+
+    def frame(self, stage: str, entity: str) -> pl.DataFrame:
+        path = self.out / stage / f"{entity}.parquet"
+        return pl.read_parquet(path) if path.is_file() else pl.DataFrame()
+
+    def entity(self, name: str) -> dict:
+        if name not in self.specs.entities:
+            raise EngineError(f"unknown entity '{name}'{did_you_mean(name, self.specs.entities)}")
+        return self.specs.entities[name]
+
+
+def trace(out_dir, entity: str, key: str) -> dict:
+    """One raw row's journey: raw values, rejection or span pieces with hierarchy status, parents, hours per day."""
+    run = Run(out_dir)
+    spec = run.entity(entity)
+    raw = RawDir(run.manifest["data"]).scan(spec["source"]["table"])
+    raw = raw.filter(pl.col(spec["source"]["key"]).cast(pl.String) == key).collect()
+    rejected = run.frame("rejected", entity)
+    rejected = rejected.filter(pl.col("entity_id") == key) if rejected.height else rejected
+    validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
+    if not raw.height and not rejected.height and not validated.height:
+        raise EngineError(f"{entity} {key}: no such row in {spec['source']['table']} or in this run's outputs")
+    out = {
+        "entity": entity,
+        "key": key,
+        "raw": raw.to_dicts(),
+        "spans": run.frame("spans", entity).filter(pl.col("entity_id") == key).to_dicts(),
+    }
+    out["rejected"] = rejected.select("rejection_reason", "rejection_detail").to_dicts() if rejected.height else []
+    out["validated"] = validated.to_dicts()
+    parent = spec.get("parent")
+    if parent and validated.height:
+        theirs = run.frame("validated", parent["entity"]).filter(pl.col("hierarchy_status").is_in(COUNTED))
+        mine = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
+        links = mine.select(*parent["on"], "valid_start", "valid_end").join(
+            theirs.rename(
+                {t: m for m, t in parent["on"].items() if t != m} | {"valid_start": "p_start", "valid_end": "p_end"}
+            ),
+            on=list(parent["on"]),
+        )
+        far = datetime.max
+        overlap = (pl.col("p_start") < pl.col("valid_end").fill_null(far)) & (
+            pl.col("valid_start") < pl.col("p_end").fill_null(far)
+        )
+        out["parents"] = (
+            links.filter(overlap)
+            .select(pl.lit(parent["entity"]).alias("entity"), "entity_id", "p_start", "p_end")
+            .unique()
+            .sort("p_start")
+            .to_dicts()
+        )
+    counted = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
+    days = (
+        day_hours(counted.lazy(), run.window)
+        .group_by("date")
+        .agg(pl.col("day_hours").sum().alias("hours"))
+        .sort("date")
+    )
+    out["hours_per_day"] = days.collect().to_dicts()
+    return out
+
+
+def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = "nodes") -> dict:
+    """The counted spans making up one daily cell, with their signed contributions, checked against daily.parquet."""
+    run = Run(out_dir)
+    metrics = run.specs.metrics["metrics"]
+    if metric not in metrics:
+        raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
+    d0 = datetime(day.year, day.month, day.day)
+    window = (max(d0, run.window[0]), min(d0 + timedelta(days=1), run.window[1]))
+    rows = []
+    for base, sign in expand(metrics)[metric].items():
+        for name, spec in run.specs.entities.items():
+            df = run.frame("validated", name)
+            if spec["metric"] != base or not df.height or resource not in df.columns:
+                continue
+            df = df.filter(
+                pl.col("hierarchy_status").is_in(COUNTED),
+                *(pl.col(k) == v for k, v in where.items() if k in df.columns),
+            )
+            part = day_hours(df.lazy(), window).collect()
+            rows.append(part.select(pl.lit(base).alias("metric"), pl.lit(sign).alias("sign"), pl.lit(name).alias("entity"), "entity_id",
+                                    "valid_start", "valid_end", "hierarchy_status", pl.col(resource).alias("value"),
+                                    pl.col("day_hours").alias("hours"), (pl.col(resource) * pl.col("day_hours") * sign).alias("contribution")))  # fmt: skip
+    spans = pl.concat(rows) if rows else pl.DataFrame()
+    total = float(spans["contribution"].sum()) if spans.height else 0.0
+    daily = pl.read_parquet(run.out / "daily.parquet").filter(
+        (pl.col("metric") == metric) & (pl.col("resource") == resource) & (pl.col("date") == day),
+        *(pl.col(k) == v for k, v in where.items()),
+    )
+    reported = float(daily["hours"].sum())
+    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": spans.to_dicts(),
+            "total": total, "daily": reported, "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported))}  # fmt: skip
