@@ -97,6 +97,12 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     metrics = run.specs.metrics["metrics"]
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
+    groups = ["site", *run.specs.metrics.get("group_by", [])]
+    for col in where:
+        if col not in groups:
+            raise EngineError(
+                f"--where: '{col}' is not a group column{did_you_mean(col, groups)}; known: {', '.join(groups)}"
+            )
     d0 = datetime(day.year, day.month, day.day)
     window = (max(d0, run.window[0]), min(d0 + timedelta(days=1), run.window[1]))
     rows = []

@@ -39,6 +39,9 @@ def friendly(command):
         except EngineError as exc:
             err.out(f"✗ {exc}")
             sys.exit(1)
+        except OSError as exc:  # the filesystem refused (a path that is a file, no permission, disk full)
+            err.out(f"✗ {exc.filename or ''}: {exc.strerror or exc}")
+            sys.exit(1)
 
     return wrapper
 

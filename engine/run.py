@@ -299,7 +299,8 @@ def _write_entity(out: OutputDir, res: EntityResult, site: str, window, resource
         f"validated/{name}.parquet", check_schema(validated, f"validated/{name}", VALIDATED, dynamic | inherited)
     )
     rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
-    out.parquet(f"rejected/{name}.parquet", check_schema(rejected, f"rejected/{name}", REJECTED))
+    rejected = check_schema(rejected, f"rejected/{name}", REJECTED, nullable={"entity_id"})  # a null source key
+    out.parquet(f"rejected/{name}.parquet", rejected)
 
 
 def _metric_totals(daily: pl.DataFrame) -> dict:

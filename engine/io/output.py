@@ -1,5 +1,6 @@
 """Checkpoint schemas, checked at each stage boundary, and atomic writing of a run's output directory."""
 
+import glob
 import json
 import os
 import shutil
@@ -24,14 +25,16 @@ NOT_NULL = {"timestamp", "date", "bucket", "value", "hours", "resource", "entity
             "rejection_reason"}  # fmt: skip
 
 
-def check_schema(df: pl.DataFrame, stage: str, declared: dict, extra: dict | None = None) -> pl.DataFrame:
-    """Stop the run if a checkpoint drifts from its declared columns, types or nullability."""
+def check_schema(
+    df: pl.DataFrame, stage: str, declared: dict, extra: dict | None = None, nullable: set = frozenset()
+) -> pl.DataFrame:
+    """Stop the run if a checkpoint drifts from its declared columns, types or nullability (NOT_NULL - nullable)."""
     for col, dtype in {**declared, **(extra or {})}.items():
         if col not in df.columns:
             raise EngineError(f"stage {stage}: column '{col}' is missing (expected {dtype})")
         if df.schema[col] != dtype and df.schema[col] != pl.Null:
             raise EngineError(f"stage {stage}: column '{col}' is {df.schema[col]}, expected {dtype}")
-        if col in NOT_NULL and df[col].null_count():
+        if col in NOT_NULL - nullable and df[col].null_count():
             raise EngineError(f"stage {stage}: column '{col}' has {df[col].null_count()} nulls, expected none")
     return df
 
@@ -46,19 +49,39 @@ class OutputDir:
         self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._recover()
             if self.tmp.exists():
                 shutil.rmtree(self.tmp)
             self.tmp.mkdir()
         except OSError as exc:
-            raise EngineError(f"{self.path}: cannot write the output directory ({exc.strerror})") from None
+            why = "a parent path is a file" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+            raise EngineError(f"{self.path}: cannot write the output directory ({why})") from None
+
+    def _recover(self) -> None:
+        """Clear what killed runs left beside OUT_DIR; one killed mid-swap gets its previous output back."""
+        for kind in ("old", "partial"):
+            for left in sorted(self.path.parent.glob(f"{glob.escape('.' + self.path.name)}.{kind}-*")):
+                pid = left.name.rsplit("-", 1)[1]
+                if not pid.isdigit() or _alive(int(pid)):
+                    continue
+                if kind == "old" and not self.path.exists():
+                    left.rename(self.path)
+                else:
+                    shutil.rmtree(left, ignore_errors=True)
 
     def parquet(self, rel: str, df: pl.DataFrame) -> None:
         target = self.tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        df.write_parquet(target, compression="zstd", statistics=False)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            df.write_parquet(target, compression="zstd", statistics=False)
+        except OSError as exc:
+            raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
 
     def json(self, rel: str, data: dict) -> None:
-        (self.tmp / rel).write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        try:
+            (self.tmp / rel).write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        except OSError as exc:
+            raise EngineError(f"{self.tmp / rel}: cannot write ({exc.strerror})") from None
 
     def commit(self) -> None:
         """Swap the finished run in place of the previous one."""
@@ -71,3 +94,14 @@ class OutputDir:
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (a run writing its own partial directory)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True

@@ -8,6 +8,7 @@ import polars as pl
 
 from engine.errors import EngineError
 from engine.expr import ExprError, columns_of, compile_expr, did_you_mean
+from engine.io.raw import as_text, as_timestamp
 from engine.spec.checks import expressions
 
 
@@ -37,6 +38,9 @@ class Tables:
         self.notes: list[str] = []
         self.joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table
         self.entity_frames: dict[str, pl.DataFrame] = {}  # validated spans, for reports
+        self.tables_of: dict[str, dict[str, str]] = {}  # spec -> alias ('' for the source) -> table, for messages
+        self.compiled: dict[str, list] = {}  # spec -> (field, frame, expr): to name the field a failed plan chokes on
+        self._repeats: dict[tuple, tuple[int, int]] = {}  # (table, keys) -> (keys repeated, rows ignored)
 
     def get(self, table: str) -> pl.LazyFrame:
         if table in self.specs.lookups or table in self.specs.reports:
@@ -51,7 +55,7 @@ class Tables:
             spec = self.specs.lookups.get(name) or self.specs.reports[name]
             where = self.specs.where(spec)
             lf, required = self.frame(spec)
-            keep = [self.expr(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
+            keep = [self.condition(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
             keep += [pl.col(f"__matched.{j['as']}").is_not_null() for j in required]
             if keep:
                 lf = lf.filter(pl.all_horizontal(keep).fill_null(False))
@@ -63,7 +67,7 @@ class Tables:
                 lf = lf.sort([*order, pl.col("__row")]).group_by(keys, maintain_order=True).agg(aggs)
             else:
                 lf = lf.sort("__row").select(pl.exclude("^__.*$"))
-            self.built[name] = collect(lf, where)
+            self.built[name] = collect(lf, where, self)
         return self.built[name].lazy()
 
     def frame(self, spec: dict) -> tuple[pl.LazyFrame, list[dict]]:
@@ -74,6 +78,8 @@ class Tables:
         """
         where, refs = self.specs.where(spec), referenced(spec)
         source = spec["source"]
+        self.tables_of[where] = {"": source.get("table") or f"the spans of entity {source.get('entity')}"}
+        self.tables_of[where] |= {j["as"]: j["table"] for j in spec.get("joins", [])}
         if "entity" in source:  # a report over an entity's validated spans
             if source["entity"] not in self.entity_frames:
                 raise MissingTable(f"entity {source['entity']}")
@@ -105,6 +111,17 @@ class Tables:
 
     def expr(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
         """Compile one expression and check every column it reads exists in the frame."""
+        return self.typed(lf, where, field, text)[0]
+
+    def condition(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
+        """An expression that must be true or false (a scope or a rule)."""
+        expr, dtype = self.typed(lf, where, field, text)
+        if dtype not in (pl.Boolean, pl.Null):
+            raise EngineError(f"{where}: {field}: expected a condition (true or false), got {dtype} from {text!r}")
+        return expr
+
+    def typed(self, lf: pl.LazyFrame, where: str, field: str, text) -> tuple[pl.Expr, pl.DataType]:
+        """Compile one expression, check the columns it reads exist and resolve its type (type errors named here)."""
         try:
             expr = compile_expr(text)
         except ExprError as exc:
@@ -115,17 +132,33 @@ class Tables:
                 prefix = col.split(".")[0] + "." if "." in col else ""
                 known = [c for c in schema if c.startswith(prefix) and ("." in c) == bool(prefix) and c[:2] != "__"]
                 known += self.joined.get(f"{where}: {prefix}", [])
-                raise EngineError(f"{where}: {field}: no column '{col}' in the data{did_you_mean(col, known)}")
-        return expr
+                table = self.tables_of.get(where, {}).get(prefix[:-1], "the data")
+                raise EngineError(f"{where}: {field}: no column '{col}' in {table}{did_you_mean(col, known)}")
+        try:
+            dtype = lf.select(expr).collect_schema().dtypes()[0]
+        except POLARS_ERRORS as exc:
+            raise EngineError(f"{where}: {field}: {_first_line(exc)}") from None
+        self.compiled.setdefault(where, []).append((field, lf, expr))
+        return expr, dtype
+
+    def culprit(self, where: str) -> str:
+        """'field: ' of the first expression of a spec that fails on its own, or '' (after a failed collect)."""
+        for field, lf, expr in self.compiled.get(where, []):
+            try:
+                lf.select(expr).collect()
+            except POLARS_ERRORS:
+                return f"{field}: "
+        return ""
 
     def _join(self, lf: pl.LazyFrame, join: dict, refs: set[str], where: str) -> pl.LazyFrame:
         alias = join["as"]
         try:
             right = with_optional(self.get(join["table"]), join.get("optional_columns", []))
-        except MissingTable:
+        except MissingTable as exc:
             if not join.get("optional"):
                 raise
-            self.notes.append(f"{where}: optional table {join['table']} is missing; its columns are null")
+            missing = "is missing" if exc.table == join["table"] else f"cannot be built: table {exc.table} is missing"
+            self.notes.append(f"{where}: optional table {join['table']} {missing}; its columns are null")
             return lf.with_columns(pl.lit(None).alias(c) for c in sorted(refs) if c.startswith(f"{alias}."))
         right = self._as_of_history(right, join)
         self.joined[f"{where.rsplit(': joins[', 1)[0]}: {alias}."] = [f"{alias}.{c}" for c in right.collect_schema()]
@@ -137,31 +170,67 @@ class Tables:
         if join.get("required"):
             right = right.with_columns(pl.lit(True).alias(f"__matched.{alias}"))
         lkeys, rkeys = list(join["on"]), [f"{alias}.{c}" for c in join["on"].values()]
+        times = ([join["asof"]["left"]], [f"{alias}.{join['asof']['right']}"]) if "asof" in join else ([], [])
         lschema, rschema = lf.collect_schema(), right.collect_schema()
-        for key, schema, table in ((lkeys, lschema, "the rows so far"), (rkeys, rschema, join["table"])):
+        names = self.tables_of.get(where.rsplit(": joins[", 1)[0], {})
+        for key, schema, table in ((lkeys + times[0], lschema, None), (rkeys + times[1], rschema, join["table"])):
             for col in key:
                 if col not in schema:
-                    name = col.split(".", 1)[-1] if table != "the rows so far" else col
+                    name = col.split(".", 1)[-1] if table else col
                     known = [c.split(".", 1)[-1] for c in schema if not c.startswith("__")]
-                    raise EngineError(f"{where}.on: no column '{name}' in {table}{did_you_mean(name, known)}")
-        # Join on temporary key columns of one type, so an int id meets a text id without altering either.
+                    table = table or names.get(col.split(".")[0] if "." in col else "", "the rows so far")
+                    field = "asof" if col in times[0] + times[1] else "on"
+                    raise EngineError(f"{where}.{field}: no column '{name}' in {table}{did_you_mean(name, known)}")
+        # Join on temporary key columns of one type, so an int id meets a text id (and 10.0 meets 10) without
+        # altering either.
         tmp = [f"__key{i}" for i in range(len(lkeys))]
-        common = [lschema[a] if lschema[a] == rschema[b] else pl.String for a, b in zip(lkeys, rkeys, strict=True)]
-        lf = lf.with_columns(pl.col(a).cast(t).alias(k) for a, t, k in zip(lkeys, common, tmp, strict=True))
-        right = right.with_columns(pl.col(b).cast(t).alias(k) for b, t, k in zip(rkeys, common, tmp, strict=True))
+        common = [_common(lschema[a], rschema[b]) for a, b in zip(lkeys, rkeys, strict=True)]
+        lf = lf.with_columns(_as(a, lschema[a], t).alias(k) for a, t, k in zip(lkeys, common, tmp, strict=True))
+        right = right.with_columns(_as(b, rschema[b], t).alias(k) for b, t, k in zip(rkeys, common, tmp, strict=True))
         if "asof" not in join:
+            self._note_repeats(right, join, tmp, where)
             right = right.unique(subset=tmp, keep="first", maintain_order=True)
             return lf.join(right, on=tmp, how="left").drop(tmp)
-        return self._join_asof(lf, right, join, tmp).drop(tmp)
+        return self._join_asof(lf, right, join, tmp, where).drop(tmp)
 
-    def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join: dict, keys: list[str]) -> pl.LazyFrame:
-        """Latest right row at or before the left time; with fallback 'earliest', the key's first row."""
+    def _note_repeats(self, right: pl.LazyFrame, join: dict, keys: list[str], where: str) -> None:
+        """A right table that repeats a key: its first row is used, and the manifest says how many were ignored."""
+        cache = (join["table"], tuple(join["on"].values()))
+        if cache not in self._repeats:
+            counts = (
+                right.group_by(keys)
+                .agg(pl.len().alias("n"))
+                .filter(pl.col(keys).is_not_null().all() & (pl.col("n") > 1))
+            )
+            self._repeats[cache] = collect(counts.select(pl.len().alias("keys"), (pl.col("n") - 1).sum()), where).row(0)
+        repeated, ignored = self._repeats[cache]
+        if repeated:
+            on = ", ".join(join["on"].values())
+            self.notes.append(f"{where}: {join['table']} repeats {repeated} value(s) of ({on}); the first row of each "
+                              f"is used ({ignored} row(s) ignored)")  # fmt: skip
+
+    def _join_asof(
+        self, lf: pl.LazyFrame, right: pl.LazyFrame, join: dict, keys: list[str], where: str
+    ) -> pl.LazyFrame:
+        """Latest right row at or before the left time; with fallback 'earliest', the key's first row.
+
+        Both times are compared as timestamps (text and null-typed columns are read as such)."""
         alias, left_t = join["as"], join["asof"]["left"]
         right_t = f"{alias}.{join['asof']['right']}"
-        right = right.filter(pl.col(right_t).is_not_null()).sort(right_t).with_columns(pl.lit(True).alias("__asof"))
-        cols = [c for c in right.collect_schema() if c not in keys and c != "__asof"]
-        out = lf.sort(left_t, nulls_last=True).join_asof(
-            right, left_on=left_t, right_on=right_t, by=keys, check_sortedness=False
+        stamps = []
+        for col, frame in ((left_t, lf), (right_t, right)):
+            dtype = frame.collect_schema()[col]
+            stamps.append(as_timestamp(pl.col(col), dtype))
+            if stamps[-1] is None:
+                raise EngineError(f"{where}.asof: '{col.split('.', 1)[-1]}' is {dtype}, not a timestamp")
+        right = right.with_columns(stamps[1].alias("__asof_r")).filter(pl.col("__asof_r").is_not_null())
+        right = right.sort("__asof_r").with_columns(pl.lit(True).alias("__asof"))
+        cols = [c for c in right.collect_schema() if c not in keys and c not in ("__asof", "__asof_r")]
+        out = (
+            lf.with_columns(stamps[0].alias("__asof_l"))
+            .sort("__asof_l", nulls_last=True)
+            .join_asof(right, left_on="__asof_l", right_on="__asof_r", by=keys, check_sortedness=False)
+            .drop("__asof_l", "__asof_r", strict=False)
         )
         if join["asof"].get("fallback", "earliest") == "earliest":
             first = right.unique(subset=keys, keep="first", maintain_order=True).select(
@@ -209,11 +278,33 @@ def with_optional(lf: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
     return lf.with_columns(pl.lit(None).alias(c) for c in columns if c not in have)
 
 
-def collect(lf: pl.LazyFrame, where: str) -> pl.DataFrame:
-    """Collect a plan; a data error (bad type, bad value) becomes one line naming the spec."""
+# A Polars panic (pyo3's PanicException is a BaseException) is caught too: a spec can provoke one.
+POLARS_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _common(left: pl.DataType, right: pl.DataType) -> pl.DataType:
+    """The type two join keys are compared in: their own, a number if both are numbers, else text."""
+    if left == right:
+        return left
+    return pl.Float64 if left.is_numeric() and right.is_numeric() else pl.String
+
+
+def _as(col: str, dtype: pl.DataType, target: pl.DataType) -> pl.Expr:
+    return as_text(pl.col(col), dtype) if target == pl.String else pl.col(col).cast(target)
+
+
+def collect(lf: pl.LazyFrame, where: str, tables: Tables | None = None) -> pl.DataFrame:
+    """Collect a plan; a data error (bad type, bad value) becomes one line naming the spec (and the field)."""
     try:
         return lf.collect()
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError, pl.exceptions.SchemaError) as exc:
-        raise EngineError(f"{where}: {str(exc).splitlines()[0]}") from None
-    except pl.exceptions.ColumnNotFoundError as exc:
-        raise EngineError(f"{where}: missing column {str(exc).splitlines()[0]}") from None
+    except POLARS_ERRORS as exc:
+        field = tables.culprit(where) if tables is not None else ""
+        what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
+        if isinstance(exc, pl.exceptions.PanicException):
+            read = ", ".join(tables.tables_of.get(where, {}).values()) if tables is not None else "the data"
+            what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
+        raise EngineError(f"{where}: {field}{what}{_first_line(exc)}") from None

@@ -1,8 +1,9 @@
 """Span building: one lazy plan per entity turns every source row into a span or a rejection with a reason.
 
 Rejection order (first match wins): excluded, missing_fk (required joins, then the parent key), the
-entity's own rules, null_start (INV-1), invalid_time_range (INV-2), invalid_tx_range (INV-11), and,
-among the rows left, duplicate (INV-7).
+entity's own rules, invalid_value (a time that is text but no timestamp, a resource that is null, NaN or
+infinite), null_start (INV-1), invalid_time_range (INV-2), invalid_tx_range (INV-11), and, among the rows
+left, duplicate (INV-7).
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from engine.errors import EngineError, InvariantViolation
-from engine.io.raw import as_timestamp
+from engine.io.raw import as_text, as_timestamp, unreadable_time
 from engine.plan.frames import Tables, collect
 from engine.temporal import claim
 
@@ -52,15 +53,28 @@ def _chain(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
     return out.otherwise(None)
 
 
-def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
+def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text, invalid: list) -> pl.Expr:
+    """The expression as a timestamp; text that is not one is added to `invalid` as (condition, detail)."""
     if text is None:
         return pl.lit(None, dtype=pl.Datetime("us"))
-    expr = tables.expr(lf, where, field, text)
-    dtype = lf.select(expr).collect_schema().dtypes()[0]
+    expr, dtype = tables.typed(lf, where, field, text)
     out = as_timestamp(expr, dtype)
     if out is None:
         raise EngineError(f"{where}: {field}: expected a timestamp, got {dtype} from {text!r}")
+    if (bad := unreadable_time(expr, dtype)) is not None:
+        invalid.append((bad, pl.format(f"{field} ({text}) is '{{}}', not a timestamp", expr)))
     return out
+
+
+def _resource(tables: Tables, lf: pl.LazyFrame, where: str, name: str, text, invalid: list) -> pl.Expr:
+    """A resource quantity as a float; null, NaN and infinite values are added to `invalid`."""
+    expr, dtype = tables.typed(lf, where, f"resources.{name}", text)
+    if not (dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)):
+        raise EngineError(f"{where}: resources.{name}: expected a number, got {dtype} from {text!r}")
+    value = pl.col(f"__res.{name}")
+    detail = pl.format(f"resources.{name} ({text}) is {{}}", value.cast(pl.String).fill_null("null"))
+    invalid.append((value.is_null() | ~value.is_finite(), detail))
+    return expr.cast(pl.Float64).alias(f"__res.{name}")
 
 
 def build_spans(
@@ -69,13 +83,15 @@ def build_spans(
     """Accepted span pieces and rejected rows of one entity; INV-3 holds by construction and is asserted."""
     where, name = tables.specs.where(spec), spec["entity"]
     lf, required = tables.frame(spec)
+    invalid: list[tuple[pl.Expr, pl.Expr]] = []  # (condition, detail): values the engine cannot use
     ex = lambda field, text: tables.expr(lf, where, field, text)  # noqa: E731
-    ts = lambda field, text: _timestamp(tables, lf, where, field, text)  # noqa: E731
+    ts = lambda field, text: _timestamp(tables, lf, where, field, text, invalid)  # noqa: E731
+    txt = lambda field, text: as_text(*tables.typed(lf, where, field, text))  # noqa: E731
     valid, tx = spec["valid"], spec["tx"]
-    scope = [ex(f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
+    scope = [tables.condition(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
     lf = lf.with_columns(
         pl.lit(name).alias("entity"),
-        ex("source.key", spec["source"]["key"]).cast(pl.String).alias("entity_id"),
+        txt("source.key", spec["source"]["key"]).alias("entity_id"),
         pl.lit(spec["metric"]).alias("metric"),
         # A row with a dangling reference (key set, no match) cannot be classified by conditions on the
         # missing row: it is rejected as missing_fk, never silently out of scope.
@@ -89,11 +105,11 @@ def build_spans(
         ts("tx.end", tx.get("end")).alias("tx_end"),
         ts("tx.updated", tx.get("updated")).alias("tx_updated"),
         pl.lit(False).alias("tx_uncertain"),
-        *(ex(f"attributes.{a}", e).cast(pl.String).alias(a) for a, e in spec.get("attributes", {}).items()),
-        *(ex(f"resources.{r}", e).cast(pl.Float64).alias(f"__res.{r}") for r, e in spec["resources"].items()),
+        *(txt(f"attributes.{a}", e).alias(a) for a, e in spec.get("attributes", {}).items()),
+        *(_resource(tables, lf, where, r, e, invalid) for r, e in spec["resources"].items()),
         *(ex(f"measures.{m}", e).alias(f"__measure.{m}") for m, e in spec.get("measures", {}).items()),
         *(
-            ex(f"rules[{i}].when", r["when"]).fill_null(False).alias(f"__rule{i}")
+            tables.condition(lf, where, f"rules[{i}].when", r["when"]).fill_null(False).alias(f"__rule{i}")
             for i, r in enumerate(spec.get("rules", []))
         ),
         *(
@@ -133,6 +149,8 @@ def build_spans(
         cases.append((pl.col("__parent_found").is_null(), pl.lit("missing_fk"), detail))
     for i, rule in enumerate(spec.get("rules", [])):
         cases.append((pl.col(f"__rule{i}"), pl.lit(rule["reason"]), pl.col(f"__detail{i}")))
+    invalid.insert(0, (pl.col("entity_id").is_null(), pl.lit(f"source.key ({spec['source']['key']}) is null")))
+    cases += [(cond, pl.lit("invalid_value"), detail) for cond, detail in invalid]
     start, end, t0, t1 = (pl.col(c) for c in ("valid_start", "valid_end", "tx_start", "tx_end"))
     cases += [
         (start.is_null(), pl.lit("null_start"), pl.lit(f"valid.start ({valid['start']}) is null")),
@@ -143,7 +161,13 @@ def build_spans(
         _chain([(c, r) for c, r, _ in cases]).alias("rejection_reason"),
         _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
     )
-    rows = collect(lf.sort("__row"), where)
+    rows = collect(lf.sort("__row"), where, tables)
+    repeated = rows.filter(pl.col("entity_id").is_duplicated() & pl.col("entity_id").is_not_null())["entity_id"]
+    if repeated.len():
+        tables.notes.append(
+            f"{where}: source.key: {repeated.n_unique()} {spec['source']['key']} value(s) of {spec['source']['table']} "
+            f"are on more than one row (e.g. {repeated[0]}); each row is kept, so entity_id is not unique"
+        )
     in_lens = pl.col("__recorded") if "__recorded" in rows.columns else pl.lit(True)
     kept = rows.filter(pl.col("__in_scope") & in_lens)
     rejected = kept.filter(pl.col("rejection_reason").is_not_null())

@@ -8,7 +8,8 @@ from engine.errors import SpecError
 from engine.expr import ExprError, columns_of, did_you_mean
 
 # Rejection reasons the engine assigns itself; entity rules may not reuse them.
-BUILTIN_REASONS = ("excluded", "missing_fk", "null_start", "invalid_time_range", "invalid_tx_range", "duplicate")
+BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "invalid_time_range", "invalid_tx_range",
+                   "duplicate")  # fmt: skip
 TX_DEFAULTS = {"start": "created_at", "end": "deleted_at"}
 
 

@@ -77,13 +77,20 @@ def load_yaml_file(path: Path, display: str) -> tuple[object, yaml.Node | None]:
     """Parse with the safe loader; a syntax error names the line and shows it in context."""
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        return yaml.load(text, Loader=SpecLoader), yaml.compose(text, Loader=SpecLoader)
+        data = yaml.load(text, Loader=SpecLoader), yaml.compose(text, Loader=SpecLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        lines = text.splitlines()
-        context = " | ".join(f"{n}: {lines[n - 1].strip()}" for n in range(max(1, line - 1), min(len(lines), line) + 1))
-        raise SpecError([f"{display}:{line}: YAML syntax error near line {line}: {exc.problem} [{context}]"]) from None
+        line, problem = (mark.line + 1 if mark else 0), exc.problem
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control character, say)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        line, problem = text[: exc.position].count("\n") + 1, f"character #x{char:04x}: {exc.reason}"
+    else:
+        return data
+    lines = text.splitlines()
+    context = " | ".join(
+        f"{n}: {_printable(lines[n - 1].strip())}" for n in range(max(1, line - 1), min(len(lines), line) + 1)
+    )
+    raise SpecError([f"{display}:{line}: YAML syntax error near line {line}: {problem} [{context}]"])
 
 
 def _line_of(node: yaml.Node | None, path) -> int | None:
@@ -104,12 +111,17 @@ def _line_of(node: yaml.Node | None, path) -> int | None:
     return line
 
 
+def _printable(text) -> str:
+    """Text for a one-line message: control characters (a newline in a name) escaped."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
+
+
 def format_path(path) -> str:
     """JSON path as the user writes it: joins[0].on."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return _printable(out)
 
 
 def _sentence(err: jsonschema.ValidationError) -> str:
@@ -123,7 +135,7 @@ def _sentence(err: jsonschema.ValidationError) -> str:
     if v == "additionalProperties":
         known = sch.get("properties", {})
         extra = [k for k in inst if k not in known]
-        return "; ".join(f"unknown field '{k}'{did_you_mean(k, known)}" for k in extra)
+        return "; ".join(f"unknown field '{_printable(k)}'{did_you_mean(k, known)}" for k in extra)
     if v == "enum":
         return f"expected one of {', '.join(map(str, sch['enum']))}, got {inst!r}"
     if v == "pattern":
@@ -151,7 +163,7 @@ def _sentence(err: jsonschema.ValidationError) -> str:
 
 
 def _schema_problems(data: dict, kind: str, node, display: str) -> list[str]:
-    label = f"{kind} '{data[kind]}'" if isinstance(data.get(kind), str) else kind
+    label = f"{kind} '{_printable(data[kind])}'" if isinstance(data.get(kind), str) else kind
     problems = []
     for err in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)

@@ -164,7 +164,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path, specs_copy)
     assert result.exit_code == 1
     assert (
         "joins" not in result.stderr
-        and "no column 'l.end_dat' in the data (did you mean 'l.end_date'?)" in result.stderr
+        and "valid.end: no column 'l.end_dat' in blazar.leases (did you mean 'l.end_date'?)" in result.stderr
     )
     assert (out / "manifest.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,86 @@
+"""Command-line mistakes: exit code 1 and one line naming what is wrong, never a traceback.
+
+Unknown sites are tested in tests/e2e/test_sites.py (`--site tac` suggests 'tacc').
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, SPECS, run_cli
+from tests.hardening.support import WINDOW, one_error
+from tests.rawdata import tiny_site, write_raw
+
+
+def run(tmp_path, *args):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    return run_cli("run", SPECS, "--data", raw, "--no-report", *args)
+
+
+def test_output_dir_is_an_existing_file(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    message = one_error(run(tmp_path, "--out", tmp_path / "out", *WINDOW))
+    assert message == f"{tmp_path / 'out'}: output path exists and is not a directory"
+    assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_output_dir_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("a file")
+    message = one_error(run(tmp_path, "--out", tmp_path / "file" / "out", *WINDOW))
+    assert message == f"{tmp_path / 'file' / 'out'}: cannot write the output directory (a parent path is a file)"
+
+
+def test_output_dir_not_writable(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    target, reason = locked / "out", "Permission denied"
+    if os.geteuid() == 0:  # root writes through permissions; procfs refuses new directories even to root
+        target, reason = Path("/proc/engine-hardening-out"), "No such file or directory"
+    message = one_error(run(tmp_path, "--out", target, *WINDOW))
+    assert message == f"{target}: cannot write the output directory ({reason})"
+    assert list(locked.iterdir()) == []
+
+
+def test_window_end_before_or_at_start(tmp_path):
+    for end in ("2024-01-01", "2024-01-31"):
+        result = run(tmp_path, "--out", tmp_path / "out", "--start", "2024-01-31", "--end", end)
+        assert one_error(result) == f"--end {end} is not after --start 2024-01-31"
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_dir_sites_file_and_projected_lens_without_as_of(tmp_path):
+    result = run_cli("run", SPECS, "--data", tmp_path / "nope", "--out", tmp_path / "out")
+    assert one_error(result) == f"{tmp_path / 'nope'}: raw data directory does not exist"
+    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "tacc", "--out", tmp_path / "out")
+    assert one_error(result) == f"{tmp_path / 'sites.yaml'}: sites file does not exist"
+    result = run(tmp_path, "--out", tmp_path / "out", "--lens", "projected")
+    assert one_error(result) == "--lens projected needs --as-of T, and --as-of needs --lens projected"
+
+
+def test_why_with_an_unknown_group_column(tmp_path):
+    assert run(tmp_path, "--out", tmp_path / "out", *WINDOW).exit_code == 0
+    result = run_cli("why", tmp_path / "out", "--metric", "total", "--date", "2024-01-02", "--where", "node_typ=gpu")
+    assert (
+        one_error(result)
+        == "--where: 'node_typ' is not a group column (did you mean 'node_type'?); known: site, node_type"
+    )
+
+
+def test_simulate_into_a_file(tmp_path):
+    (tmp_path / "file").write_text("a file")
+    result = run_cli("simulate", "--out", tmp_path / "file", "--hosts", "2", "--days", "2")
+    assert one_error(result) == f"{tmp_path / 'file' / 'simulation'}: Not a directory"
+
+
+def test_the_installed_command_prints_one_line_and_exits_1(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "run", str(SPECS), "--data", str(raw), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"✗ {tmp_path / 'out'}: output path exists and is not a directory"]

@@ -1,0 +1,126 @@
+"""Security: YAML is loaded safely, expressions are SQL for Polars (never Python), spec paths stay inside the
+data directory, and a database password never reaches an output or a message.
+
+With a real MariaDB server, tests/db/test_extract.py also greps every extracted file and message for the
+password of a real account.
+"""
+
+import ast
+import json
+import shutil
+
+import pytest
+import yaml
+
+from engine.io.raw import RawDir
+from engine.spec.load import SpecLoader, load_specs
+from tests.conftest import ROOT, SPECS, run_cli
+from tests.hardening.support import WINDOW, one_error, spec_problems
+from tests.rawdata import tiny_site, write_raw
+
+TAG = '!!python/object/apply:os.system ["touch {}"]'
+
+
+def test_python_yaml_tags_are_refused_in_specs_sites_and_exclusions(tmp_path, specs_copy):
+    marker = tmp_path / "pwned"
+    (specs_copy / "entities" / "evil.yaml").write_text(f"entity: {TAG.format(marker)}\n")
+    (tmp_path / "sites.yaml").write_text(f"sites: {TAG.format(marker)}\n")
+    (tmp_path / "exclusions.yaml").write_text(f"exclusions: {TAG.format(marker)}\n")
+    refusal = "YAML syntax error near line 1: could not determine a constructor for the tag "
+    found = spec_problems(run_cli("validate", specs_copy))
+    assert found[0].startswith(
+        f"specs/entities/evil.yaml:1: {refusal}'tag:yaml.org,2002:python/object/apply:os.system'"
+    )
+    found = spec_problems(run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "x"))
+    assert found[0].startswith(f"{tmp_path / 'sites.yaml'}:1: {refusal}")
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    found = spec_problems(
+        run_cli("run", SPECS, "--data", raw, "--exclusions", tmp_path / "exclusions.yaml", "--out", tmp_path / "o")
+    )
+    assert found[0].startswith(f"{tmp_path / 'exclusions.yaml'}:1: {refusal}")
+    assert not marker.exists()
+    assert issubclass(SpecLoader, yaml.SafeLoader)
+
+
+@pytest.mark.parametrize(
+    "expression,reason",
+    [
+        ("eval('1')", "unsupported function 'eval'"),
+        ("__import__('os').system('touch {marker}')", "dot-notation field access is currently unsupported"),
+        ('exec(\'open("{marker}", "w")\')', "unsupported function 'exec'"),
+    ],
+)
+def test_expressions_are_compiled_by_the_sql_parser_never_run_as_python(tmp_path, specs_copy, expression, reason):
+    marker = tmp_path / "pwned"
+    path = specs_copy / "entities" / "nova_host.yaml"
+    path.write_text(
+        path.read_text().replace("  vcpus: vcpus ", f"  vcpus: {json.dumps(expression.format(marker=marker))} ")
+    )
+    found = spec_problems(run_cli("validate", specs_copy))
+    assert found[0].startswith("specs/entities/nova_host.yaml: entity 'nova_host': resources.vcpus: cannot parse ")
+    assert reason in found[0]
+    assert not marker.exists()
+
+
+def test_the_engine_never_calls_eval_exec_or_an_unsafe_yaml_loader():
+    calls = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+                if name in ("eval", "exec", "compile", "__import__") and owner in ("", "builtins"):
+                    calls.append(f"{path.name}: {name}")
+                if owner == "yaml" and name in ("load", "compose", "load_all", "unsafe_load", "full_load"):
+                    loader = next((k.value for k in node.keywords if k.arg == "Loader"), None)
+                    if not (isinstance(loader, ast.Name) and loader.id == "SpecLoader"):
+                        calls.append(f"{path.name}: yaml.{name} without the safe SpecLoader")
+    assert calls == []
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "nova/../../x", "..", "nova..x", "nova.x/y"])
+def test_table_names_cannot_leave_the_data_dir(specs_copy, name):
+    for path, old in ((specs_copy / "entities" / "nova_host.yaml", "table: nova.compute_nodes"),
+                      (specs_copy / "entities" / "allocation.yaml", "table: blazar.leases"),
+                      (specs_copy / "metrics.yaml", "table: chameleon_usage.node_usage_report_cache")):  # fmt: skip
+        path.write_text(path.read_text().replace(old, f"table: {json.dumps(name)}", 1))
+    found = spec_problems(run_cli("validate", specs_copy))
+    what = f"'{name}' is not valid: a raw table `schema.table` (read from RAW_DIR/schema.table.parquet) or the name of a lookup."
+    assert sorted(p.split(": ", 2)[2] for p in found) == [f"joins[1].table: {what}", f"legacy.table: {what}",
+                                                          f"source.table: {what}"]  # fmt: skip
+
+
+def test_every_table_of_the_bundled_specs_is_a_file_inside_the_data_dir(tmp_path):
+    from engine.graph import build_graph, raw_tables
+
+    raw = RawDir(tmp_path)
+    tables = raw_tables(build_graph(load_specs(SPECS)))
+    assert len(tables) > 10
+    for table in tables:
+        assert raw.file(table).resolve().parent == tmp_path.resolve()
+
+
+def test_a_database_password_is_masked_everywhere(tmp_path, monkeypatch):
+    secret = "hunter2-Zq9"  # in the sites file and in $HARDENING_DB_PASSWORD
+    monkeypatch.setenv("HARDENING_DB_PASSWORD", secret)
+    write_raw(tmp_path / "raw" / "site", tiny_site())
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "sites.yaml").write_text(
+        "sites:\n"
+        f"  lit: {{name: literal, data: raw/site, db_uri: 'mysql://reader:{secret}@127.0.0.1:1'}}\n"
+        "  env: {name: from env, data: raw/site, db_uri: 'mysql://reader:${HARDENING_DB_PASSWORD}@127.0.0.1:1'}\n"
+    )
+    sites = tmp_path / "etc" / "sites.yaml"
+    outputs = [run_cli("run", SPECS, "--sites", sites, "--site", "lit", "--out", tmp_path / "out", *WINDOW)]
+    assert outputs[0].exit_code == 0
+    for site in ("lit", "env"):  # no server answers on port 1: the error names the masked URI
+        outputs.append(run_cli("extract", "--site", site, "--sites", sites, "--specs", SPECS, "--timeout", "2"))
+        assert one_error(outputs[-1]).startswith("mysql://reader:***@127.0.0.1:1: cannot reach 127.0.0.1:1")
+    outputs.append(run_cli("export", tmp_path / "out", "--db-uri", f"mysql://reader:{secret}@127.0.0.1:1"))
+    assert one_error(outputs[-1]).startswith("mysql://reader:***@127.0.0.1:1: cannot reach")
+    for result in outputs:
+        assert secret not in result.stdout + result.stderr
+    shutil.move(sites, tmp_path / "sites.yaml.kept")  # the one file meant to hold it
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert [p.name for p in leaked] == ["sites.yaml.kept"]
