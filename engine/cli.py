@@ -2,6 +2,7 @@
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -148,11 +149,19 @@ def explain(specs_dir, fmt, entity):
 @click.option(
     "--plots", "plots_dir", type=click.Path(file_okay=False), help="Also write the report's charts as PNGs here."
 )
+@click.option(
+    "--jobs",
+    "workers",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="cores",
+    help="Sites processed at once, each in its own worker process.",
+)
 @click.option("--no-report", is_flag=True, help="Skip report.html (faster for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
 def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, lens, as_of, as_of_series,
-        exclusions_file, plots_dir, no_report, as_json):  # fmt: skip
+        exclusions_file, plots_dir, workers, no_report, as_json):  # fmt: skip
     """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
 
     With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
@@ -180,15 +189,52 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
                       plots=plots_dir and (plots_dir if len(chosen) == 1 else str(Path(plots_dir) / site.key)), **common)
             for site in chosen
         ]  # fmt: skip
-    manifests = []
-    for job in jobs:
-        with err.status(f"site {job.site}…") as status:
-            report = lambda name, s=status, k=job.site: s.update(f"site {k}: {name}…")  # noqa: E731
-            manifests.append(run_pipeline(job, progress=report))
-        if not as_json:
-            _print_summary(manifests[-1], load_specs(job.specs).metrics["metrics"], job.out)
+    if len(jobs) == 1:  # one site: its errors are the command's errors
+        with err.status(f"site {jobs[0].site}…") as status:
+            manifests = [run_pipeline(jobs[0], progress=lambda name: status.update(f"site {jobs[0].site}: {name}…"))]
+        if as_json:
+            out.out(json.dumps(manifests[0], default=str))
+        else:
+            _print_summary(manifests[0], load_specs(jobs[0].specs).metrics["metrics"], jobs[0].out)
+        return
+    outcomes = _run_fleet(jobs, workers)
     if as_json:
-        out.out(json.dumps(manifests[0] if len(manifests) == 1 else manifests, default=str))
+        out.out(json.dumps([o.manifest or {"site": o.site, "error": o.error} for o in outcomes], default=str))
+    else:
+        for job, o in zip(jobs, outcomes, strict=True):
+            if o.manifest:
+                err.print(f"\n[bold]site {o.site}[/]")
+                _print_summary(o.manifest, load_specs(job.specs).metrics["metrics"], job.out)
+        _print_fleet(outcomes, [job.out for job in jobs])
+    if any(o.error for o in outcomes):
+        sys.exit(1)
+
+
+def _run_fleet(jobs: list, workers: int) -> list:
+    """Run the sites (in parallel when workers > 1) under one live status line."""
+    from engine.fleet import run_sites
+
+    with err.status(f"{len(jobs)} sites…") as status:
+
+        def done(outcome, n, total):
+            mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
+            err.print(f"{mark} site {outcome.site} ({n}/{total})")
+            status.update(f"{n} of {total} sites done…")
+
+        step = lambda site, name: status.update(f"site {site}: {name}…")  # noqa: E731
+        return run_sites(jobs, workers, on_done=done, progress=step)
+
+
+def _print_fleet(outcomes: list, outs: list[str]) -> None:
+    """One line per site: done with its counted node-hours and time, or its error."""
+    failed = [o for o in outcomes if o.error]
+    out.print(f"\n[bold]{len(outcomes) - len(failed)} of {len(outcomes)} sites done[/]")
+    for o, path in zip(outcomes, outs, strict=True):
+        if o.error:
+            out.out(f"  ✗ {o.site}: {o.error}")
+        else:
+            seconds = sum(t["seconds"] for t in o.manifest["timings"].values())
+            out.out(f"  ✓ {o.site}: {seconds:.1f} s, outputs in {path}/")
 
 
 FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours", "rel_diff", "flagged", "explained_hours",

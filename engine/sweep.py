@@ -27,31 +27,45 @@ def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, 
 def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
     """Step series per group: +value at each start, -value at each end, summed per instant, accumulated.
 
-    The result is ordered by time (not by group): each series' rows are in time order within it. Sorting
-    by time alone and computing per group with `over` avoids a multi-key sort, several times slower here.
+    The result is ordered by group, then time. Each group's deltas are put in time order and summed
+    inside one group-by (groups run in parallel): a global sort by (group, time) or a sort by time with
+    `over` windows measured two to four times slower on the 80M-delta bench site.
     """
     deltas = pl.concat(
         [
             spans.select(*by, pl.col(start).alias("timestamp"), pl.col(value)),
             spans.select(*by, pl.col(end).alias("timestamp"), -pl.col(value)),
         ]
-    ).sort("timestamp", maintain_order=True)  # stable: ties keep their (deterministic) input order
+    )
+    in_time = lambda col: col.sort_by("timestamp", maintain_order=True)  # noqa: E731  stable: ties keep input order
+    series = (
+        deltas.group_by(by)
+        .agg(in_time(pl.col("timestamp")), in_time(pl.col(value)).cum_sum())
+        .sort(by)
+        .explode("timestamp", value)
+    )
     # The running sum after the last delta of an instant is the series' value from that instant on.
-    last_of_instant = (pl.col("timestamp") != pl.col("timestamp").shift(-1).over(by)).fill_null(True)
-    return deltas.with_columns(pl.col(value).cum_sum().over(by)).filter(last_of_instant)
+    return series.filter(~_same_as_next(by) | pl.col("timestamp").ne_missing(pl.col("timestamp").shift(-1)))
+
+
+def _same_as_next(by: list[str]) -> pl.Expr:
+    """On rows ordered by group: the next row belongs to the same group."""
+    return pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(-1)) for c in by).fill_null(False) & pl.int_range(
+        pl.len()
+    ).lt(pl.len() - 1)
 
 
 def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[datetime]) -> pl.LazyFrame:
     """Exact integral (value x hours) of each series over each bucket [boundaries[i], boundaries[i+1]).
 
-    F(t), the integral from the series' first change to t, is known at every change point; at a bucket
-    boundary b it is F(t_k) + v_k * (b - t_k) for the last change t_k <= b. A bucket's hours are
-    F(b_next) - F(b). Cost: one as-of join of (series x boundaries) onto the changes.
+    `series` is ordered by group, then time, as `sweep` returns it. F(t), the integral from the
+    series' first change to t, is known at every change point; at a bucket boundary b it is
+    F(t_k) + v_k * (b - t_k) for the last change t_k <= b. A bucket's hours are F(b_next) - F(b).
+    Cost: one as-of join of (series x boundaries) onto the changes.
     """
-    step = hours(pl.col("timestamp"), pl.col("timestamp").shift(-1).over(by)) * pl.col(value)
-    changes = series.sort("timestamp", maintain_order=True).with_columns(
-        step.fill_null(0.0).cum_sum().shift(1, fill_value=0.0).over(by).alias("__F")
-    )
+    following = pl.when(_same_as_next(by)).then(pl.col("timestamp").shift(-1))
+    step = hours(pl.col("timestamp"), following) * pl.col(value)
+    changes = series.with_columns(step.fill_null(0.0).cum_sum().shift(1, fill_value=0.0).over(by).alias("__F"))
     grid = (
         series.select(by)
         .unique(maintain_order=True)

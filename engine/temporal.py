@@ -1,4 +1,4 @@
-"""Interval math on LazyFrames: pure functions, column names as parameters, no collect, no domain.
+"""Interval math on LazyFrames: pure functions, column names as parameters, no domain.
 
 Intervals are half-open [start, end); a null end is open (still running). Inside these functions an
 open end is the far-future instant OPEN, and it is turned back into null on the way out.
@@ -29,15 +29,30 @@ def hours(start: pl.Expr, end: pl.Expr) -> pl.Expr:
 def merge_intervals(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
     """Union of the intervals of each group: overlapping or touching intervals become one island."""
     lf = lf.select(*by, start, closed(end)).sort(*by, start)
-    reach = pl.col(end).cum_max().shift(1).over(by)
-    island = (pl.col(start) > reach).fill_null(True).cum_sum().over(by)
     return (
-        lf.with_columns(island.alias("__island"))
-        .group_by(*by, "__island")
-        .agg(pl.col(start).min(), pl.col(end).max())
+        lf.with_columns(runs(by, start, end, touching=True).alias("__island"))
+        .group_by("__island")
+        .agg(*(pl.col(c).first() for c in by), pl.col(start).min(), pl.col(end).max())
         .drop("__island")
         .with_columns(reopened(end))
     )
+
+
+def runs(by: list[str], start: str, end: str, touching: bool) -> pl.Expr:
+    """On rows sorted by `by` then `start` (ends closed): a run id, new where a row starts a group or
+    starts after every earlier row of its group has ended (at or after, unless `touching` joins them).
+
+    One cum_max over (group number, end) packed into an Int128, with no window per group: `over` costs
+    per group, and with a million groups of one row it dominated the whole hierarchy stage.
+    """
+    group = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in by).fill_null(True).cum_sum()
+
+    def packed(col: str) -> pl.Expr:
+        return group.cast(pl.Int128) * 2**64 + pl.col(col).dt.epoch("us").cast(pl.Int128) + 2**63
+
+    reach = packed(end).cum_max().shift(1)
+    starts = packed(start) > reach if touching else packed(start) >= reach
+    return starts.fill_null(True).cum_sum()
 
 
 def clip(
@@ -74,17 +89,21 @@ def claim(
     rows = lf.select(*dict.fromkeys([row, *by, start, *priority]), closed(end))
     keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
     # Only clusters of overlapping rows need sharing out; a row overlapping nobody keeps its interval.
-    reach = pl.col(end).cum_max().shift(1).over(by)
     rows = (
         rows.filter(keyed)
         .sort(*by, start)
-        .with_columns((pl.col(start) >= reach).fill_null(True).cum_sum().over(by).alias("__c"))
+        .with_columns(runs(by, start, end, touching=False).alias("__c"))
+        .collect()  # the one collect here: read four times below, and a plan would sort it four times
+        .lazy()
     )
-    rows = rows.with_columns(pl.len().over(*by, "__c").alias("__n"))
+    # Clusters are consecutive rows: a row is alone in its cluster when neither neighbour shares it.
+    c = pl.col("__c")
+    alone = c.ne_missing(c.shift(1)) & c.ne_missing(c.shift(-1))
+    rows = rows.with_columns(alone.alias("__alone"))
     loose = pl.concat(
-        [lf.filter(~keyed).select(row, start, closed(end)), rows.filter(pl.col("__n") == 1).select(row, start, end)]
+        [lf.filter(~keyed).select(row, start, closed(end)), rows.filter(pl.col("__alone")).select(row, start, end)]
     )
-    rows, by = rows.filter(pl.col("__n") > 1), [*by, "__c"]
+    rows, by = rows.filter(~pl.col("__alone")).drop("__alone"), [*by, "__c"]
     bounds = (
         pl.concat([rows.select(*by, pl.col(start).alias("__t")), rows.select(*by, pl.col(end).alias("__t"))])
         .unique()

@@ -30,40 +30,72 @@ def expand(metrics: dict) -> dict[str, dict[str, int]]:
     return {name: terms(name) for name in metrics}
 
 
-def signed_spans(validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str]) -> pl.LazyFrame:
-    """Counted spans in long form (one row per resource), once per metric they feed, value signed.
+def signed_spans(
+    validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str], window
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(counted spans cut to the window, one row per series they feed with the value signed; the series).
 
-    A derived metric gets a resource only if every base metric in it has that resource.
+    Spans carry an integer series id `__sid` instead of their metric, resource and group values, which
+    are read once per span (not once per series fed) and kept in the small series table. A derived
+    metric gets a resource only if every base metric in it has that resource.
     """
-    fixed = ["metric", *group, "valid_start", "valid_end"]
-    frames = []
-    for df, resources in validated:
-        frames.append(
+    fixed = ["metric", *group]
+    counted = [
+        (
             df.lazy()
             .filter(pl.col("hierarchy_status").is_in(COUNTED))
-            .select(*fixed, *(pl.col(r).cast(pl.Float64).alias(f"__res.{r}") for r in resources))
-            .unpivot(index=fixed, variable_name="resource", value_name="value")
-            .with_columns(pl.col("resource").str.strip_prefix("__res."))
+            .with_columns(pl.col(group).cast(pl.String).fill_null("null")),
+            resources,
         )
-    base = pl.concat(frames, how="diagonal_relaxed").with_columns(pl.col(group).cast(pl.String).fill_null("null"))
-    plan = pl.LazyFrame(
+        for df, resources in validated
+    ]
+    names = pl.concat([lf.select(fixed).unique() for lf, _ in counted]).unique().sort(fixed)
+    names = names.with_row_index("__gid").collect()
+    all_resources = list(dict.fromkeys(r for _, rs in counted for r in rs))
+    base = clipped(
+        pl.concat(
+            [
+                lf.join(names.lazy(), on=fixed, how="left", maintain_order="left").select(
+                    "__gid",
+                    pl.lit(all_resources.index(r), dtype=pl.UInt32).alias("__r"),
+                    "valid_start",
+                    "valid_end",
+                    pl.col(r).cast(pl.Float64).alias("value"),
+                )
+                for lf, resources in counted
+                for r in resources
+            ]
+        ),
+        window,
+        "valid_start",
+        "valid_end",
+    ).collect()
+    plan = pl.DataFrame(
         [(target, b, c) for target, terms in expand(metrics).items() for b, c in terms.items()],
         schema={"target": pl.String, "metric": pl.String, "coef": pl.Int64},
         orient="row",
     )
-    have = base.select("metric", "resource").unique()
-    need = plan.select("target", "metric").join(have, on="metric", how="left")
+    resource_names = pl.DataFrame({"__r": range(len(all_resources)), "resource": all_resources}).cast(
+        {"__r": pl.UInt32}
+    )
+    have = base.select("__gid", "__r").unique().join(names, on="__gid").join(resource_names, on="__r")
+    present = have.select("metric", "resource").unique()
     complete = (
-        need.group_by("target", "resource")
+        plan.join(present, on="metric")
+        .group_by("target", "resource")
         .agg(pl.len().alias("n"))
         .join(plan.group_by("target").agg(pl.len().alias("n")), on=["target", "n"])
+        .select("target", "resource")
     )
-    return (
-        base.join(plan, on="metric", maintain_order="left")
-        .join(complete.select("target", "resource"), on=["target", "resource"], maintain_order="left")
-        .with_columns((pl.col("value") * pl.col("coef")).alias("value"), pl.col("target").alias("metric"))
-        .drop("target", "coef")
+    feeds = have.join(plan, on="metric").join(complete, on=["target", "resource"])
+    series = (
+        feeds.select(pl.col("target").alias("metric"), "resource", *group).unique().sort("metric", "resource", *group)
     )
+    series = series.with_row_index("__sid")
+    feeds = feeds.join(series, left_on=["target", "resource", *group], right_on=["metric", "resource", *group])
+    spans = base.join(feeds.select("__gid", "__r", "__sid", "coef"), on=["__gid", "__r"], maintain_order="left")
+    spans = spans.select("__sid", "valid_start", "valid_end", (pl.col("value") * pl.col("coef")).alias("value"))
+    return spans, series
 
 
 def usage_stage(validated, metrics: dict, group: list[str], window, every: list[str]):
@@ -71,17 +103,17 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
     (string group keys make every sort and window several times slower) and ordered by their keys.
+    The sweep is collected first and the buckets computed from it: one plan sharing a lazy sub-plan
+    between several outputs has deadlocked Polars' executor.
     """
-    by = ["metric", "resource", *group]
-    spans = clipped(signed_spans(validated, metrics, group), window, "valid_start", "valid_end").collect()
-    keys = spans.select(by).unique().sort(by).with_row_index("__sid")
-    ids = spans.lazy().join(keys.lazy(), on=by, how="left", maintain_order="left")
-    ids = ids.select("__sid", "valid_start", "valid_end", "value")
-    series = sweep(ids, ["__sid"], "valid_start", "valid_end", "value").sort("__sid", maintain_order=True)
-    plans = [_buckets(series, ["__sid"], window, e) for e in every]
-    expected = weighted_hours(spans.lazy(), ["metric", "resource"], "valid_start", "valid_end", "value")
-    series, expected, *tables = pl.collect_all([series, expected, *plans])
+    spans, keys = signed_spans(validated, metrics, group, window)
+    series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
+    series = series.collect()
+    plans = [_buckets(series.lazy(), ["__sid"], window, e) for e in every]
+    expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
+    expected, *tables = pl.collect_all([expected, *plans], optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
     named = lambda df: df.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")  # noqa: E731
+    expected = named(expected).group_by("metric", "resource").agg(pl.col("hours").sum())
     series, tables = named(series), [named(t) for t in tables]
     return series, dict(zip(every, tables, strict=True)), _checks(series, tables[0], expected, metrics)
 

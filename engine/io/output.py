@@ -73,7 +73,7 @@ class OutputDir:
         target = self.tmp / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(target, compression="zstd", statistics=False)
+            df.write_parquet(target, compression="zstd", compression_level=1, statistics=False)  # fast, nearly as small
         except OSError as exc:
             raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
 

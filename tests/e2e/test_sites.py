@@ -61,3 +61,29 @@ def test_a_bad_sites_file_names_file_line_and_field(tmp_path):
     result = run_cli("run", SPECS, "--sites", sites, "--site", "edge")
     assert result.exit_code == 1
     assert "sites.yaml:8: sites: sites.edge: unknown field 'dta' (did you mean 'data'?)" in result.stderr
+
+
+def test_sites_in_parallel_workers_give_the_same_outputs_as_one_after_the_other(tmp_path):
+    sites = setup(tmp_path)
+    for jobs in ("1", "2"):
+        result = run_cli("run", SPECS, "--sites", sites, "--site", "all", "--out", tmp_path / f"out{jobs}",
+                         "--jobs", jobs, "--no-report")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert "2 of 2 sites done" in result.stdout
+    for key in ("tacc", "edge"):
+        for name in ("daily.parquet", "usage.parquet", "validated/reserved_instance.parquet"):
+            one, two = tmp_path / "out1" / key / name, tmp_path / "out2" / key / name
+            if one.exists() or two.exists():
+                assert one.read_bytes() == two.read_bytes(), f"{key}/{name}"
+
+
+def test_a_failing_site_is_reported_and_the_others_still_run(tmp_path):
+    sites = setup(tmp_path, SITES + "  gone:\n    name: no data\n    data: raw/gone\n")
+    result = run_cli("run", SPECS, "--sites", sites, "--site", "tacc", "--site", "gone", "--out", tmp_path / "out",
+                     "--jobs", "2", "--no-report")  # fmt: skip
+    assert result.exit_code == 1
+    assert "1 of 2 sites done" in result.stdout
+    assert f"✗ gone: {tmp_path / 'raw' / 'gone'}: raw data directory does not exist" in result.stdout
+    assert (tmp_path / "out" / "tacc" / "daily.parquet").is_file()
+    assert not (tmp_path / "out" / "gone").exists()
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,63 @@
+"""Several sites at once: sites share nothing, so each runs in its own worker process.
+
+A site's failure is reported and does not stop the others. Workers are spawned (never forked: Polars'
+thread pools do not survive a fork) and each gets an equal share of the cores for its Polars threads.
+The same partition by site is what a distributed engine would schedule (docs/performance.md).
+"""
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+from engine.errors import EngineError
+
+
+@dataclass
+class SiteOutcome:
+    site: str
+    manifest: dict | None = None
+    error: str | None = None  # one line: the EngineError (or OSError) that stopped the site
+
+
+def run_one(cfg, progress=None) -> SiteOutcome:
+    """Run one site; a user-caused error becomes the outcome's one-line error, a bug propagates."""
+    from engine.run import run
+
+    try:
+        return SiteOutcome(cfg.site, manifest=run(cfg, progress))
+    except EngineError as exc:
+        return SiteOutcome(cfg.site, error=str(exc).replace("\n", "; "))
+    except OSError as exc:
+        return SiteOutcome(cfg.site, error=f"{exc.filename or ''}: {exc.strerror or exc}")
+
+
+def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: None, progress=None) -> list[SiteOutcome]:
+    """Outcomes in the order of `configs`; at most `jobs` sites run at once.
+
+    `progress(site, step)` reports each entity as it starts, when the sites run one after the other
+    in this process; in parallel only `on_done` reports.
+    """
+    jobs = max(1, min(jobs, len(configs)))
+    if jobs == 1:
+        outcomes = []
+        for i, cfg in enumerate(configs):
+            outcomes.append(run_one(cfg, progress and (lambda step, k=cfg.site: progress(k, step))))
+            on_done(outcomes[-1], i + 1, len(configs))
+        return outcomes
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = threads  # read by each worker's Polars at import
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, cfg): i for i, cfg in enumerate(configs)}
+            outcomes: list = [None] * len(configs)
+            for done, future in enumerate(as_completed(futures), 1):
+                outcomes[futures[future]] = future.result()
+                on_done(outcomes[futures[future]], done, len(configs))
+    finally:
+        if saved is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved
+    return outcomes
