@@ -312,11 +312,11 @@ def _metric_totals(daily: pl.DataFrame) -> dict:
     return out
 
 
-def _write_usage(out: OutputDir, series: pl.DataFrame, buckets: dict, group: list[str]) -> None:
+def _write_usage(out: OutputDir, series: pl.LazyFrame, buckets: dict, group: list[str]) -> None:
     keys = ["site", "metric", "resource", *group[1:]]
     dynamic = {g: pl.String for g in group}
     usage = series.select("timestamp", *keys, "value")  # ordered by keys, then time
-    out.parquet("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
+    out.sink("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
     for every, table in buckets.items():
         table = table.select(pl.col("bucket").alias("date" if every == "1d" else "bucket"), *keys, "hours", "mean")
         table = table.with_columns(pl.col("date").cast(pl.Date)) if every == "1d" else table
@@ -339,7 +339,7 @@ def _as_of_series(
                    for n, r in results.items() if not r.skipped]  # fmt: skip
         series, buckets, _ = usage_stage(counted, specs.metrics["metrics"], group, window, ["1d"])
         stamp = pl.lit(as_of).cast(pl.Datetime("us")).alias("as_of")
-        usage.append(series.select(stamp, "timestamp", "site", "metric", "resource", *group[1:], "value"))
+        usage.append(series.select(stamp, "timestamp", "site", "metric", "resource", *group[1:], "value").collect())
         daily.append(buckets["1d"].select(stamp, pl.col("bucket").cast(pl.Date).alias("date"), "site", "metric",
                                           "resource", *group[1:], "hours", "mean"))  # fmt: skip
     out.parquet("as_of_usage.parquet", pl.concat(usage))

@@ -99,7 +99,7 @@ def signed_spans(
 
 
 def usage_stage(validated, metrics: dict, group: list[str], window, every: list[str]):
-    """(usage series, {every: bucket hours with mean level}, invariant records) for the counted spans.
+    """(usage series as a plan, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
     (string group keys make every sort and window several times slower) and ordered by their keys.
@@ -112,9 +112,14 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
     plans = [_buckets(series.lazy(), ["__sid"], window, e) for e in every]
     expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     expected, *tables = pl.collect_all([expected, *plans], optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
-    named = lambda df: df.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")  # noqa: E731
+
+    def named(df):
+        other = keys.lazy() if isinstance(df, pl.LazyFrame) else keys
+        return df.join(other, on="__sid", how="left", maintain_order="left").drop("__sid")
+
     expected = named(expected).group_by("metric", "resource").agg(pl.col("hours").sum())
-    series, tables = named(series), [named(t) for t in tables]
+    # The series stay keyed by id: named, they are several GB on a decade-long site; callers stream them.
+    series, tables = named(series.lazy()), [named(t) for t in tables]
     return series, dict(zip(every, tables, strict=True)), _checks(series, tables[0], expected, metrics)
 
 
@@ -140,9 +145,9 @@ def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.Lazy
     )
 
 
-def _checks(series: pl.DataFrame, buckets: pl.DataFrame, expected: pl.DataFrame, metrics: dict) -> list[dict]:
+def _checks(series: pl.LazyFrame, buckets: pl.DataFrame, expected: pl.DataFrame, metrics: dict) -> list[dict]:
     derived = [m for m, d in metrics.items() if "formula" in d]
-    below = series.filter(pl.col("value") < -TOLERANCE)
+    below = series.filter(pl.col("value") < -TOLERANCE).collect()
     sample = lambda df: df.sort("value").head(5).with_columns(pl.col("timestamp").cast(pl.String)).to_dicts()  # noqa: E731
     inv8 = below.filter(pl.col("metric").is_in(derived))
     inv9 = below.filter(~pl.col("metric").is_in(derived))

@@ -26,16 +26,23 @@ NOT_NULL = {"timestamp", "date", "bucket", "value", "hours", "resource", "entity
 
 
 def check_schema(
-    df: pl.DataFrame, stage: str, declared: dict, extra: dict | None = None, nullable: set = frozenset()
-) -> pl.DataFrame:
-    """Stop the run if a checkpoint drifts from its declared columns, types or nullability (NOT_NULL - nullable)."""
-    for col, dtype in {**declared, **(extra or {})}.items():
-        if col not in df.columns:
+    df: pl.DataFrame | pl.LazyFrame, stage: str, declared: dict, extra: dict | None = None, nullable: set = frozenset()
+) -> pl.DataFrame | pl.LazyFrame:
+    """Stop the run if a checkpoint drifts from its declared columns, types or nullability (NOT_NULL - nullable).
+
+    A LazyFrame (an output too big to hold named in memory) has its nulls counted in one streaming pass.
+    """
+    schema, wanted = df.collect_schema(), {**declared, **(extra or {})}
+    for col, dtype in wanted.items():
+        if col not in schema:
             raise EngineError(f"stage {stage}: column '{col}' is missing (expected {dtype})")
-        if df.schema[col] != dtype and df.schema[col] != pl.Null:
-            raise EngineError(f"stage {stage}: column '{col}' is {df.schema[col]}, expected {dtype}")
-        if col in NOT_NULL - nullable and df[col].null_count():
-            raise EngineError(f"stage {stage}: column '{col}' has {df[col].null_count()} nulls, expected none")
+        if schema[col] != dtype and schema[col] != pl.Null:
+            raise EngineError(f"stage {stage}: column '{col}' is {schema[col]}, expected {dtype}")
+    strict = [c for c in wanted if c in NOT_NULL - nullable]
+    nulls = df.lazy().select(pl.col(strict).null_count()).collect(engine="streaming") if strict else pl.DataFrame()
+    for col in strict:
+        if nulls[col].item():
+            raise EngineError(f"stage {stage}: column '{col}' has {nulls[col].item()} nulls, expected none")
     return df
 
 
@@ -74,6 +81,15 @@ class OutputDir:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             df.write_parquet(target, compression="zstd", compression_level=1, statistics=False)  # fast, nearly as small
+        except OSError as exc:
+            raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
+
+    def sink(self, rel: str, lf: pl.LazyFrame) -> None:
+        """Write a plan's rows without holding them all (streaming engine), as `parquet` would."""
+        target = self.tmp / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lf.sink_parquet(target, compression="zstd", compression_level=1, statistics=False, engine="streaming")
         except OSError as exc:
             raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
 

@@ -67,8 +67,27 @@ class Tables:
                 lf = lf.sort([*order, pl.col("__row")]).group_by(keys, maintain_order=True).agg(aggs)
             else:
                 lf = lf.sort("__row").select(pl.exclude("^__.*$"))
+                needed = self._read_of(name)
+                lf = lf.select(c for c in lf.collect_schema() if needed is None or c in needed)
             self.built[name] = collect(lf, where, self)
         return self.built[name].lazy()
+
+    def _read_of(self, name: str) -> set[str] | None:
+        """The columns of a lookup that the specs reading it use (None: all), so that a row-level
+        lookup does not hold, for instance, a JSON column it has already taken apart."""
+        needed: set[str] = set()
+        kinds = (self.specs.entities, self.specs.lookups, self.specs.reports)
+        for spec in (s for kind in kinds for s in kind.values()):
+            refs = referenced(spec)
+            if spec["source"].get("table") == name:
+                needed |= {c for c in refs if "." not in c} | set(spec["source"].get("optional_columns", []))
+            for j in spec.get("joins", []):
+                if j["table"] == name:
+                    if "history" in j:
+                        return None
+                    needed |= {c.split(".", 1)[1] for c in refs if c.startswith(f"{j['as']}.")}
+                    needed |= set(j["on"].values()) | ({j["asof"]["right"]} if "asof" in j else set())
+        return needed
 
     def frame(self, spec: dict) -> tuple[pl.LazyFrame, list[dict]]:
         """Source rows (numbered __row) with every join and derived column applied, and the required joins.
