@@ -25,6 +25,11 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _wide(columns: int) -> Console:
+    """stdout at the terminal's width, or, when piped, at `columns` so that long lines stay whole."""
+    return Console(width=None if out.is_terminal else columns, highlight=False)
+
+
 def friendly(command):
     """Turn EngineError into a red one-line message per problem and exit code 1."""
 
@@ -99,7 +104,7 @@ def explain(specs_dir, fmt, entity):
         raise EngineError(f"--entity: unknown entity '{entity}'{did_you_mean(entity, specs.entities)}")
     if fmt == "tree":
         # Piped output keeps long lines whole instead of wrapping them at 80 columns.
-        Console(width=None if out.is_terminal else 200).print(render_tree(specs, graph, entity), soft_wrap=False)
+        _wide(200).print(render_tree(specs, graph, entity), soft_wrap=False)
     else:
         render = {"mermaid": render_mermaid, "dot": render_dot, "markdown": render_markdown}[fmt]
         out.out(render(specs, graph, entity), end="")
@@ -244,7 +249,7 @@ FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours",
 def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
     from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
 
-    wide = Console(width=None if out.is_terminal else 140, highlight=False)
+    wide = _wide(140)
     for warning in manifest["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
     wide.print(entity_table(manifest))
@@ -329,7 +334,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
         colour = "green" if t["status"] == "ok" else ("red" if t["required"] else "yellow")
         rows = "" if t["rows"] is None else f"{t['rows']:,}"
         table.add_row(t["table"], rows, f"[{colour}]{t['status']}[/]", f"{t['seconds']:.2f}")
-    Console(width=None if out.is_terminal else 140).print(table)
+    _wide(140).print(table)
     for t in report["tables"]:
         if t["status"] != "ok":
             err.out(f"{t['table']}: {t['error']}")
@@ -407,7 +412,7 @@ def trace(out_dir, entity, key, as_json):
     if as_json:
         out.out(json.dumps(t, default=str))
         return
-    wide = Console(width=None if out.is_terminal else 160, highlight=False)
+    wide = _wide(160)
     wide.print(f"[bold]{entity} {key}[/]")
     for row in t["raw"]:
         wide.print("raw: " + ", ".join(f"{k}={v}" for k, v in row.items()), markup=False)
@@ -457,9 +462,7 @@ def why(out_dir, metric, day, conditions, resource, as_json):
         "contribution",
     ]
     label = " ".join(f"{k}={v}" for k, v in where.items())
-    Console(width=None if out.is_terminal else 180).print(
-        _rows_table(f"{metric} on {w['date']} {label}", w["spans"], cols)
-    )
+    _wide(180).print(_rows_table(f"{metric} on {w['date']} {label}", w["spans"], cols))
     mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
     out.print(
         f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource}-hours — {mark} daily.parquet ({w['daily']:,.6g})"

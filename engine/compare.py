@@ -7,13 +7,12 @@ clamped rows of the entities feeding the metric are what our number leaves out a
 import polars as pl
 
 from engine.hierarchy import COUNTED
-from engine.temporal import hours
+from engine.temporal import hours, window_cut
 
 
 def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end") -> pl.LazyFrame:
     """Each interval's hours per UTC day inside the window (`date`, `day_hours`), one row per day touched."""
-    w0, w1 = (pl.lit(w) for w in window)
-    s, e = pl.max_horizontal(pl.col(start), w0), pl.min_horizontal(pl.col(end).fill_null(w1), w1)
+    s, e = window_cut(window, start, end)
     day = pl.col("date")
     return (
         lf.filter(pl.col(start).is_not_null())

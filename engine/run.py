@@ -27,7 +27,7 @@ from engine.plan.frames import MissingTable, Tables
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.checks import resources_of
 from engine.spec.load import load_specs
-from engine.temporal import hours
+from engine.temporal import hours, hours_in
 from engine.usage import usage_stage
 
 
@@ -158,7 +158,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             manifest["entities"][name] = summary
             manifest["invariants"].append(_hours_check(name, summary["hours"]))
             _write_entity(out, res, site, window, resources_of(specs, name))
-        tables.entity_frames = {n: r.validated.with_columns(pl.lit(site).alias("site")) for n, r in live.items()}
+        tables.entity_frames = _sited(live, site)
         for name in sorted(specs.reports):
             try:
                 out.parquet(f"reports/{name}.parquet", tables.lookup(name).collect())
@@ -169,9 +169,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
                 out.parquet(f"lookups/{name}.parquet", df)
     with stages("sweep"):
         group = ["site", *specs.metrics.get("group_by", [])]
-        counted = [
-            (r.validated.with_columns(pl.lit(site).alias("site")), resources_of(specs, n)) for n, r in live.items()
-        ]
+        counted = [(df, resources_of(specs, n)) for n, df in tables.entity_frames.items()]
         every = ["1d", *(e for e in cfg.resample if e != "1d")]
         series, buckets, checks = usage_stage(counted, specs.metrics["metrics"], group, window, every)
         manifest["invariants"] += checks
@@ -201,6 +199,11 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
             write_report(out.tmp, specs.metrics, Path(cfg.plots) if cfg.plots else None)
         out.json("manifest.json", manifest)  # again, with the report's timing
     return manifest
+
+
+def _sited(results: dict, site: str) -> dict[str, pl.DataFrame]:
+    """The validated spans of every entity that ran, with the site column."""
+    return {n: r.validated.with_columns(pl.lit(site).alias("site")) for n, r in results.items() if not r.skipped}
 
 
 def _selected(specs, graph, entities: list[str] | None) -> list[str]:
@@ -238,17 +241,10 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _in_window(window, start: str = "valid_start", end: str = "valid_end") -> pl.Expr:
-    """Hours of [start, end) inside the window (an open end runs to the window end)."""
-    w0, w1 = (pl.lit(w) for w in window)
-    clipped = hours(pl.max_horizontal(pl.col(start), w0), pl.min_horizontal(pl.col(end).fill_null(w1), w1))
-    return pl.when(pl.col(start).is_null()).then(0.0).otherwise(clipped)
-
-
 def _summary(res: EntityResult, window) -> dict:
     """Row and hour accounts of one entity for the manifest."""
     spans, validated = res.spans, res.validated
-    total = lambda df: float(df.select(_in_window(window).sum()).item()) if df.height else 0.0  # noqa: E731
+    total = lambda df: float(df.select(hours_in(window).sum()).item()) if df.height else 0.0  # noqa: E731
     status = validated["hierarchy_status"]
     input_h, rejected_h, spans_h = total(spans.raw_times), total(spans.rejected), total(spans.accepted)
     counted_h = total(validated.filter(status.is_in(COUNTED)))
@@ -335,8 +331,7 @@ def _as_of_series(
     snapshots = pl.datetime_range(window[0], window[1], cfg.as_of_series, eager=True, time_unit="us").to_list()[1:]
     for as_of in snapshots:
         results = _entities(cfg, specs, graph, Tables(specs, raw, history_as_of=as_of), Lens(as_of), Stages(), progress)
-        counted = [(r.validated.with_columns(pl.lit(site).alias("site")), resources_of(specs, n))
-                   for n, r in results.items() if not r.skipped]  # fmt: skip
+        counted = [(df, resources_of(specs, n)) for n, df in _sited(results, site).items()]
         series, buckets, _ = usage_stage(counted, specs.metrics["metrics"], group, window, ["1d"])
         stamp = pl.lit(as_of).cast(pl.Datetime("us")).alias("as_of")
         usage.append(series.select(stamp, "timestamp", "site", "metric", "resource", *group[1:], "value").collect())

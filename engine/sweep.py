@@ -9,19 +9,13 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.temporal import hours
+from engine.temporal import hours, window_cut
 
 
 def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
     """Spans cut to the window (an open end runs to the window end); empty ones dropped."""
-    w0, w1 = (pl.lit(w) for w in window)
-    return (
-        spans.with_columns(
-            pl.max_horizontal(pl.col(start), w0).alias(start),
-            pl.min_horizontal(pl.col(end).fill_null(w1), w1).alias(end),
-        )
-        .filter(pl.col(start) < pl.col(end))
-    )  # fmt: skip
+    s, e = window_cut(window, start, end)
+    return spans.with_columns(s.alias(start), e.alias(end)).filter(pl.col(start) < pl.col(end))
 
 
 def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:

@@ -26,6 +26,17 @@ def hours(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     return ((end - start).dt.total_microseconds() / 3.6e9).clip(lower_bound=0).fill_null(0.0)
 
 
+def window_cut(window, start: str, end: str) -> tuple[pl.Expr, pl.Expr]:
+    """[start, end) cut to the window (an open end runs to the window end); may come out empty."""
+    w0, w1 = (pl.lit(w, pl.Datetime("us")) for w in window)
+    return pl.max_horizontal(pl.col(start), w0), pl.min_horizontal(pl.col(end).fill_null(w1), w1)
+
+
+def hours_in(window, start: str = "valid_start", end: str = "valid_end") -> pl.Expr:
+    """Hours of [start, end) inside the window; 0 for a null start."""
+    return pl.when(pl.col(start).is_null()).then(0.0).otherwise(hours(*window_cut(window, start, end)))
+
+
 def merge_intervals(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
     """Union of the intervals of each group: overlapping or touching intervals become one island."""
     lf = lf.select(*by, start, closed(end)).sort(*by, start)

@@ -113,13 +113,12 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
     expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     expected, *tables = pl.collect_all([expected, *plans], optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
 
-    def named(df):
-        other = keys.lazy() if isinstance(df, pl.LazyFrame) else keys
-        return df.join(other, on="__sid", how="left", maintain_order="left").drop("__sid")
+    def named(lf: pl.LazyFrame) -> pl.LazyFrame:
+        return lf.join(keys.lazy(), on="__sid", how="left", maintain_order="left").drop("__sid")
 
-    expected = named(expected).group_by("metric", "resource").agg(pl.col("hours").sum())
-    # The series stay keyed by id: named, they are several GB on a decade-long site; callers stream them.
-    series, tables = named(series.lazy()), [named(t) for t in tables]
+    expected = named(expected.lazy()).group_by("metric", "resource").agg(pl.col("hours").sum()).collect()
+    tables = [named(t.lazy()).collect() for t in tables]
+    series = named(series.lazy())  # left a plan: named, the series are GB on a decade-long site; callers stream
     return series, dict(zip(every, tables, strict=True)), _checks(series, tables[0], expected, metrics)
 
 

@@ -124,10 +124,10 @@ def build_spans(
         lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
     cases = []
     if exclusions is not None and exclusions.height:
-        ex = exclusions.select(
+        marks = exclusions.select(
             "entity_id", *(pl.col(c).alias(f"__ex.{c}") for c in ("valid_from", "valid_to", "detail", "exclusion"))
         )
-        lf = lf.join(ex.lazy(), on="entity_id", how="left")
+        lf = lf.join(marks.lazy(), on="entity_id", how="left")
         frm, to = pl.col("__ex.valid_from"), pl.col("__ex.valid_to")
         reaches = frm.is_null() | pl.col("valid_end").is_null() | (pl.col("valid_end") > frm)
         starts = to.is_null() | pl.col("valid_start").is_null() | (pl.col("valid_start") < to)

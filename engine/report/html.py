@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
-from engine.temporal import hours
+from engine.temporal import hours_in
 
 SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rejections and hierarchy",
             "Invariants")  # fmt: skip
@@ -146,11 +146,8 @@ def _rejected_hours(out_dir: Path, entity: str, window) -> dict[str, float]:
     path = out_dir / "rejected" / f"{entity}.parquet"
     if not path.exists():
         return {}
-    w0, w1 = (pl.lit(w, pl.Datetime("us")) for w in window)
-    start, end = pl.col("valid_start"), pl.col("valid_end")
-    inside = hours(pl.max_horizontal(start, w0), pl.min_horizontal(end.fill_null(w1), w1))
     df = pl.read_parquet(path, columns=["rejection_reason", "valid_start", "valid_end"])
-    return dict(df.group_by("rejection_reason").agg(pl.when(start.is_null()).then(0.0).otherwise(inside).sum()).rows())
+    return dict(df.group_by("rejection_reason").agg(hours_in(window).sum()).rows())
 
 
 def _accounts(out_dir: Path, manifest: dict, window) -> str:
