@@ -14,7 +14,7 @@ from engine.compare import day_hours
 from engine.errors import EngineError
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
-from engine.io.raw import RawDir
+from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs
 from engine.usage import expand
 
@@ -26,13 +26,30 @@ class Run:
         self.out = Path(out_dir)
         if not (self.out / "manifest.json").is_file():
             raise EngineError(f"{self.out}: not an output directory of `engine run` (no manifest.json)")
-        self.manifest = json.loads((self.out / "manifest.json").read_text())
-        self.specs = load_specs(self.manifest["specs"])
-        self.window = tuple(datetime.fromisoformat(self.manifest["window"][k]) for k in ("start", "end"))
+        try:
+            self.manifest = json.loads((self.out / "manifest.json").read_text())
+            specs, window = self.manifest["specs"], self.manifest["window"]
+            self.window = tuple(datetime.fromisoformat(window[k]) for k in ("start", "end"))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EngineError(
+                f"{self.out / 'manifest.json'}: damaged, not a manifest of `engine run` ({exc})"
+            ) from None
+        self.specs = load_specs(specs)
+
+    def read(self, rel: str, must: bool = False) -> pl.DataFrame:
+        """An output file of the run (empty when absent, unless it must exist); a damaged one is one line."""
+        path = self.out / rel
+        if not path.is_file():
+            if must:
+                raise EngineError(f"{path}: missing from the output directory")
+            return pl.DataFrame()
+        try:
+            return pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
+            raise EngineError(f"{path}: not a readable parquet file ({str(exc).strip().splitlines()[0]})") from None
 
     def frame(self, stage: str, entity: str) -> pl.DataFrame:
-        path = self.out / stage / f"{entity}.parquet"
-        return pl.read_parquet(path) if path.is_file() else pl.DataFrame()
+        return self.read(f"{stage}/{entity}.parquet")
 
     def entity(self, name: str) -> dict:
         if name not in self.specs.entities:
@@ -40,12 +57,19 @@ class Run:
         return self.specs.entities[name]
 
 
+def rows_of(df: pl.DataFrame) -> list[dict]:
+    """Rows as dicts with times as text: a raw time Python cannot hold (year -64) is shown, not a crash."""
+    text = {pl.Datetime: "%Y-%m-%d %H:%M:%S%.f", pl.Date: "%Y-%m-%d"}
+    return df.with_columns(
+        pl.col(c).dt.to_string(fmt) for c, t in df.schema.items() for kind, fmt in text.items() if isinstance(t, kind)
+    ).to_dicts()
+
+
 def trace(out_dir, entity: str, key: str) -> dict:
     """One raw row's journey: raw values, rejection or span pieces with hierarchy status, parents, hours per day."""
     run = Run(out_dir)
     spec = run.entity(entity)
-    raw = RawDir(run.manifest["data"]).scan(spec["source"]["table"])
-    raw = raw.filter(pl.col(spec["source"]["key"]).cast(pl.String) == key).collect()
+    raw = _raw_rows(RawDir(run.manifest["data"]), spec["source"], key)
     rejected = run.frame("rejected", entity)
     rejected = rejected.filter(pl.col("entity_id") == key) if rejected.height else rejected
     validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
@@ -54,11 +78,11 @@ def trace(out_dir, entity: str, key: str) -> dict:
     out = {
         "entity": entity,
         "key": key,
-        "raw": raw.to_dicts(),
-        "spans": run.frame("spans", entity).filter(pl.col("entity_id") == key).to_dicts(),
+        "raw": rows_of(raw),
+        "spans": rows_of(run.frame("spans", entity).filter(pl.col("entity_id") == key)),
     }
     out["rejected"] = rejected.select("rejection_reason", "rejection_detail").to_dicts() if rejected.height else []
-    out["validated"] = validated.to_dicts()
+    out["validated"] = rows_of(validated)
     parent = spec.get("parent")
     if parent and validated.height:
         theirs = run.frame("validated", parent["entity"]).filter(pl.col("hierarchy_status").is_in(COUNTED))
@@ -78,7 +102,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
             .select(pl.lit(parent["entity"]).alias("entity"), "entity_id", "p_start", "p_end")
             .unique()
             .sort("p_start")
-            .to_dicts()
+            .pipe(rows_of)
         )
     counted = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
     days = (
@@ -87,8 +111,20 @@ def trace(out_dir, entity: str, key: str) -> dict:
         .agg(pl.col("day_hours").sum().alias("hours"))
         .sort("date")
     )
-    out["hours_per_day"] = days.collect().to_dicts()
+    out["hours_per_day"] = rows_of(days.collect())
     return out
+
+
+def _raw_rows(data: RawDir, source: dict, key: str) -> pl.DataFrame:
+    """The raw rows with this key, as the run read them (none if the table is a lookup or has no such column)."""
+    table, column = source.get("table"), source.get("key")
+    if not data.has(table):
+        return pl.DataFrame()
+    scan = data.scan(table)
+    schema = scan.collect_schema()
+    if column not in schema:
+        return pl.DataFrame()
+    return scan.filter(as_text(pl.col(column), schema[column]) == key).collect()
 
 
 def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = "nodes") -> dict:
@@ -121,10 +157,10 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
                                     pl.col("day_hours").alias("hours"), (pl.col(resource) * pl.col("day_hours") * sign).alias("contribution")))  # fmt: skip
     spans = pl.concat(rows) if rows else pl.DataFrame()
     total = float(spans["contribution"].sum()) if spans.height else 0.0
-    daily = pl.read_parquet(run.out / "daily.parquet").filter(
+    daily = run.read("daily.parquet", must=True).filter(
         (pl.col("metric") == metric) & (pl.col("resource") == resource) & (pl.col("date") == day),
         *(pl.col(k) == v for k, v in where.items()),
     )
     reported = float(daily["hours"].sum())
-    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": spans.to_dicts(),
+    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": rows_of(spans),
             "total": total, "daily": reported, "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported))}  # fmt: skip

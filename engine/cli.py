@@ -14,11 +14,13 @@ from engine.errors import EngineError, SpecError
 from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
 from engine.expr import did_you_mean
 from engine.graph import build_graph
+from engine.report.summary import plain, printable
 from engine.sites import Site, load_sites, select
 from engine.spec.load import load_specs
 
 DEMO = Site(key="demo", name="Simulated demo site", simulate={"kind": "baremetal"})
 
+MAX_HOST_DAYS = 25_000_000  # the largest benchmark site is 4,000 hosts x 10 years (14.6 M host-days)
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 
 out = Console(highlight=False, soft_wrap=True)
@@ -40,19 +42,39 @@ def friendly(command):
         except SpecError as exc:
             err.print(f"[red]✗ {len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}:[/]")
             for problem in exc.problems:
-                err.out(f"  • {problem}")
+                err.out(f"  • {printable(problem)}")
             sys.exit(1)
         except EngineError as exc:
-            err.out(f"✗ {exc}")
+            err.out(f"✗ {printable(exc)}")
             sys.exit(1)
         except OSError as exc:  # the filesystem refused (a path that is a file, no permission, disk full)
-            err.out(f"✗ {exc.filename or ''}: {exc.strerror or exc}")
+            err.out(f"✗ {printable(exc.filename or '')}: {printable(exc.strerror or exc)}")
             sys.exit(1)
 
     return wrapper
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Usage mistakes (an unknown option, a value out of range) as one line, like every other error."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **(kwargs | {"prog_name": "engine"}))
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `engine` alone: the help, as usual
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.Abort:
+            err.out("✗ aborted")
+            sys.exit(1)
+        except click.ClickException as exc:
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "engine"
+            err.out(f"✗ {command}: {printable(exc.format_message())}")
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="engine")
 def main():
     """Reconstruct testbed capacity and usage from OpenStack databases, driven by YAML specs."""
@@ -84,7 +106,7 @@ def validate(specs_dir, as_json):
         out.out(json.dumps(summary))
         return
     for note in specs.notes:
-        err.out(f"note: {note}")
+        err.out(f"note: {printable(note)}")
     out.print(
         f"[green]✓[/] {specs_dir}: {summary['entities']} entities, {summary['lookups']} lookups, "
         f"{summary['metrics']} metrics — valid"
@@ -187,16 +209,19 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
     else:
         use_file = Path(sites_file).is_file() or site_keys
         chosen = select(load_sites(sites_file), site_keys or ("demo",)) if use_file else [DEMO]
-        announce = lambda path: err.print(f"generating the simulated site into {path} (once)…")  # noqa: E731
+        announce = lambda path: err.print(f"generating the simulated site into {plain(path)} (once)…")  # noqa: E731
         jobs = [
             RunConfig(specs=str(site.specs or specs_dir), data=str(site.raw_dir(announce)), site=site.key,
+                      sites=sites_file if use_file else None,
                       out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key), entities=site.entities,
                       plots=plots_dir and (plots_dir if len(chosen) == 1 else str(Path(plots_dir) / site.key)), **common)
             for site in chosen
         ]  # fmt: skip
     if len(jobs) == 1:  # one site: its errors are the command's errors
-        with err.status(f"site {jobs[0].site}…") as status:
-            manifests = [run_pipeline(jobs[0], progress=lambda name: status.update(f"site {jobs[0].site}: {name}…"))]
+        with err.status(f"site {plain(jobs[0].site)}…") as status:
+            manifests = [
+                run_pipeline(jobs[0], progress=lambda name: status.update(f"site {plain(jobs[0].site)}: {name}…"))
+            ]
         if as_json:
             out.out(json.dumps(manifests[0], default=str))
         else:
@@ -208,7 +233,7 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
     else:
         for job, o in zip(jobs, outcomes, strict=True):
             if o.manifest:
-                err.print(f"\n[bold]site {o.site}[/]")
+                err.print(f"\n[bold]site {plain(o.site)}[/]")
                 _print_summary(o.manifest, load_specs(job.specs).metrics["metrics"], job.out)
         _print_fleet(outcomes, [job.out for job in jobs])
     if any(o.error for o in outcomes):
@@ -223,7 +248,7 @@ def _run_fleet(jobs: list, workers: int) -> list:
 
         def done(outcome, n, total):
             mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
-            err.print(f"{mark} site {outcome.site} ({n}/{total})")
+            err.print(f"{mark} site {plain(outcome.site)} ({n}/{total})")
             status.update(f"{n} of {total} sites done…")
 
         step = lambda site, name: status.update(f"site {site}: {name}…")  # noqa: E731
@@ -236,7 +261,7 @@ def _print_fleet(outcomes: list, outs: list[str]) -> None:
     out.print(f"\n[bold]{len(outcomes) - len(failed)} of {len(outcomes)} sites done[/]")
     for o, path in zip(outcomes, outs, strict=True):
         if o.error:
-            out.out(f"  ✗ {o.site}: {o.error}")
+            out.out(f"  ✗ {o.site}: {printable(o.error)}")
         else:
             seconds = sum(t["seconds"] for t in o.manifest["timings"].values())
             out.out(f"  ✓ {o.site}: {seconds:.1f} s, outputs in {path}/")
@@ -251,7 +276,7 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
 
     wide = _wide(140)
     for warning in manifest["warnings"]:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {plain(warning)}")
     wide.print(entity_table(manifest))
     for line in rejection_lines(manifest):
         wide.print(line)
@@ -264,8 +289,8 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
         for c in comparison["largest"][:5]:
             why = f" — {c['explanation']}" if c.get("explanation") else ""
             where = " ".join(str(v) for k, v in c.items() if k not in FIXED)
-            wide.print(f"  {c['date']} {where} {c['metric']}: engine {c['engine_hours']:,.1f} h, "
-                       f"legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f}){why}", markup=False)  # fmt: skip
+            wide.print(printable(f"  {c['date']} {where} {c['metric']}: engine {c['engine_hours']:,.1f} h, "
+                       f"legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f}){why}"), markup=False)  # fmt: skip
     wide.print(invariant_line(manifest))
     wide.print(
         f"[green]✓[/] outputs in {out_path}/: report.html, daily.parquet, usage.parquet, manifest.json and checkpoints"
@@ -274,16 +299,30 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
 
 @main.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Raw directory to write.")
-@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed gives the same files.")
-@click.option("--hosts", default=60, show_default=True, help="Number of bare-metal hosts.")
-@click.option("--days", default=120, show_default=True, help="Days of history in the window.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Random seed: the same seed gives the same files.",
+)
+@click.option("--hosts", default=60, show_default=True, type=click.IntRange(2, 100_000), help="Number of hosts.")
+@click.option("--days", default=120, show_default=True, type=click.IntRange(1, 36_500), help="Days of history.")
 @click.option("--kind", type=click.Choice(["baremetal", "kvm", "edge"]), default="baremetal", show_default=True)
 @friendly
 def simulate(out_dir, seed, hosts, days, kind):
     """Write a synthetic site in the upstream table layout, with known defects and its ground truth."""
+    from engine.io.output import OutputDir
     from engine.simulate import simulate as make_site
 
-    summary = make_site(out_dir, seed=seed, hosts=hosts, days=days, kind=kind)
+    if hosts * days > MAX_HOST_DAYS:
+        raise EngineError(f"--hosts {hosts} x --days {days} is more than {MAX_HOST_DAYS:,} host-days (about 40 M rows)")
+    target = OutputDir(out_dir, kind="simulate")
+    try:
+        summary = make_site(target.tmp, seed=seed, hosts=hosts, days=days, kind=kind)
+        target.commit()
+    finally:
+        target.abandon()
     rows = summary.get("tables", summary.get("rows", {}))
     out.print(f"[green]✓[/] {out_dir}: {len(rows)} tables, {sum(rows.values()):,} rows (seed {seed})")
 
@@ -327,7 +366,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     with err.status("extracting…") as status:
         report = run_extract(db, Path(target), list(tables) or needed, required, site.schemas if site else {},
                              lambda t: status.update(f"extracting {t}…"), timeout)  # fmt: skip
-    table = Table(title=f"{db.shown} → {target}", title_justify="left")
+    table = Table(title=plain(f"{db.shown} → {target}"), title_justify="left")
     for col in ("table", "rows", "status", "seconds"):
         table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
     for t in report["tables"]:
@@ -337,7 +376,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     _wide(140).print(table)
     for t in report["tables"]:
         if t["status"] != "ok":
-            err.out(f"{t['table']}: {t['error']}")
+            err.out(f"{t['table']}: {printable(t['error'])}")
     if report["failed_required"]:
         raise EngineError(
             f"{len(report['failed_required'])} required table(s) failed: {', '.join(report['failed_required'])}"
@@ -391,7 +430,7 @@ def _rows_table(title: str, rows: list[dict], columns: list[str]):
     for row in rows:
         table.add_row(
             *(
-                "" if row.get(c) is None else (f"{row[c]:,.4g}" if isinstance(row[c], float) else str(row[c]))
+                "" if row.get(c) is None else (f"{row[c]:,.4g}" if isinstance(row[c], float) else plain(row[c]))
                 for c in columns
             )
         )
@@ -413,11 +452,11 @@ def trace(out_dir, entity, key, as_json):
         out.out(json.dumps(t, default=str))
         return
     wide = _wide(160)
-    wide.print(f"[bold]{entity} {key}[/]")
+    wide.print(f"[bold]{plain(entity)} {plain(key)}[/]")
     for row in t["raw"]:
-        wide.print("raw: " + ", ".join(f"{k}={v}" for k, v in row.items()), markup=False)
+        wide.print("raw: " + plain(", ".join(f"{k}={v}" for k, v in row.items())))
     for r in t["rejected"]:
-        wide.print(f"[red]rejected: {r['rejection_reason']}[/] — {r['rejection_detail']}")
+        wide.print(f"[red]rejected: {plain(r['rejection_reason'])}[/] — {plain(r['rejection_detail'])}")
     if t["validated"]:
         cols = ["valid_start", "valid_end", "hierarchy_status", "original_start", "original_end"]
         wide.print(_rows_table("span pieces after validation", t["validated"], cols))
@@ -462,7 +501,7 @@ def why(out_dir, metric, day, conditions, resource, as_json):
         "contribution",
     ]
     label = " ".join(f"{k}={v}" for k, v in where.items())
-    _wide(180).print(_rows_table(f"{metric} on {w['date']} {label}", w["spans"], cols))
+    _wide(180).print(_rows_table(f"{plain(metric)} on {w['date']} {plain(label)}", w["spans"], cols))
     mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
     out.print(
         f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource}-hours — {mark} daily.parquet ({w['daily']:,.6g})"

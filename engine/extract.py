@@ -10,7 +10,7 @@ import os
 import re
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, quote_plus, unquote, urlparse
 
 from engine.errors import EngineError
 
@@ -26,23 +26,36 @@ PROBLEMS = (  # (text in the driver's error, status): the first match wins
 
 
 class Database:
-    """A MySQL/MariaDB server given as mysql://user:password@host:port; never shows its password."""
+    """A MySQL/MariaDB server given as mysql://user:password@host:port[/database]; never shows its password.
+
+    It is shown as user@host:port/database. Messages of the driver are masked for every spelling of the
+    password a URI can carry (as typed, percent-decoded, percent-encoded), wherever it came from (the
+    command line, $DATABASE_URI or a sites file's ${VAR})."""
 
     def __init__(self, uri: str):
         parts = urlparse(os.path.expandvars(uri))
+        try:
+            port = parts.port
+        except ValueError:
+            raise EngineError("--db-uri: the port is not a number (expected mysql://user:password@host:port)") from None
         if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
             raise EngineError("--db-uri: expected mysql://user:password@host:port")
         self.user, self.password = unquote(parts.username or ""), unquote(parts.password or "")
-        self.host, self.port = parts.hostname, parts.port or 3306
+        self.host, self.port, self.database = parts.hostname, port or 3306, parts.path.strip("/")
         self.uri = f"mysql://{parts.netloc}"
+        spellings = {parts.password or "", self.password, quote(self.password, safe=""), quote_plus(self.password)}
+        self._secrets = sorted((s for s in spellings if s), key=len, reverse=True)
 
     def mask(self, text: str) -> str:
-        """Text with the password replaced by ***, wherever it appears."""
-        return text.replace(self.password, "***") if self.password else text
+        """Text with every spelling of the password replaced by ***."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     @property
     def shown(self) -> str:
-        return self.mask(self.uri)
+        """user@host:port/database: what messages and reports name (no part of the password, ever)."""
+        return self.mask(f"{self.user}@{self.host}:{self.port}" + (f"/{self.database}" if self.database else ""))
 
     def check(self, timeout: float = 5.0) -> str | None:
         """Log in once, within the timeout: None if fine, else the status every table gets.

@@ -27,7 +27,7 @@ from engine.plan.frames import MissingTable, Tables
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.checks import resources_of
 from engine.spec.load import load_specs
-from engine.temporal import hours, hours_in
+from engine.temporal import EARLIEST, LATEST, hours, hours_in
 from engine.usage import usage_stage
 
 
@@ -46,6 +46,7 @@ class RunConfig:
     report: bool = True  # write report.html
     plots: str | None = None  # also write the report's charts as PNG files here
     entities: list[str] | None = None  # the site's entities (default: all)
+    sites: str | None = None  # the sites file the site came from, if any
 
 
 @dataclass
@@ -76,16 +77,43 @@ def run(cfg: RunConfig, progress=None) -> dict:
     """Run the pipeline; returns the manifest. Nothing is written unless the whole run succeeds."""
     if cfg.start and cfg.end and cfg.end <= cfg.start:
         raise EngineError(f"--end {cfg.end:%Y-%m-%d} is not after --start {cfg.start:%Y-%m-%d}")
+    for flag, value in (("--start", cfg.start), ("--end", cfg.end), ("--as-of", cfg.as_of)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise EngineError(
+                f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
+            )
     specs = load_specs(cfg.specs)
     raw = RawDir(cfg.data)
-    out = OutputDir(cfg.out)
+    guarded = {
+        "the raw data directory": cfg.data,
+        "the specs directory": cfg.specs,
+        "the sites file": cfg.sites,
+        "the exclusions file": cfg.exclusions,
+    }
+    out = OutputDir(cfg.out, guarded=guarded)
+    plots = _plots_dir(cfg, out, guarded)
     try:
-        manifest = _execute(cfg, specs, raw, out, progress or (lambda *_: None))
+        manifest = _execute(cfg, specs, raw, out, progress or (lambda *_: None), plots)
         out.commit()
+        if isinstance(plots, OutputDir):
+            plots.commit()
     except BaseException:
         out.abandon()
+        if isinstance(plots, OutputDir):
+            plots.abandon()
         raise
     return manifest
+
+
+def _plots_dir(cfg: RunConfig, out: OutputDir, guarded: dict) -> OutputDir | Path | None:
+    """Where the report's PNGs go: inside OUT_DIR they are part of the run's own swap; elsewhere the plots
+    directory is an output directory of its own, with the same rules (and it may not hold OUT_DIR)."""
+    if cfg.plots is None:
+        return None
+    plots = Path(cfg.plots).resolve()
+    if plots == out.path or out.path in plots.parents:
+        return out.tmp / plots.relative_to(out.path)
+    return OutputDir(cfg.plots, kind="plots", guarded=guarded | {"the output directory": cfg.out})
 
 
 def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress, excl=None) -> dict:
@@ -112,7 +140,7 @@ def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: 
     return results
 
 
-def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> dict:
+def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots=None) -> dict:
     stages, graph, lens = Stages(), build_graph(specs), Lens(cfg.as_of)
     site = cfg.site or raw.path.name
     tables = Tables(specs, raw, history_as_of=cfg.as_of)
@@ -137,7 +165,9 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
         "tables": counts,
         "entities": {},
         "invariants": [],
-        "warnings": [f"entity {n} skipped: {r.skipped}" for n, r in results.items() if r.skipped] + tables.notes,
+        "warnings": [f"entity {n} skipped: {r.skipped}" for n, r in results.items() if r.skipped]
+        + raw.notes
+        + tables.notes,
     }
     if excl is not None:
         unused = stale(excl, set().union(*(r.spans.excluded for r in live.values())), set(live))
@@ -196,7 +226,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress) -> di
         from engine.report.html import write_report  # matplotlib loads only when a report is wanted
 
         with stages("report"):
-            write_report(out.tmp, specs.metrics, Path(cfg.plots) if cfg.plots else None)
+            write_report(out.tmp, specs.metrics, plots.tmp if isinstance(plots, OutputDir) else plots)
         out.json("manifest.json", manifest)  # again, with the report's timing
     return manifest
 
@@ -227,11 +257,11 @@ def _day_floor(t: datetime) -> datetime:
 def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     """--start/--end, else from the data: first counted start to the last recorded change, whole UTC days."""
     counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
-    first = min((df["valid_start"].min() for df in counted if df.height), default=None)
-    last = max((v for r in results for c in ("tx_start", "tx_end") if (v := r.spans.accepted[c].max())), default=None)
+    first = _bounded(df["valid_start"] for df in counted)
+    last = _bounded((r.spans.accepted[c] for r in results for c in ("tx_start", "tx_end")), latest=True)
     if cfg.as_of is not None:  # projected: show the future as booked at as_of too
-        ends = [df["valid_end"].max() for df in counted if df.height]
-        last = max([cfg.as_of, *(e for e in ends if e is not None)] + ([last] if last else []))
+        ends = _bounded((df["valid_end"] for df in counted), latest=True)
+        last = max([cfg.as_of, *(t for t in (ends, last) if t is not None)])
     start = cfg.start or (_day_floor(first) if first else None)
     end = cfg.end or (_day_floor(last) + timedelta(days=1) if last else None)
     if start is None or end is None:
@@ -239,6 +269,15 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     if end <= start:
         raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
     return start, end
+
+
+def _bounded(columns, latest: bool = False) -> datetime | None:
+    """The earliest (or latest) time of the columns inside the documented bounds (EARLIEST, LATEST): a time
+    outside them never stretches the default window (a host enrolled in 1901 is clipped by it), and never
+    reaches Python (whose datetime cannot hold year -64)."""
+    inside = [c.filter(c.is_between(EARLIEST, LATEST)) for c in columns]
+    found = [c.max() if latest else c.min() for c in inside if c.len()]
+    return (max if latest else min)((t for t in found if t is not None), default=None)
 
 
 def _summary(res: EntityResult, window) -> dict:

@@ -319,14 +319,17 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
     lease_of, j = _spread(k)
     host = h["members"][h["first"][u][lease_of] + (off[lease_of] + j) % h["size"][u][lease_of]]
     to_dup = (created[lease_of] >= ids["dup_from"][host]) & (rng.random(host.size) < 0.5)
-    chid = np.r_[np.where(to_dup, ids["dup_id"][host], ids["bid"][host]), rng.choice(ids["bid"][ids["bid"] > 0], 2)]
-    aids, at = _uuids(rng, chid.size), np.r_[created[lease_of], np.floor(rng.uniform(0, now, 2))]
-    gone = np.r_[deleted[lease_of], np.nan, np.nan]
+    pool = ids["bid"][ids["bid"] > 0]
+    bad = rng.choice(pool, 2) if pool.size else np.zeros(0, int)  # a site with no Blazar host has no such rows
+    chid = np.r_[np.where(to_dup, ids["dup_id"][host], ids["bid"][host]), bad]
+    aids, at = _uuids(rng, chid.size), np.r_[created[lease_of], np.floor(rng.uniform(0, now, bad.size))]
+    gone = np.r_[deleted[lease_of], np.full(bad.size, np.nan)]
     key = ids["uuid"].gather(chid - 1) if "uuid" in ids else pl.Series(chid).cast(pl.String)
     sink("blazar.device_allocations" if resource == "device" else "blazar.computehost_allocations", {
         "id": aids, "compute_host_id": key, "device_id": key, "created_at": at,
-        "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, 2)]),
-        "updated_at": np.r_[updated[lease_of], at[-2:]], "deleted_at": gone, "deleted": _deleted(aids, gone),
+        "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, bad.size)]),
+        "updated_at": np.r_[updated[lease_of], at[at.size - bad.size :]], "deleted_at": gone,
+        "deleted": _deleted(aids, gone),
     })  # fmt: skip
     # The next committed start on the same host bounds how far an instance may overrun its lease.
     acs, ace = cs[lease_of], ce[lease_of]
@@ -334,7 +337,7 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
     nxt, same = np.fmin(np.inf, h["b1"][host]), host[o][1:] == host[o][:-1]
     nxt[o[:-1][same]] = acs[o[1:][same]]
     defects = {"lease_deleted_early": lease_ids.gather(early), "lease_created_late": lease_ids.gather(late),
-               "allocation_without_reservation": aids[-2:]}  # fmt: skip
+               "allocation_without_reservation": aids.tail(bad.size)}  # fmt: skip
     allocs = {"host": host, "cs": acs, "ce": ace, "next": nxt, "user": user[lease_of], "rid": rids.gather(lease_of),
               "lease": lease_of, "leases": {"id": resources.head(n), "reservation_id": rids.head(n),
               "created_at": created, "updated_at": updated, "deleted_at": deleted}}  # fmt: skip
@@ -363,8 +366,8 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.
     order = np.lexsort((x["host"][keep], x["created"][keep]))  # Nova numbers instances as they are created
     x = {k: v[keep][order] for k, v in x.items()}
     n, ended = x["host"].size, x["end"] < now
-    lease_end = np.where(x["alloc"] >= 0, al["ce"][x["alloc"]], np.nan)
-    overrun = np.floor(np.minimum((al["next"][x["alloc"]] - lease_end) / 2, 6 * HOUR))  # stays before the next lease
+    lease_end = _of_alloc(al["ce"], x["alloc"])
+    overrun = np.floor(np.minimum((_of_alloc(al["next"], x["alloc"]) - lease_end) / 2, 6 * HOUR))  # before the next
     eligible = {"end_only_in_events": ended, "shelve_unshelve": ended, "failed_terminate_event": ended,
                 "instance_past_lease_end": ended & x["last"] & (overrun >= 600) & (lease_end + overrun < now),
                 "never_launched": ended, "node_null": np.ones(n, bool)}  # fmt: skip
@@ -379,6 +382,11 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.
     x["gone"][np.r_[defects["end_only_in_events"], defects["shelve_unshelve"]]] = np.nan
     x["uuid"] = _uuids(rng, n)
     return x, defects
+
+
+def _of_alloc(values: np.ndarray, alloc: np.ndarray) -> np.ndarray:
+    """values[alloc] for the instances of an allocation, NaN for the others (and where there is none at all)."""
+    return np.where(alloc >= 0, values[np.maximum(alloc, 0)], np.nan) if values.size else np.full(alloc.size, np.nan)
 
 
 def _actions(rng, x: dict, defects: dict, now: float) -> tuple[dict, dict]:
@@ -442,7 +450,8 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
     spec = pl.concat_str(
         pl.lit(head), hint, pl.lit('}, "flavor": {"nova_object.data": {"name": "'), name, pl.lit('"}}}}')
     )
-    specs = pl.DataFrame({"rid": al["rid"].gather(np.maximum(x["alloc"], 0)), "flavor": flavor,
+    rid = al["rid"].gather(np.maximum(x["alloc"], 0)) if al["rid"].len() else pl.repeat("", n, eager=True)
+    specs = pl.DataFrame({"rid": rid, "flavor": flavor,
                           "hint": (x["alloc"] >= 0) & (~flavor | kvm), "name": x.get("flavor", "baremetal")
                           }).select(spec).to_series()  # fmt: skip
     sink("nova_api.request_specs", {"id": ids, "instance_uuid": x["uuid"], "spec": specs, "created_at": x["created"],
@@ -521,7 +530,7 @@ def _kvm_flavors(rng, h: dict, lane: np.ndarray, al: dict, x: dict, sink: _Sink)
         lv["deleted_at"]),
     })  # fmt: skip
     al["host"], x["host"], sv = lane[al["host"]], lane[x["host"]], rv[al["lease"]]
-    vc = np.where(x["alloc"] >= 0, sv[x["alloc"]], rng.choice(np.array([1, 2, 4, 8]), x["alloc"].size))
+    vc = np.where(x["alloc"] >= 0, _of_alloc(sv, x["alloc"]), rng.choice(np.array([1, 2, 4, 8]), x["alloc"].size))
     names = pl.Series(["m1.small", "m1.medium", "m1.large", "m1.xlarge", "m1.xxlarge"])  # by log2 vcpus
     x["hw"], x["flavor"] = np.c_[vc, vc * 2048, vc * 10], names.gather(np.log2(vc).astype(int))
     x["nodes"] = vc / np.where(x["created"] >= h["t_new"][x["host"]], 96, h["vcpus"][x["host"]])

@@ -78,8 +78,10 @@ def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[
 
 
 def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
-    """Sum of value x duration (hours) of the spans per group: what the integral of their sweep must equal."""
-    return spans.group_by(by).agg((pl.col(value) * hours(pl.col(start), pl.col(end))).sum().alias("hours"))
+    """Sum of value x duration (hours) of the spans per group, what the integral of their sweep must equal,
+    and `scale`, the sum of its terms' magnitudes (what its rounding is relative to)."""
+    weighted = pl.col(value) * hours(pl.col(start), pl.col(end))
+    return spans.group_by(by).agg(weighted.sum().alias("hours"), weighted.abs().sum().alias("scale"))
 
 
 def bucket_boundaries(window: tuple[datetime, datetime], every: str) -> list[datetime]:

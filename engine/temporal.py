@@ -9,6 +9,9 @@ from datetime import datetime
 import polars as pl
 
 OPEN = datetime(9999, 12, 31)
+# The documented bounds of a time: a start or an end beyond LATEST is no real record (an end there is
+# read as open); the default window never starts before EARLIEST.
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2200, 1, 1)
 
 
 def closed(col: str) -> pl.Expr:

@@ -46,13 +46,21 @@ def check_schema(
     return df
 
 
-class OutputDir:
-    """Everything of a run is written into a temporary directory that replaces OUT_DIR only when complete."""
+MARKER = ".engine-output"  # written into every output directory: only such a directory is ever replaced
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise EngineError(f"{self.path}: output path exists and is not a directory")
+
+class OutputDir:
+    """Everything of a run is written into a temporary directory that replaces OUT_DIR only when complete.
+
+    OUT_DIR is replaced only when it is absent, empty or an earlier output of the same kind (it holds the
+    MARKER file), and never when it is, holds or lies inside one of the `guarded` paths (the raw data, the
+    specs): anything else is refused before any work. A symlink is followed: its target is replaced.
+    """
+
+    def __init__(self, path: str | Path, kind: str = "run", guarded: dict[str, str | Path | None] | None = None):
+        self.shown, self.kind = Path(path), kind
+        self.path = _resolved(self.shown)
+        self._refuse_unsafe(guarded or {})
         self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,9 +68,31 @@ class OutputDir:
             if self.tmp.exists():
                 shutil.rmtree(self.tmp)
             self.tmp.mkdir()
+            (self.tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n")  # proves the directory is writable
         except OSError as exc:
+            self.abandon()
             why = "a parent path is a file" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
-            raise EngineError(f"{self.path}: cannot write the output directory ({why})") from None
+            raise EngineError(f"{self.shown}: cannot write the output directory ({why})") from None
+
+    def _refuse_unsafe(self, guarded: dict) -> None:
+        """One line before any work if replacing OUT_DIR could destroy something that is not ours."""
+        for what, other in guarded.items():
+            if other is None:
+                continue
+            other = _resolved(Path(other))
+            if other == self.path or self.path in other.parents or other in self.path.parents:
+                relation = "is" if other == self.path else ("holds" if self.path in other.parents else "lies inside")
+                raise EngineError(f"{self.shown}: refusing to write here: it {relation} {what} {other}")
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise EngineError(f"{self.shown}: output path exists and is not a directory")
+        if any(self.path.iterdir()) and _kind(self.path) != self.kind:
+            what = "an output of another command" if _kind(self.path) else "not an output of the engine"
+            raise EngineError(
+                f"{self.shown}: refusing to replace it: the directory is not empty and {what} (no {MARKER} "
+                f"file of `engine {self.kind}`); choose another --out, or empty it"
+            )
 
     def _recover(self) -> None:
         """Clear what killed runs left beside OUT_DIR; one killed mid-swap gets its previous output back."""
@@ -76,40 +106,73 @@ class OutputDir:
                 else:
                     shutil.rmtree(left, ignore_errors=True)
 
-    def parquet(self, rel: str, df: pl.DataFrame) -> None:
+    def _write(self, rel: str, write) -> None:
+        """Run write(target) for OUT/rel; a refusal of the filesystem (disk full, read-only) is one line."""
         target = self.tmp / rel
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(target, compression="zstd", compression_level=1, statistics=False)  # fast, nearly as small
+            write(target)
         except OSError as exc:
-            raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
+            raise EngineError(f"{self.shown}: cannot write {rel} ({exc.strerror or exc})") from None
+        except pl.exceptions.PolarsError as exc:  # Polars reports a failed write as its own error type
+            raise EngineError(f"{self.shown}: cannot write {rel} ({_first_line(exc)})") from None
+
+    def parquet(self, rel: str, df: pl.DataFrame) -> None:
+        # zstd level 1: fast, and nearly as small as the default level
+        self._write(
+            rel, lambda target: df.write_parquet(target, compression="zstd", compression_level=1, statistics=False)
+        )
 
     def sink(self, rel: str, lf: pl.LazyFrame) -> None:
         """Write a plan's rows without holding them all (streaming engine), as `parquet` would."""
-        target = self.tmp / rel
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            lf.sink_parquet(target, compression="zstd", compression_level=1, statistics=False, engine="streaming")
-        except OSError as exc:
-            raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
+        self._write(
+            rel,
+            lambda target: lf.sink_parquet(
+                target, compression="zstd", compression_level=1, statistics=False, engine="streaming"
+            ),
+        )
 
     def json(self, rel: str, data: dict) -> None:
-        try:
-            (self.tmp / rel).write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-        except OSError as exc:
-            raise EngineError(f"{self.tmp / rel}: cannot write ({exc.strerror})") from None
+        text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+        self._write(rel, lambda target: target.write_text(text))
 
     def commit(self) -> None:
         """Swap the finished run in place of the previous one."""
         old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
-        if self.path.exists():
-            self.path.rename(old)
-        self.tmp.rename(self.path)
-        if old.exists():
-            shutil.rmtree(old)
+        try:
+            if self.path.exists():
+                self.path.rename(old)
+            self.tmp.rename(self.path)
+        except OSError as exc:
+            if old.exists() and not self.path.exists():
+                old.rename(self.path)
+            raise EngineError(f"{self.shown}: cannot replace the output directory ({exc.strerror})") from None
+        shutil.rmtree(old, ignore_errors=True)
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _resolved(path: Path) -> Path:
+    """The absolute path with every symlink followed (a dangling one is an error: its target is not ours)."""
+    if path.is_symlink() and not path.exists():
+        raise EngineError(f"{path}: the output path is a symlink to {os.readlink(path)}, which does not exist")
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise EngineError(f"{path}: cannot resolve the output path ({exc})") from None
+
+
+def _kind(path: Path) -> str | None:
+    """The command whose output the directory is (from its marker), or None."""
+    try:
+        return json.loads((path / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _alive(pid: int) -> bool:

@@ -200,6 +200,14 @@ class Tables:
                     table = table or names.get(col.split(".")[0] if "." in col else "", "the rows so far")
                     field = "asof" if col in times[0] + times[1] else "on"
                     raise EngineError(f"{where}.{field}: no column '{name}' in {table}{did_you_mean(name, known)}")
+        for col, schema, table in [
+            *((c, lschema, "the rows so far") for c in lkeys),
+            *((c, rschema, join["table"]) for c in rkeys),
+        ]:
+            if schema[col].is_nested():
+                raise EngineError(
+                    f"{where}.on: column '{col.split('.', 1)[-1]}' of {table} is {schema[col]}: a key must be a number or text"
+                )
         # Join on temporary key columns of one type, so an int id meets a text id (and 10.0 meets 10) without
         # altering either.
         tmp = [f"__key{i}" for i in range(len(lkeys))]
@@ -306,9 +314,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _common(left: pl.DataType, right: pl.DataType) -> pl.DataType:
-    """The type two join keys are compared in: their own, a number if both are numbers, else text."""
+    """The type two join keys are compared in: their own, an exact integer if both are integers, a float if
+    both are numbers, else text."""
     if left == right:
         return left
+    if left.is_integer() and right.is_integer():
+        return pl.Int128
     return pl.Float64 if left.is_numeric() and right.is_numeric() else pl.String
 
 

@@ -13,9 +13,10 @@ import polars as pl
 from engine.errors import EngineError, InvariantViolation
 from engine.io.raw import as_text, as_timestamp, unreadable_time
 from engine.plan.frames import Tables, collect
-from engine.temporal import claim
+from engine.temporal import EARLIEST, LATEST, claim
 
 TIMES = ("valid_start", "valid_end", "planned_end", "tx_start", "tx_end", "tx_updated")
+MAX_QUANTITY = 1e15  # a resource above this is no real quantity: value x hours would lose whole units
 
 
 @dataclass
@@ -53,8 +54,9 @@ def _chain(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
     return out.otherwise(None)
 
 
-def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text, invalid: list) -> pl.Expr:
-    """The expression as a timestamp; text that is not one is added to `invalid` as (condition, detail)."""
+def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text, checks: dict) -> pl.Expr:
+    """The expression as a timestamp. Text that is not one, and a start after LATEST, are added to
+    checks["invalid"] as (condition, detail); an end after LATEST is an open end, flagged in checks["far"]."""
     if text is None:
         return pl.lit(None, dtype=pl.Datetime("us"))
     expr, dtype = tables.typed(lf, where, field, text)
@@ -62,18 +64,38 @@ def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text, i
     if out is None:
         raise EngineError(f"{where}: {field}: expected a timestamp, got {dtype} from {text!r}")
     if (bad := unreadable_time(expr, dtype)) is not None:
-        invalid.append((bad, pl.format(f"{field} ({text}) is '{{}}', not a timestamp", expr)))
-    return out
+        checks["invalid"].append((bad, pl.format(f"{field} ({text}) is '{{}}', not a timestamp", expr)))
+    beyond = out >= pl.lit(LATEST)
+    if field.split(".")[1] in ("start",):
+        detail = pl.format(f"{field} ({text}) is {{}}, after {LATEST:%Y-%m-%d}", out)
+        checks["invalid"].append((beyond.fill_null(False), detail))
+        early = f"before {EARLIEST:%Y-%m-%d}, kept (the default window does not reach back to them)"
+        checks["far"].append((field, text, (out < pl.lit(EARLIEST)).fill_null(False), early))
+        return out
+    checks["far"].append((field, text, beyond.fill_null(False), f"after {LATEST:%Y-%m-%d}, read as an open end"))
+    return pl.when(beyond).then(None).otherwise(out)
 
 
 def _resource(tables: Tables, lf: pl.LazyFrame, where: str, name: str, text, invalid: list) -> pl.Expr:
-    """A resource quantity as a float; null, NaN and infinite values are added to `invalid`."""
+    """A resource quantity as a float; null, NaN, infinite, negative and absurdly large values (beyond
+    MAX_QUANTITY, where sums of hours lose their precision) are added to `invalid`."""
     expr, dtype = tables.typed(lf, where, f"resources.{name}", text)
     if not (dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)):
         raise EngineError(f"{where}: resources.{name}: expected a number, got {dtype} from {text!r}")
     value = pl.col(f"__res.{name}")
-    detail = pl.format(f"resources.{name} ({text}) is {{}}", value.cast(pl.String).fill_null("null"))
-    invalid.append((value.is_null() | ~value.is_finite(), detail))
+    why = (
+        pl.when(~value.is_finite())
+        .then(pl.lit(""))
+        .when(value < 0)
+        .then(pl.lit(", below 0"))
+        .when(value > MAX_QUANTITY)
+        .then(pl.lit(", above 1e15"))
+    )
+    detail = pl.format(
+        f"resources.{name} ({text}) is {{}}{{}}", value.cast(pl.String).fill_null("null"), why.otherwise(pl.lit(""))
+    )
+    absurd = value.is_null() | ~value.is_finite() | (value < 0) | (value > MAX_QUANTITY)
+    invalid.append((absurd, detail))
     return expr.cast(pl.Float64).alias(f"__res.{name}")
 
 
@@ -84,8 +106,9 @@ def build_spans(
     where, name = tables.specs.where(spec), spec["entity"]
     lf, required = tables.frame(spec)
     invalid: list[tuple[pl.Expr, pl.Expr]] = []  # (condition, detail): values the engine cannot use
+    checks = {"invalid": invalid, "far": []}  # far: (field, expression, condition) of ends read as open
     ex = lambda field, text: tables.expr(lf, where, field, text)  # noqa: E731
-    ts = lambda field, text: _timestamp(tables, lf, where, field, text, invalid)  # noqa: E731
+    ts = lambda field, text: _timestamp(tables, lf, where, field, text, checks)  # noqa: E731
     txt = lambda field, text: as_text(*tables.typed(lf, where, field, text))  # noqa: E731
     valid, tx = spec["valid"], spec["tx"]
     scope = [tables.condition(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
@@ -160,8 +183,13 @@ def build_spans(
     lf = lf.with_columns(
         _chain([(c, r) for c, r, _ in cases]).alias("rejection_reason"),
         _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
+        *(flag.alias(f"__far{i}") for i, (_, _, flag, _) in enumerate(checks["far"])),
     )
     rows = collect(lf.sort("__row"), where, tables)
+    for i, (name_of, text, _, what) in enumerate(checks["far"]):
+        far = rows.filter(pl.col(f"__far{i}"))["entity_id"]
+        if far.len():
+            tables.notes.append(f"{where}: {name_of} ({text}): {far.len()} row(s) {what} (e.g. entity_id {far[0]})")
     repeated = rows.filter(pl.col("entity_id").is_duplicated() & pl.col("entity_id").is_not_null())["entity_id"]
     if repeated.len():
         tables.notes.append(

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
+from engine.report.summary import printable
 from engine.temporal import hours_in
 
 SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rejections and hierarchy",
@@ -26,7 +27,7 @@ td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}td.n{text-align:righ
 def _cell(v) -> str:
     """A table cell: numbers right-aligned with thousands separators (float noise below 0.05 shows as 0)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
-        return f"<td>{html.escape(str(v))}</td>"
+        return f"<td>{html.escape(printable(v))}</td>"
     v = 0.0 if isinstance(v, float) and abs(v) < 0.05 else v
     return f'<td class="n">{v:,.0f}</td>' if isinstance(v, int) or abs(v) >= 100 else f'<td class="n">{v:,.1f}</td>'
 
@@ -38,6 +39,13 @@ def _table(head: list[str], rows: list[list], classes: list[str] | None = None) 
         for row, c in zip(rows, classes or [""] * len(rows), strict=True)
     )
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{body}</table>"
+
+
+def _legend(text: str) -> str:
+    """A legend label for a value from the data: printable (no control character reaches the SVG), and not
+    starting with '_' (matplotlib hides such labels)."""
+    text = printable(text)
+    return f" {text}" if text.startswith("_") else text
 
 
 def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None) -> str:
@@ -107,7 +115,7 @@ def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, stack: dict, gr
         d = daily.filter(metric=metric).sort("date")
         ax = (fig := Figure(figsize=(13, 3))).subplots()
         for (nt,), part in d.group_by(group, maintain_order=True):
-            ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=nt)
+            ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=_legend(nt))
         ax.set(ylabel="node-hours")
         out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].get('description', '')}", plots_dir))
     return "".join(out) or "<p>no daily series</p>"
@@ -199,10 +207,13 @@ def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = Non
     manifest = json.loads((out_dir / "manifest.json").read_text())
     window = tuple(datetime.fromisoformat(manifest["window"][k]) for k in ("start", "end"))
     invs = manifest["invariants"]
-    bodies = (
-        _stack(plots_dir, out_dir, window, metrics, stack, groups),
-        _daily(plots_dir, out_dir, metrics, stack, group),
-        _comparison(plots_dir, out_dir, manifest, metrics, group),
+    with mpl.rc_context({"text.parse_math": False}):  # text from the data is text: "$x$" is no formula
+        bodies = (
+            _stack(plots_dir, out_dir, window, metrics, stack, groups),
+            _daily(plots_dir, out_dir, metrics, stack, group),
+            _comparison(plots_dir, out_dir, manifest, metrics, group),
+        )
+    bodies += (
         _accounts(out_dir, manifest, window),
         _table(["id", "entity", "status", "violations", "handled", "detail"],
                [[i["id"], i["entity"] or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],

@@ -1,6 +1,18 @@
 """The end-of-run summary: a table a person can read in five seconds."""
 
+from rich.markup import escape
 from rich.table import Table
+
+
+def printable(value) -> str:
+    """Text for a terminal line: control characters escaped, so data cannot drive the terminal (an escape
+    sequence in a hostname could otherwise rewrite the screen)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
+
+
+def plain(value) -> str:
+    """Text from the data or the specs for a rich line: printable, and no rich markup."""
+    return escape(printable(value))
 
 
 def _n(value: float | int) -> str:
@@ -9,13 +21,13 @@ def _n(value: float | int) -> str:
 
 def entity_table(manifest: dict) -> Table:
     """Per entity: rows in, out of scope, accepted, rejected by reason, clamped, orphans, hours."""
-    table = Table(title=f"site {manifest['site']} · {manifest['lens']['name']} · {manifest['window']['start']:%Y-%m-%d} → "
+    table = Table(title=f"site {plain(manifest['site'])} · {manifest['lens']['name']} · {manifest['window']['start']:%Y-%m-%d} → "
                   f"{manifest['window']['end']:%Y-%m-%d}", title_justify="left")  # fmt: skip
     for col in ("entity", "input", "out of scope", "accepted", "rejected", "clamped", "orphans", "hours counted"):
         table.add_column(col, justify="left" if col == "entity" else "right")
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
-            table.add_row(name, "", "", "", f"[yellow]skipped: {e['reason']}[/]", "", "", "")
+            table.add_row(name, "", "", "", f"[yellow]skipped: {plain(e['reason'])}[/]", "", "", "")
             continue
         table.add_row(
             name, _n(e["input_rows"]), _n(e["out_of_scope"] + e["not_recorded"]), _n(e["accepted"]), _n(e["rejected"]),
@@ -41,7 +53,7 @@ def invariant_line(manifest: dict) -> str:
 def rejection_lines(manifest: dict) -> list[str]:
     """One line per entity with rejections: the count of each reason."""
     return [
-        f"rejected {name}: " + ", ".join(f"{reason} {n}" for reason, n in e["rejected_by_reason"].items())
+        f"rejected {name}: " + ", ".join(f"{plain(reason)} {n}" for reason, n in e["rejected_by_reason"].items())
         for name, e in manifest["entities"].items()
         if e.get("rejected_by_reason")
     ]
@@ -55,5 +67,5 @@ def metric_table(manifest: dict, metrics: dict) -> Table:
     table.add_column("definition")
     for name, spec in sorted(metrics.items(), key=lambda kv: ("formula" in kv[1], kv[0])):
         hours = manifest.get("metrics", {}).get(name, {}).get("nodes")
-        table.add_row(name, "" if hours is None else _n(hours), spec.get("formula") or spec["description"])
+        table.add_row(name, "" if hours is None else _n(hours), plain(spec.get("formula") or spec["description"]))
     return table

@@ -4,6 +4,7 @@ The run on the extracted tables must equal the run on the simulated parquet file
 """
 
 import json
+import os
 import uuid
 
 import polars as pl
@@ -137,7 +138,7 @@ def test_an_unreachable_server_is_one_clear_line(site, tmp_path):
     base, _, _ = site
     refused = extract(base, "--db-uri", "mysql://u:pw1234@127.0.0.1:1", "--out", tmp_path / "x")
     assert refused.exit_code == 1 and "Traceback" not in refused.stderr
-    assert "mysql://u:***@127.0.0.1:1: cannot reach 127.0.0.1:1 within 5 s" in refused.stderr
+    assert "u@127.0.0.1:1: cannot reach 127.0.0.1:1 within 5 s" in refused.stderr
     silent = extract(base, "--db-uri", "mysql://u:pw1234@10.255.255.1:3306", "--out", tmp_path / "y", "--timeout", "1")
     assert silent.exit_code == 1 and "within 1 s" in silent.stderr and "pw1234" not in silent.stderr
 
@@ -184,3 +185,33 @@ def test_a_null_in_a_not_null_looking_column_is_a_rejection_not_a_crash(site, tm
         how="diagonal_relaxed",
     )
     assert rejected.filter(pl.col("entity_id") == uuid_)["rejection_reason"].to_list() == ["null_start"]
+
+
+def test_a_password_in_any_spelling_never_shows(site, tmp_path):
+    """Percent-encoded in the URI, from $DATABASE_URI, right or wrong: no spelling of it reaches a message or a
+    file, even what the Rust driver prints itself on the process's stderr."""
+    import subprocess
+    import sys
+    from urllib.parse import quote, quote_plus
+
+    base, _, conn = site
+    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1"
+    spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
+    sql = run_cli("grants", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS,
+                  "--user", user, "--host", "127.0.0.1", "--password", secret).stdout  # fmt: skip
+    with conn.cursor() as cur:
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            cur.execute(statement)
+    texts = []
+    for password, code in ((secret, 0), ("x" + secret, 1)):
+        uri = f"mysql://{user}:{quote(password, safe='')}@127.0.0.1:3306"
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine", "extract", "--site", "sim", "--sites", str(base / "etc" / "sites.yaml"),
+             "--specs", str(SPECS), "--out", str(tmp_path / f"as-{code}"), "--tables", "blazar.leases"],
+            capture_output=True, text=True, env={**os.environ, "DATABASE_URI": uri}, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == code, proc.stderr
+        texts.append(proc.stdout + proc.stderr)
+    assert f"{user}@127.0.0.1:3306" in texts[0]
+    texts += [p.read_text() for p in tmp_path.rglob("extract.json")]
+    assert all(s not in text for s in spellings for text in texts)

@@ -71,7 +71,7 @@ def test_why_with_an_unknown_group_column(tmp_path):
 def test_simulate_into_a_file(tmp_path):
     (tmp_path / "file").write_text("a file")
     result = run_cli("simulate", "--out", tmp_path / "file", "--hosts", "2", "--days", "2")
-    assert one_error(result) == f"{tmp_path / 'file' / 'simulation'}: Not a directory"
+    assert one_error(result) == f"{tmp_path / 'file'}: output path exists and is not a directory"
 
 
 def test_the_installed_command_prints_one_line_and_exits_1(tmp_path):

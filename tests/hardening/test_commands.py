@@ -1,0 +1,117 @@
+"""Every command is safe on damaged or foreign inputs: `why`, `trace`, `export` on a broken output directory,
+`simulate`'s arguments, usage mistakes, and text from the data on the terminal and in the report."""
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from tests.conftest import SPECS, run_cli
+from tests.hardening.support import WINDOW, one_error
+from tests.rawdata import tiny_site, write_raw
+
+WHY = ("--metric", "total", "--date", "2024-01-02")
+
+
+@pytest.fixture
+def out(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    assert run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW).exit_code == 0
+    return tmp_path / "out"
+
+
+def test_drill_down_on_a_damaged_output_is_one_line(out, tmp_path):
+    manifest = out / "manifest.json"
+    manifest.write_text("{not json")
+    for args in (("why", out, *WHY), ("trace", out, "nova_host", "1")):
+        assert one_error(run_cli(*args)).startswith(f"{manifest}: damaged, not a manifest of `engine run`")
+    manifest.write_text(json.dumps({"specs": str(SPECS)}))  # a key missing
+    assert one_error(run_cli("why", out, *WHY)).startswith(f"{manifest}: damaged")
+    manifest.unlink()
+    assert one_error(run_cli("why", out, *WHY)) == f"{out}: not an output directory of `engine run` (no manifest.json)"
+
+
+def test_drill_down_on_a_damaged_or_missing_checkpoint_is_one_line(out):
+    (out / "daily.parquet").write_bytes(b"PAR1 garbage")
+    assert one_error(run_cli("why", out, *WHY)).startswith(f"{out / 'daily.parquet'}: not a readable parquet file")
+    (out / "daily.parquet").unlink()
+    assert one_error(run_cli("why", out, *WHY)) == f"{out / 'daily.parquet'}: missing from the output directory"
+    (out / "validated" / "nova_host.parquet").write_text("not parquet")
+    message = one_error(run_cli("trace", out, "nova_host", "1"))
+    assert message.startswith(f"{out / 'validated' / 'nova_host.parquet'}: not a readable parquet file")
+
+
+def test_trace_when_the_raw_data_or_specs_moved_away(out, tmp_path):
+    shutil.rmtree(tmp_path / "raw")
+    assert (
+        one_error(run_cli("trace", out, "nova_host", "1")) == f"{tmp_path / 'raw'}: raw data directory does not exist"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["specs"] = str(tmp_path / "gone")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert one_error(run_cli("why", out, *WHY)) == f"{tmp_path / 'gone'}: spec path does not exist"
+
+
+def test_export_of_a_directory_that_is_no_run_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("export", tmp_path / "empty", "--db-uri", "mysql://u@127.0.0.1:1")
+    assert "Traceback" not in result.output and result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--hosts", "0"), "engine simulate: Invalid value for '--hosts': 0 is not in the range 2<=x<=100000."),
+        (("--days", "-1"), "engine simulate: Invalid value for '--days': -1 is not in the range 1<=x<=36500."),
+        (("--seed", "-5"), "engine simulate: Invalid value for '--seed': -5 is not in the range 0<=x<=4294967295."),
+        (("--hosts", "abc"), "engine simulate: Invalid value for '--hosts': 'abc' is not a valid integer range."),
+        (("--hosts", "100000", "--days", "36500"), "--hosts 100000 x --days 36500 is more than 25,000,000 host-days "
+         "(about 40 M rows)"),
+    ],
+)  # fmt: skip
+def test_simulate_arguments_out_of_range_are_one_line(tmp_path, args, message):
+    result = run_cli("simulate", "--out", tmp_path / "sim", *args)
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output + result.stderr
+    assert result.stderr.strip().splitlines() == [f"✗ {message}"]
+    assert not (tmp_path / "sim").exists()
+
+
+@pytest.mark.parametrize("days", ["1", "2"])
+def test_the_smallest_simulated_sites_work(tmp_path, days):
+    for kind in ("baremetal", "kvm", "edge"):
+        result = run_cli("simulate", "--out", tmp_path / kind, "--hosts", "2", "--days", days, "--kind", kind)
+        assert result.exit_code == 0, result.stderr
+
+
+def test_a_usage_mistake_is_one_line(tmp_path):
+    for args, message in (
+        (("run", SPECS, "--bogus"), "engine run: No such option '--bogus'."),
+        (("nosuch",), "engine: No such command 'nosuch'."),
+        (("run",), "engine run: Missing argument 'SPECS_DIR'."),
+    ):
+        result = run_cli(*args)
+        assert result.exit_code == 2 and result.stderr.strip().splitlines()[0].startswith(f"✗ {message}")
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+HOSTILE = "[red]$x^{2}$ <script>alert(1)</script> \x1b[2J_"
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # a control character reaching matplotlib warns (on stderr)
+def test_text_from_the_data_is_inert_on_the_terminal_and_in_the_report(tmp_path):
+    tables = tiny_site()
+    for row in tables["blazar.computehost_extra_capabilities"]:
+        row["capability_value"] = HOSTILE  # the node type of every Blazar host
+    raw = write_raw(tmp_path / "raw", tables)
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--plots", tmp_path / "out" / "p", *WINDOW)
+    assert result.exit_code == 0, result.stderr
+    daily = pl.read_parquet(tmp_path / "out" / "daily.parquet")
+    assert HOSTILE in set(daily["node_type"])  # the value itself is kept exactly
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "\x1b" not in result.stdout + result.stderr
+    why = run_cli(
+        "why", tmp_path / "out", "--metric", "reservable", "--date", "2024-01-05", "--where", f"node_type={HOSTILE}"
+    )
+    assert why.exit_code == 0 and "\x1b" not in why.stdout and "✓ matches" in why.stdout

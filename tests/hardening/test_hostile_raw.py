@@ -1,0 +1,121 @@
+"""Raw data cannot collide with the engine: reserved column names, every physical type of a key or a text
+column, and the shapes a "parquet file" takes on disk. Each case is read correctly (the tiny site's answers:
+allocation 5 rows, 1 out of scope, 3 accepted, 1 missing_fk, 192 committed node-hours) or refused in one line
+naming the file and the column."""
+
+import os
+import threading
+
+import polars as pl
+import pytest
+
+from tests.hardening.support import entity, run_error, run_ok
+from tests.rawdata import tiny_site, write_raw
+
+ALLOCATION = (5, 1, 3, {"missing_fk": 1})
+
+
+def retype(raw, table: str, **columns) -> None:
+    """Rewrite one raw table with some columns cast (or replaced by an expression)."""
+    path = raw / f"{table}.parquet"
+    frame = pl.read_parquet(path)
+    frame.with_columns(
+        (value if isinstance(value, pl.Expr) else pl.col(name).cast(value)).alias(name)
+        for name, value in columns.items()
+    ).write_parquet(path)
+
+
+def test_a_raw_column_named_like_a_join_alias_or_an_internal_column_is_set_aside(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    # `r.resource_type` would have shadowed the reservation's resource type (the allocation's scope), `__row`
+    # the engine's own row number
+    retype(raw, "blazar.computehost_allocations", **{"r.resource_type": pl.lit("flavor:instance"), "__row": pl.lit(7)})
+    m = run_ok(tmp_path, None)
+    assert entity(m, "allocation") == ALLOCATION
+    assert m["metrics"]["committed"]["nodes"] == 192.0
+    path = raw / "blazar.computehost_allocations.parquet"
+    assert f"{path}: column(s) 'r.resource_type', '__row' ignored: the name is reserved" in m["warnings"]
+
+
+@pytest.mark.parametrize(
+    "table,columns",
+    [
+        ("blazar.computehosts", {"id": pl.Decimal(20, 0)}),  # a MySQL BIGINT UNSIGNED read as DECIMAL
+        ("blazar.computehosts", {"id": pl.UInt64}),
+        ("blazar.computehost_allocations", {"compute_host_id": pl.Categorical}),
+        ("blazar.computehost_allocations", {"compute_host_id": pl.Binary, "reservation_id": pl.Binary}),
+        ("blazar.reservations", {"resource_type": pl.Binary, "id": pl.Categorical}),
+    ],
+    ids=["decimal", "unsigned", "categorical", "bytes", "bytes-in-scope"],
+)
+def test_every_physical_type_of_a_key_or_text_column_reads_as_the_plain_one(tmp_path, table, columns):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    retype(raw, table, **columns)
+    m = run_ok(tmp_path, None)
+    assert entity(m, "allocation") == ALLOCATION
+    assert m["metrics"]["committed"]["nodes"] == 192.0
+
+
+def test_bytes_that_are_not_text_are_one_line_naming_the_column(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    retype(raw, "blazar.reservations", resource_type=pl.lit(b"\xff\xfe", pl.Binary))
+    message = run_error(tmp_path, None)
+    assert (
+        message == f"{raw / 'blazar.reservations.parquet'}: column 'resource_type' holds bytes that are not UTF-8 text"
+    )
+
+
+def test_a_nested_key_column_is_one_line_naming_the_table_and_column(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    retype(raw, "blazar.computehost_allocations", compute_host_id=pl.concat_list("compute_host_id"))
+    message = run_error(tmp_path, None)
+    assert message == (
+        "specs/entities/allocation.yaml: entity 'allocation': joins[2].on: column 'compute_host_id' of the rows "
+        "so far is List(String): a key must be a number or text"
+    )
+
+
+def test_nan_ids_never_meet_each_other(tmp_path):
+    tables = tiny_site()
+    tables["blazar.computehosts"][0]["id"] = float("nan")  # host 10
+    for row in tables["blazar.computehosts"][1:]:
+        row["id"] = float(row["id"])
+    tables["blazar.computehost_allocations"][0]["compute_host_id"] = float("nan")  # A1 named host 10
+    for row in tables["blazar.computehost_allocations"][1:]:
+        row["compute_host_id"] = float(row["compute_host_id"])
+    run_ok(tmp_path, tables)
+    rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "allocation.parquet")
+    assert rejected.filter(pl.col("entity_id") == "A1")["rejection_reason"].to_list() == ["missing_fk"]
+
+
+def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    path = raw / "blazar.leases.parquet"
+    leases = pl.read_parquet(path)
+    path.unlink()
+    path.mkdir()
+    leases.head(2).write_parquet(path / "part-0.parquet")
+    leases.tail(2).write_parquet(path / "part-1.parquet")
+    (path / "_SUCCESS").write_text("")  # what Spark writes beside the parts
+    m = run_ok(tmp_path, None)
+    assert entity(m, "allocation") == ALLOCATION and m["tables"]["blazar.leases"] == 4
+
+
+def test_a_symlinked_table_is_read_through_the_link(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    elsewhere = tmp_path / "leases.parquet"
+    (raw / "blazar.leases.parquet").rename(elsewhere)
+    (raw / "blazar.leases.parquet").symlink_to(elsewhere)
+    assert entity(run_ok(tmp_path, None), "allocation") == ALLOCATION
+
+
+def test_a_fifo_named_like_a_table_is_refused_without_waiting_for_a_writer(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    (raw / "blazar.leases.parquet").unlink()
+    os.mkfifo(raw / "blazar.leases.parquet")
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(run_error(tmp_path, None)), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run blocked on the FIFO"
+    assert result == [f"{raw / 'blazar.leases.parquet'}: not a regular file or directory"]

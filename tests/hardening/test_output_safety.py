@@ -1,0 +1,171 @@
+"""Output safety: `--out` (and `--plots`, and `engine simulate --out`) never destroys what is not the engine's.
+
+OUT_DIR is replaced only when absent, empty or an earlier output (its `.engine-output` marker); it may not be,
+hold or lie inside the raw data, the specs, the sites or the exclusions file; a full or read-only disk is one
+line with the previous output intact; a symlink is followed and nothing is left behind.
+"""
+
+import contextlib
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, SPECS, run_cli
+from tests.hardening.support import WINDOW, one_error
+from tests.rawdata import tiny_site, write_raw
+
+
+def snapshot(path) -> dict:
+    """Every file below path with its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def leftovers(*dirs) -> list[str]:
+    """Temporary directories of the swap (.NAME.partial-PID, .NAME.old-PID) left in these directories."""
+    return [p.name for d in dirs for p in d.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def run(raw, out, *args, specs=SPECS):
+    return run_cli("run", specs, "--data", raw, "--out", out, "--no-report", *WINDOW, *args)
+
+
+@pytest.fixture
+def raw(tmp_path):
+    return write_raw(tmp_path / "raw", tiny_site())
+
+
+def test_out_equal_to_the_data_is_refused_and_the_data_untouched(tmp_path, raw):
+    before = snapshot(raw)
+    message = one_error(run(raw, raw))
+    assert message == f"{raw}: refusing to write here: it is the raw data directory {raw}"
+    assert snapshot(raw) == before
+
+
+def test_out_holding_the_data_and_the_specs_is_refused_and_both_untouched(tmp_path, specs_copy):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    before, specs_before = snapshot(tmp_path / "raw"), snapshot(specs_copy)
+    message = one_error(run(raw, tmp_path, specs=specs_copy))
+    assert message == f"{tmp_path}: refusing to write here: it holds the raw data directory {raw}"
+    assert snapshot(raw) == before and snapshot(specs_copy) == specs_before
+    message = one_error(run(raw, specs_copy / "entities", specs=specs_copy))
+    assert (
+        message == f"{specs_copy / 'entities'}: refusing to write here: it lies inside the specs directory {specs_copy}"
+    )
+    assert snapshot(specs_copy) == specs_before
+
+
+def test_out_holding_the_sites_or_exclusions_file_is_refused(tmp_path, raw):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    shutil.copy(ROOT / "etc" / "exclusions.yaml", etc / "exclusions.yaml")
+    (etc / "sites.yaml").write_text("sites:\n  tiny: {name: tiny, data: raw}\n")
+    message = one_error(run(raw, etc, "--exclusions", etc / "exclusions.yaml"))
+    assert message == f"{etc}: refusing to write here: it holds the exclusions file {etc / 'exclusions.yaml'}"
+    result = run_cli("run", SPECS, "--sites", etc / "sites.yaml", "--site", "tiny", "--out", etc, *WINDOW)
+    assert one_error(result) == f"{etc}: refusing to write here: it holds the sites file {etc / 'sites.yaml'}"
+    assert sorted(p.name for p in etc.iterdir()) == ["exclusions.yaml", "sites.yaml"]
+
+
+def test_a_foreign_directory_is_refused_an_empty_one_or_an_earlier_output_replaced(tmp_path, raw):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    message = one_error(run(raw, foreign))
+    assert message.startswith(f"{foreign}: refusing to replace it: the directory is not empty and not an output")
+    assert snapshot(foreign) == {"thesis.tex": b"years of work"}
+    (tmp_path / "empty").mkdir()
+    assert run(raw, tmp_path / "empty").exit_code == 0
+    assert (tmp_path / "empty" / ".engine-output").is_file() and (tmp_path / "empty" / "daily.parquet").is_file()
+    (tmp_path / "empty" / "stale.txt").write_text("from the first run")
+    assert run(raw, tmp_path / "empty").exit_code == 0  # an earlier output: replaced whole
+    assert not (tmp_path / "empty" / "stale.txt").exists()
+
+
+def test_a_simulated_site_is_not_a_run_output(tmp_path, raw):
+    assert run_cli("simulate", "--out", tmp_path / "sim", "--hosts", "2", "--days", "2").exit_code == 0
+    message = one_error(run(raw, tmp_path / "sim"))
+    assert "not empty and an output of another command" in message
+    assert (tmp_path / "sim" / "nova.instances.parquet").is_file()
+
+
+def test_a_symlinked_out_replaces_its_target_and_leaves_nothing_behind(tmp_path, raw):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for _ in range(2):
+        assert run(raw, tmp_path / "link").exit_code == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "daily.parquet").is_file()
+    assert leftovers(tmp_path) == []
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    message = one_error(run(raw, tmp_path / "dangling"))
+    assert (
+        message
+        == f"{tmp_path / 'dangling'}: the output path is a symlink to {tmp_path / 'nowhere'}, which does not exist"
+    )
+
+
+def test_plots_inside_out_survive_the_swap_and_elsewhere_follow_the_same_rules(tmp_path, raw):
+    out = tmp_path / "out"
+    result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", out / "plots", *WINDOW)
+    assert result.exit_code == 0, result.stderr
+    assert (out / "plots" / "stack.png").is_file()
+    (tmp_path / "slides").mkdir()
+    (tmp_path / "slides" / "talk.key").write_text("slides")
+    result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path / "slides", *WINDOW)
+    assert "refusing to replace it" in one_error(result)
+    assert snapshot(tmp_path / "slides") == {"talk.key": b"slides"}
+    result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path, *WINDOW)
+    assert one_error(result).endswith(f"it holds the raw data directory {raw}")
+    result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path / "png", *WINDOW)
+    assert result.exit_code == 0 and (tmp_path / "png" / "stack.png").is_file() and leftovers(tmp_path) == []
+
+
+@contextlib.contextmanager
+def tmpfs(path, size: str, *options: str):
+    """A small filesystem of our own (needs the mount privilege, which CI's root has)."""
+    path.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here (no privilege)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_previous_output_stays(tmp_path, raw):
+    assert run(raw, tmp_path / "probe").exit_code == 0
+    probe = snapshot(tmp_path / "probe")
+    room = sum(4096 * (1 + len(b) // 4096) for b in probe.values()) * 3 // 2  # one output fits, two do not
+    with tmpfs(tmp_path / "disk", str(room)) as disk:
+        assert run(raw, disk / "out").exit_code == 0
+        before = snapshot(disk / "out")
+        message = one_error(run(raw, disk / "out"))  # the new output is written beside the old one: no room
+        assert message.startswith(f"{disk / 'out'}: cannot write ") and "No space left on device" in message
+        assert snapshot(disk / "out") == before and leftovers(disk) == []
+
+
+def test_a_read_only_disk_is_one_line_and_the_previous_output_stays(tmp_path, raw):
+    with tmpfs(tmp_path / "disk", "10m") as disk:
+        assert run(raw, disk / "out").exit_code == 0
+        before = snapshot(disk / "out")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        assert (
+            one_error(run(raw, disk / "out"))
+            == f"{disk / 'out'}: cannot write the output directory (Read-only file system)"
+        )
+        assert snapshot(disk / "out") == before
+
+
+def test_simulate_never_overwrites_a_real_raw_directory(tmp_path, raw):
+    before = snapshot(raw)
+    result = run_cli("simulate", "--out", raw, "--hosts", "2", "--days", "2")
+    assert "refusing to replace it: the directory is not empty and not an output of the engine" in one_error(result)
+    assert snapshot(raw) == before
+    for seed in ("1", "2"):  # an earlier simulation is replaced
+        assert (
+            run_cli("simulate", "--out", tmp_path / "sim", "--hosts", "2", "--days", "2", "--seed", seed).exit_code == 0
+        )
+    assert '"seed": 2' in (tmp_path / "sim" / "simulation" / "simulation.json").read_text()
+    assert leftovers(tmp_path) == []
