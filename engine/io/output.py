@@ -79,7 +79,10 @@ class OutputDir:
         for what, other in guarded.items():
             if other is None:
                 continue
-            other = _resolved(Path(other))
+            try:
+                other = Path(other).resolve()
+            except (OSError, RuntimeError):  # a symlink loop: its own reader says so
+                continue
             if other == self.path or self.path in other.parents or other in self.path.parents:
                 relation = "is" if other == self.path else ("holds" if self.path in other.parents else "lies inside")
                 raise EngineError(f"{self.shown}: refusing to write here: it {relation} {what} {other}")
