@@ -14,6 +14,7 @@ from engine.errors import EngineError, SpecError
 from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
 from engine.expr import did_you_mean
 from engine.graph import build_graph
+from engine.io.output import refuse_overlap
 from engine.report.summary import plain, printable
 from engine.sites import Site, load_sites, select
 from engine.spec.load import load_specs
@@ -358,6 +359,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     target = out_dir or (site.data if site else None)
     if not uri or not target:
         raise EngineError("give --db-uri (or $DATABASE_URI) and --out, or a --site that has db_uri and data")
+    refuse_overlap(Path(target), {"the specs directory": specs.root, "the sites file": sites_file})
     db = Database(uri)
     needed, required = tables_for(graph, site.entities if site else None)
     unknown = [t for t in tables if t not in needed]

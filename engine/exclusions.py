@@ -27,7 +27,12 @@ def load_exclusions(path, specs) -> pl.DataFrame:
             )
         keys = e["key"] if isinstance(e["key"], list) else [e["key"]]
         detail = f"excluded by {e['added_by']} on {e['added_on']}: {e['reason']}"
-        rows += [(e["entity"], str(k), _when(e.get("valid_from")), _when(e.get("valid_to")), detail, i) for k in keys]
+        try:
+            bounds = _when(e.get("valid_from")), _when(e.get("valid_to")), _when(e["added_on"])
+        except ValueError as exc:  # the schema checks the form, not the calendar (2024-13-45)
+            problems.append(f"{path}: exclusions[{i}]: not a date: {exc}")
+            continue
+        rows += [(e["entity"], str(k), *bounds[:2], detail, i) for k in keys]
     if problems:
         raise SpecError(problems)
     schema = {"entity": pl.String, "entity_id": pl.String, "valid_from": pl.Datetime("us"), "valid_to": pl.Datetime("us"),

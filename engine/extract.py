@@ -33,7 +33,7 @@ class Database:
     command line, $DATABASE_URI or a sites file's ${VAR})."""
 
     def __init__(self, uri: str):
-        parts = urlparse(os.path.expandvars(uri))
+        parts = urlparse(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", _environment, uri))
         try:
             port = parts.port
         except ValueError:
@@ -82,6 +82,13 @@ class Database:
         import connectorx
 
         return connectorx.read_sql(self.uri, query, return_type="arrow_stream", batch_size=batch_rows)
+
+
+def _environment(match: re.Match) -> str:
+    """The value of ${VAR} in a URI (only this form: a `$` in a password stays a `$`)."""
+    if match.group(1) not in os.environ:
+        raise EngineError(f"--db-uri: the environment variable {match.group(1)} is not set")
+    return os.environ[match.group(1)]
 
 
 def real_name(table: str, schemas: dict[str, str]) -> tuple[str, str]:
@@ -165,7 +172,8 @@ def grants_sql(tables: list[str], schemas: dict[str, str], user: str, host: str,
             f"'{user}'@'{host}' is not a valid account (user: letters, digits, _; host: a name or pattern)"
         )
     who = f"'{user}'@'{host}'"
-    lines = [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY '{password.replace(chr(39), chr(39) * 2)}';"]
+    quoted = password.replace("\\", "\\\\").replace("'", "''")  # MySQL reads a backslash as an escape
+    lines = [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY '{quoted}';"]
     lines += [f"GRANT SELECT ON `{d}`.`{n}` TO {who};" for d, n in (real_name(t, schemas) for t in tables)]
     return "\n".join(lines) + "\n"
 

@@ -30,6 +30,8 @@ from engine.spec.load import load_specs
 from engine.temporal import EARLIEST, LATEST, hours, hours_in
 from engine.usage import usage_stage
 
+MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
+
 
 @dataclass
 class RunConfig:
@@ -368,6 +370,11 @@ def _as_of_series(
     as_of_usage.parquet and as_of_daily.parquet, with an as_of column (how far ahead was it booked?)."""
     group, usage, daily = ["site", *specs.metrics.get("group_by", [])], [], []
     snapshots = pl.datetime_range(window[0], window[1], cfg.as_of_series, eager=True, time_unit="us").to_list()[1:]
+    if len(snapshots) > MAX_SNAPSHOTS:  # each snapshot is a whole run of the pipeline
+        raise EngineError(
+            f"--as-of-series {cfg.as_of_series}: {len(snapshots):,} snapshots over the window, at most "
+            f"{MAX_SNAPSHOTS}; choose a longer interval or a shorter window"
+        )
     for as_of in snapshots:
         results = _entities(cfg, specs, graph, Tables(specs, raw, history_as_of=as_of), Lens(as_of), Stages(), progress)
         counted = [(df, resources_of(specs, n)) for n, df in _sited(results, site).items()]

@@ -76,16 +76,7 @@ class OutputDir:
 
     def _refuse_unsafe(self, guarded: dict) -> None:
         """One line before any work if replacing OUT_DIR could destroy something that is not ours."""
-        for what, other in guarded.items():
-            if other is None:
-                continue
-            try:
-                other = Path(other).resolve()
-            except (OSError, RuntimeError):  # a symlink loop: its own reader says so
-                continue
-            if other == self.path or self.path in other.parents or other in self.path.parents:
-                relation = "is" if other == self.path else ("holds" if self.path in other.parents else "lies inside")
-                raise EngineError(f"{self.shown}: refusing to write here: it {relation} {what} {other}")
+        refuse_overlap(self.shown, guarded)
         if not self.path.exists():
             return
         if not self.path.is_dir():
@@ -154,6 +145,22 @@ class OutputDir:
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def refuse_overlap(path: Path, guarded: dict) -> None:
+    """Refuse a directory to write that is, holds or (but for raw data) lies inside a guarded path."""
+    target = _resolved(path)
+    for what, other in guarded.items():
+        if other is None:
+            continue
+        try:
+            other = Path(other).resolve()
+        except (OSError, RuntimeError):  # a symlink loop: its own reader says so
+            continue
+        inside = other in target.parents and what != "the raw data directory"  # beside raw tables is harmless
+        if other == target or target in other.parents or inside:
+            relation = "is" if other == target else ("holds" if target in other.parents else "lies inside")
+            raise EngineError(f"{path}: refusing to write here: it {relation} {what} {other}")
 
 
 def _resolved(path: Path) -> Path:

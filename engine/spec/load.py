@@ -299,6 +299,21 @@ def read_config(path: str | Path, kind: str) -> dict:
     return data
 
 
+MAX_FILES = 2_000  # a spec directory holds tens of files: `engine validate ~` must not walk the whole disk
+
+
+def _spec_files(root: Path):
+    """Files below root, hidden ones aside; more than MAX_FILES means this is no spec directory."""
+    found = 0
+    for path in root.rglob("*"):
+        if path.is_dir() or any(s.startswith(".") for s in path.relative_to(root).parts):
+            continue
+        found += 1
+        if found > MAX_FILES:
+            raise EngineError(f"{root}: more than {MAX_FILES:,} files: not a spec directory")
+        yield path
+
+
 def load_specs(root: str | Path) -> Specs:
     """Load and validate every spec under root; raises SpecError listing every problem found."""
     from engine.spec.checks import check_specs
@@ -311,9 +326,7 @@ def load_specs(root: str | Path) -> Specs:
     specs = Specs(root=root)
     problems: list[str] = []
     digest = hashlib.sha256()
-    files = sorted(
-        p for p in root.rglob("*") if not p.is_dir() and not any(s.startswith(".") for s in p.relative_to(root).parts)
-    )
+    files = sorted(_spec_files(root))
     for path in files:
         display = str(path.relative_to(root.parent) if root.parent != Path(".") else path)
         if path.suffix not in (".yaml", ".yml"):

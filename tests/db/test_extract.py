@@ -195,7 +195,7 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     from urllib.parse import quote, quote_plus
 
     base, _, conn = site
-    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1"
+    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL quotes it whole
     spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
     sql = run_cli("grants", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS,
                   "--user", user, "--host", "127.0.0.1", "--password", secret).stdout  # fmt: skip

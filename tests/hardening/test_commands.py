@@ -115,3 +115,37 @@ def test_text_from_the_data_is_inert_on_the_terminal_and_in_the_report(tmp_path)
         "why", tmp_path / "out", "--metric", "reservable", "--date", "2024-01-05", "--where", f"node_type={HOSTILE}"
     )
     assert why.exit_code == 0 and "\x1b" not in why.stdout and "✓ matches" in why.stdout
+
+
+def test_a_directory_that_is_no_spec_directory_is_not_walked_whole(tmp_path):
+    for i in range(2_001):
+        (tmp_path / f"f{i}.txt").touch()
+    assert one_error(run_cli("validate", tmp_path)) == f"{tmp_path}: more than 2,000 files: not a spec directory"
+
+
+def test_an_exclusion_date_that_is_no_date_is_one_line(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    (tmp_path / "excl.yaml").write_text(
+        "exclusions:\n  - {entity: nova_host, key: 1, valid_from: 2024-13-45, reason: r, added_by: me, added_on: 2024-01-01}\n"
+    )
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--exclusions", tmp_path / "excl.yaml")
+    assert "exclusions[0]: not a date: month must be in 1..12" in result.stderr and result.exit_code == 1
+
+
+def test_an_as_of_series_too_long_for_the_window_is_one_line(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", "--start", "2024-01-01",
+                     "--end", "2025-03-01", "--lens", "projected", "--as-of", "2024-01-20", "--as-of-series", "1d")  # fmt: skip
+    assert one_error(result) == (
+        "--as-of-series 1d: 425 snapshots over the window, at most 400; choose a longer interval or a shorter window"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_never_writes_into_the_specs(tmp_path, specs_copy):
+    result = run_cli(
+        "extract", "--db-uri", "mysql://u@127.0.0.1:1", "--out", specs_copy / "lookups", "--specs", specs_copy
+    )
+    assert one_error(result) == (
+        f"{specs_copy / 'lookups'}: refusing to write here: it lies inside the specs directory {specs_copy}"
+    )

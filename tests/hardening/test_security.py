@@ -124,3 +124,17 @@ def test_a_database_password_is_masked_everywhere(tmp_path, monkeypatch):
     shutil.move(sites, tmp_path / "sites.yaml.kept")  # the one file meant to hold it
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert [p.name for p in leaked] == ["sites.yaml.kept"]
+
+
+def test_only_braced_environment_variables_expand_in_a_uri(monkeypatch):
+    from engine.errors import EngineError
+    from engine.extract import Database
+
+    monkeypatch.setenv("HOME", "/root")
+    monkeypatch.setenv("HARDENING_PW", "s3cr%40t")
+    assert Database("mysql://u:pa$HOME@db:3306").password == "pa$HOME"  # a `$` in a password stays itself
+    assert Database("mysql://u:${HARDENING_PW}@db:3306/nova").password == "s3cr@t"
+    assert Database("mysql://u:${HARDENING_PW}@db:3306/nova").shown == "u@db:3306/nova"
+    monkeypatch.delenv("HARDENING_PW")
+    with pytest.raises(EngineError, match="the environment variable HARDENING_PW is not set"):
+        Database("mysql://u:${HARDENING_PW}@db:3306")
