@@ -11,6 +11,11 @@ from engine.expr import ExprError, columns_of, did_you_mean
 BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "invalid_time_range", "invalid_tx_range",
                    "duplicate")  # fmt: skip
 TX_DEFAULTS = {"start": "created_at", "end": "deleted_at"}
+# Columns every span carries: an attribute, resource or measure of the same name would overwrite one.
+ENGINE_COLUMNS = frozenset(
+    "entity entity_id metric site valid_start valid_end planned_end tx_start tx_end tx_updated tx_uncertain "
+    "original_start original_end hierarchy_status rejection_reason rejection_detail span_hours".split()
+)
 
 
 def expressions(spec: dict):
@@ -136,6 +141,11 @@ def check_specs(specs) -> None:
         for i, rule in enumerate(spec.get("rules", [])):
             if rule["reason"] in BUILTIN_REASONS:
                 problems.append(f"{where}: rules[{i}].reason: '{rule['reason']}' is a built-in rejection reason")
+        for part in ("attributes", "resources", "measures"):
+            for name in sorted(set(spec.get(part, {})) & ENGINE_COLUMNS):
+                problems.append(
+                    f"{where}: {part}.{name}: '{name}' is a column of the engine's own; choose another name"
+                )
         parent = spec.get("parent", {}).get("entity")
         if parent is None:
             continue

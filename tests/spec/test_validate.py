@@ -152,3 +152,12 @@ def test_a_file_that_is_no_spec(specs_copy):
 def test_schema_messages(specs_copy, old, new, message):
     edit(specs_copy / "entities" / "allocation.yaml", old, new)
     assert message in problems_of(specs_copy)
+
+
+def test_an_attribute_named_like_an_engine_column_is_refused(specs_copy):
+    alloc = specs_copy / "entities" / "allocation.yaml"
+    edit(alloc, "  lease_id: r.lease_id", "  lease_id: r.lease_id\n  metric: r.resource_type")
+    edit(alloc, "  booked_at: l.created_at", "  booked_at: l.created_at\n  valid_start: l.start_date")
+    out = problems_of(specs_copy)
+    assert "attributes.metric: 'metric' is a column of the engine's own; choose another name" in out
+    assert "measures.valid_start: 'valid_start' is a column of the engine's own; choose another name" in out
