@@ -70,10 +70,9 @@ def trace(out_dir, entity: str, key: str) -> dict:
     run = Run(out_dir)
     spec = run.entity(entity)
     raw = _raw_rows(RawDir(run.manifest["data"]), spec["source"], key)
-    rejected = run.frame("rejected", entity)
-    rejected = rejected.filter(pl.col("entity_id") == key) if rejected.height else rejected
+    rejected, inactive = (_with_key(run.frame(stage, entity), key) for stage in ("rejected", "inactive"))
     validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
-    if not raw.height and not rejected.height and not validated.height:
+    if not raw.height and not rejected.height and not inactive.height and not validated.height:
         raise EngineError(f"{entity} {key}: no such row in {spec['source']['table']} or in this run's outputs")
     out = {
         "entity": entity,
@@ -82,6 +81,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
         "spans": rows_of(run.frame("spans", entity).filter(pl.col("entity_id") == key)),
     }
     out["rejected"] = rejected.select("rejection_reason", "rejection_detail").to_dicts() if rejected.height else []
+    out["inactive"] = inactive.select("inactive_reason", "inactive_detail").to_dicts() if inactive.height else []
     out["validated"] = rows_of(validated)
     parent = spec.get("parent")
     if parent and validated.height:
@@ -113,6 +113,10 @@ def trace(out_dir, entity: str, key: str) -> dict:
     )
     out["hours_per_day"] = rows_of(days.collect())
     return out
+
+
+def _with_key(rows: pl.DataFrame, key: str) -> pl.DataFrame:
+    return rows.filter(pl.col("entity_id") == key) if rows.height else rows
 
 
 def _raw_rows(data: RawDir, source: dict, key: str) -> pl.DataFrame:

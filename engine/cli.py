@@ -273,13 +273,13 @@ FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours",
 
 
 def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
-    from engine.report.summary import entity_table, invariant_line, metric_table, rejection_lines
+    from engine.report.summary import entity_table, invariant_line, metric_table, partition_lines, rejection_lines
 
     wide = _wide(140)
     for warning in manifest["warnings"]:
         err.print(f"[yellow]warning:[/] {plain(warning)}")
     wide.print(entity_table(manifest))
-    for line in rejection_lines(manifest):
+    for line in [*rejection_lines(manifest, out_path), *partition_lines(manifest)]:
         wide.print(line)
     wide.print(metric_table(manifest, metrics))
     if manifest.get("comparison", {}).get("largest"):
@@ -310,8 +310,9 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
 @click.option("--hosts", default=60, show_default=True, type=click.IntRange(2, 100_000), help="Number of hosts.")
 @click.option("--days", default=120, show_default=True, type=click.IntRange(1, 36_500), help="Days of history.")
 @click.option("--kind", type=click.Choice(["baremetal", "kvm", "edge"]), default="baremetal", show_default=True)
+@click.option("--clean", is_flag=True, help="A site without injected defects (the same site otherwise).")
 @friendly
-def simulate(out_dir, seed, hosts, days, kind):
+def simulate(out_dir, seed, hosts, days, kind, clean):
     """Write a synthetic site in the upstream table layout, with known defects and its ground truth."""
     from engine.io.output import OutputDir
     from engine.simulate import simulate as make_site
@@ -320,7 +321,7 @@ def simulate(out_dir, seed, hosts, days, kind):
         raise EngineError(f"--hosts {hosts} x --days {days} is more than {MAX_HOST_DAYS:,} host-days (about 40 M rows)")
     target = OutputDir(out_dir, kind="simulate")
     try:
-        summary = make_site(target.tmp, seed=seed, hosts=hosts, days=days, kind=kind)
+        summary = make_site(target.tmp, seed=seed, hosts=hosts, days=days, kind=kind, defects=not clean)
         target.commit()
     finally:
         target.abandon()
@@ -458,7 +459,9 @@ def trace(out_dir, entity, key, as_json):
     for row in t["raw"]:
         wide.print("raw: " + plain(", ".join(f"{k}={v}" for k, v in row.items())))
     for r in t["rejected"]:
-        wide.print(f"[red]rejected: {plain(r['rejection_reason'])}[/] — {plain(r['rejection_detail'])}")
+        wide.print(f"[red]rejected (a defect): {plain(r['rejection_reason'])}[/] — {plain(r['rejection_detail'])}")
+    for r in t["inactive"]:
+        wide.print(f"never active (not a defect): {plain(r['inactive_reason'])} — {plain(r['inactive_detail'])}")
     if t["validated"]:
         cols = ["valid_start", "valid_end", "hierarchy_status", "original_start", "original_end"]
         wide.print(_rows_table("span pieces after validation", t["validated"], cols))

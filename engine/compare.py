@@ -41,7 +41,8 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
         def grouped(df: pl.DataFrame) -> pl.LazyFrame:
             return df.lazy().with_columns(pl.lit(None, pl.String).alias(g) for g in groups if g not in df.columns)
 
-        rejected = grouped(res.spans.rejected).with_columns(pl.col("rejection_reason").alias("cause"))
+        rejected = grouped(pl.concat([res.spans.rejected, res.spans.inactive], how="diagonal_relaxed"))
+        rejected = rejected.with_columns(pl.col("rejection_reason").alias("cause"))
         validated = grouped(res.validated)
         orphans = validated.filter(pl.col("hierarchy_status") == "orphan").with_columns(pl.lit("orphan").alias("cause"))
         cut = validated.filter(pl.col("original_start").is_not_null())
@@ -66,9 +67,14 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
     )
 
 
-def compare(legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window) -> pl.DataFrame:
+def compare(
+    legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of=None
+) -> pl.DataFrame:
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
-    explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table."""
+    explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table.
+
+    The legacy report records what happened: a projected run (as_of) is compared on the days that ended by
+    its as-of time only (a later day holds bookings not yet made at T)."""
     groups = legacy.get("group_by", {})
     theirs = table.select(
         expr("date", legacy["date"]).cast(pl.Date).alias("date"),
@@ -85,6 +91,8 @@ def compare(legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit:
     first, last = theirs.select(pl.col("date").min().alias("a"), pl.col("date").max().alias("b")).collect().row(0)
     w0, w1 = (pl.lit(w).cast(pl.Date) for w in window)
     covered = pl.col("date").is_between(w0, w1, closed="left") & pl.col("date").is_between(pl.lit(first), pl.lit(last))
+    if as_of is not None:
+        covered &= pl.col("date").cast(pl.Datetime("us")).dt.offset_by("1d") <= pl.lit(as_of, pl.Datetime("us"))
     both = (
         ours.join(theirs, on=["date", *groups, "metric"], how="full", coalesce=True)
         .filter(covered)

@@ -20,12 +20,12 @@ from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, raw_tables
 from engine.hierarchy import COUNTED, parent_keys, validate
-from engine.invariants import entity_checks, record
-from engine.io.output import DAILY, REJECTED, SPAN, USAGE, VALIDATED, OutputDir, check_schema
+from engine.invariants import entity_checks, partition_checks, record
+from engine.io.output import DAILY, INACTIVE, REJECTED, SPAN, USAGE, VALIDATED, OutputDir, check_schema
 from engine.io.raw import RawDir
 from engine.plan.frames import MissingTable, Tables
 from engine.plan.spans import EntitySpans, Lens, build_spans
-from engine.spec.checks import resources_of
+from engine.spec.checks import claimers, resources_of
 from engine.spec.load import load_specs
 from engine.temporal import EARLIEST, LATEST, hours, hours_in
 from engine.usage import usage_stage
@@ -121,7 +121,9 @@ def _plots_dir(cfg: RunConfig, out: OutputDir, guarded: dict) -> OutputDir | Pat
 def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress, excl=None) -> dict:
     """Spans, INV-7 and hierarchy for every selected entity, parents first, in one lens."""
     results: dict[str, EntityResult] = {}
-    for name in _selected(specs, graph, cfg.entities):
+    selected = _selected(specs, graph, cfg.entities)
+    claiming = claimers(specs, selected)
+    for name in selected:
         progress(name)
         spec = specs.entities[name]
         res = results[name] = EntityResult(spec)
@@ -133,7 +135,8 @@ def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: 
         try:
             with stages("spans"):
                 mine = excl.filter(pl.col("entity") == name) if excl is not None else None
-                res.spans = build_spans(tables, spec, lens, parent_keys(spec, pv) if parent else None, mine)
+                keys = parent_keys(spec, pv) if parent else None
+                res.spans = build_spans(tables, spec, lens, keys, mine, claims=name in claiming)
         except MissingTable as exc:
             res.skipped = f"table {exc.table} is missing"
             continue
@@ -190,6 +193,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots
             manifest["entities"][name] = summary
             manifest["invariants"].append(_hours_check(name, summary["hours"]))
             _write_entity(out, res, site, window, resources_of(specs, name))
+        manifest["invariants"] += partition_checks(results, specs, tables.get)
         tables.entity_frames = _sited(live, site)
         for name in sorted(specs.reports):
             try:
@@ -214,11 +218,13 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots
             expr = lambda field, text: tables.expr(table, f"{specs.metrics['_file']}: legacy", field, text)  # noqa: E731
             daily = buckets["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
             audit = audit_daily(live, window, list(legacy.get("group_by", {})))
-            comparison = compare(legacy, table, expr, daily, audit, window)
+            comparison = compare(legacy, table, expr, daily, audit, window, cfg.as_of)
             out.parquet("comparison.parquet", comparison)
             worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
             manifest["comparison"] = {"cells": comparison.height, "flagged": int(comparison["flagged"].sum()),
                                       "largest": worst.with_columns(pl.col("date").cast(pl.String)).to_dicts()}  # fmt: skip
+            if cfg.as_of is not None:
+                manifest["comparison"]["days"] = f"the days that ended by the as-of time {cfg.as_of} only"
     if cfg.as_of_series:
         with stages("as_of_series"):
             _as_of_series(cfg, specs, graph, raw, window, site, out, progress, manifest)
@@ -288,10 +294,11 @@ def _summary(res: EntityResult, window) -> dict:
     total = lambda df: float(df.select(hours_in(window).sum()).item()) if df.height else 0.0  # noqa: E731
     status = validated["hierarchy_status"]
     input_h, rejected_h, spans_h = total(spans.raw_times), total(spans.rejected), total(spans.accepted)
+    inactive_h = total(spans.inactive)
     counted_h = total(validated.filter(status.is_in(COUNTED)))
     orphan_h = total(validated.filter(status == "orphan"))
     accepted_rows = spans.accepted["__row"].n_unique()
-    by_reason = dict(sorted(spans.rejected["rejection_reason"].value_counts().rows())) if spans.rejected.height else {}
+    accepted_h = input_h - rejected_h - inactive_h
     return {
         "status": "ok",
         "input_rows": spans.input_rows,
@@ -299,27 +306,47 @@ def _summary(res: EntityResult, window) -> dict:
         "not_recorded": spans.not_recorded,
         "accepted": accepted_rows,
         "rejected": spans.rejected.height,
-        "rejected_by_reason": by_reason,
+        "rejected_by_reason": _by_reason(spans.rejected),
+        "inactive": spans.inactive.height,
+        "inactive_by_reason": _by_reason(spans.inactive),
+        "reasons": _reasons(spans.rejected, window) | _reasons(spans.inactive, window),
         "duplicates_clamped": spans.duplicates_clamped,
         "hierarchy": dict(sorted(status.value_counts().rows())),
         "tx_uncertain": int(validated["tx_uncertain"].sum()),
         "hours": {
             "input": input_h,
-            "accepted": input_h - rejected_h,
+            "accepted": accepted_h,
             "counted": counted_h,
-            "clamped_away": (input_h - rejected_h - spans_h) + (spans_h - counted_h - orphan_h),
+            "clamped_away": (accepted_h - spans_h) + (spans_h - counted_h - orphan_h),
             "orphaned": orphan_h,
             "rejected": rejected_h,
-            "clamped_by_duplicates": input_h - rejected_h - spans_h,
+            "inactive": inactive_h,
+            "clamped_by_duplicates": accepted_h - spans_h,
             "clamped_by_parent": spans_h - counted_h - orphan_h,
         },
     }
 
 
+def _by_reason(rows: pl.DataFrame) -> dict[str, int]:
+    return dict(sorted(rows["rejection_reason"].value_counts().rows())) if rows.height else {}
+
+
+def _reasons(rows: pl.DataFrame, window) -> dict[str, dict]:
+    """Per rejection or inactivity reason: rows, hours in the window and an example key (for `engine trace`)."""
+    if not rows.height:
+        return {}
+    grouped = rows.group_by("rejection_reason").agg(
+        pl.len().alias("rows"),
+        hours_in(window).sum().alias("hours"),
+        pl.col("entity_id").drop_nulls().min().alias("example"),
+    )
+    return {r: {"rows": n, "hours": h, "example": e} for r, n, h, e in sorted(grouped.rows())}
+
+
 def _hours_check(name: str, h: dict) -> dict:
     """Hours are conserved and no stage creates any: each account is non-negative."""
     negative = [k for k in ("clamped_by_duplicates", "clamped_by_parent") if h[k] < -1e-6 * max(1.0, h["input"])]
-    detail = "hours in the window: input = counted + clamped_away + orphaned + rejected, no stage adds hours"
+    detail = "hours in the window: input = counted + clamped_away + orphaned + rejected + inactive, no stage adds hours"
     return record("INV-10", name, len(negative), detail=detail + (f"; negative: {negative}" if negative else ""))
 
 
@@ -338,6 +365,9 @@ def _write_entity(out: OutputDir, res: EntityResult, site: str, window, resource
     rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
     rejected = check_schema(rejected, f"rejected/{name}", REJECTED, nullable={"entity_id"})  # a null source key
     out.parquet(f"rejected/{name}.parquet", rejected)
+    inactive = res.spans.inactive.with_columns(pl.lit(site).alias("site"))
+    inactive = inactive.rename({"rejection_reason": "inactive_reason", "rejection_detail": "inactive_detail"})
+    out.parquet(f"inactive/{name}.parquet", check_schema(inactive, f"inactive/{name}", INACTIVE))
 
 
 def _metric_totals(daily: pl.DataFrame) -> dict:

@@ -3,8 +3,10 @@ KVM (libvirt hosts, flavor:instance reservations) or edge (Blazar devices, Zun c
 
 `simulate(out)` writes OUT/<schema>.<table>.parquet (the raw tables the engine reads, SCHEMAS) and OUT/simulation/:
 truth_daily.parquet (date, node_type, metric, hours: the exact node-hours per UTC day of the window, node type and
-metric of the clean intended history) and simulation.json (arguments, window, rows per table, `defects`: kind ->
-ids of the affected rows in the table `defect_tables` names, `legacy_perturbed`: the legacy report cells changed).
+metric of the clean intended history) and simulation.json (arguments, window, rows per table, kind -> ids of the
+affected rows in the table `case_tables` names, split into `defects` (rows to reject; none with defects=False),
+`inactive` (rows never active) and `cases` (hard cases to count right), `legacy_perturbed`: the legacy report
+cells changed). With defects=False the defective rows are left out and everything else is drawn the same.
 It is the demo data, the test oracle and the benchmark input, so it is exact, reproducible and fast: everything is
 vectorized (numpy + polars) and drawn from one seeded numpy Generator. Inside, times are float seconds since
 `start` (whole seconds, NaN = null) until they are written. The dump is taken at start + days: no row is recorded
@@ -42,22 +44,31 @@ DEFECTS = {  # kind: the table whose keys simulation.json lists (instances by uu
         "blazar.computehosts": "duplicate_blazar_host retired_host_capabilities_deleted",
         "nova.compute_nodes": "reenrolled_host compute_node_null_created compute_node_deleted_before_created",
         "blazar.leases": "lease_deleted_early lease_created_late",
-        "blazar.computehost_allocations": "allocation_without_reservation",
+        "blazar.computehost_allocations": "allocation_without_reservation cancelled_before_start",
         "nova.instances": "end_only_in_events shelve_unshelve failed_terminate_event instance_past_lease_end "
         "never_launched node_null",
     }.items()
     for kind in kinds.split()
 }
 RACKS = (0.7, 0.15, 0.1, 0.05)  # the chance of each rack size (a lease takes 1..all hosts of one rack)
-_KVM = "reenrolled_host lease_deleted_early lease_created_late allocation_without_reservation never_launched node_null"
+_KVM = (
+    "reenrolled_host lease_deleted_early lease_created_late allocation_without_reservation cancelled_before_start "
+    "never_launched node_null"
+)
 SITES = {  # kind: (node types {name: (weight, ...)}, share of Nova-only hosts (None: a tenth), racks, defects)
     "baremetal": (NODE_TYPES, None, RACKS, DEFECTS),
     "kvm": ({"compute_kvm": (1.0,)}, 0.5, RACKS, {kind: DEFECTS[kind] for kind in _KVM.split()}),
     "edge": ({"raspberrypi4-64": (0.5, "rpi4"), "jetson-nano": (0.3, "nano"), "nvidia-xavier": (0.2, "xavier")}, 0.0,
              (0.7, 0.3), {"lease_deleted_early": "blazar.leases", "lease_created_late": "blazar.leases",
                           "allocation_without_reservation": "blazar.device_allocations",
+                          "cancelled_before_start": "blazar.device_allocations",
                           "container_past_lease_end": "zun.container"}),
 }  # fmt: skip
+# What the engine must make of each case: reject it (a defect, left out of a site without defects), set it apart
+# as never active, or count it right (every other case).
+REJECTED = ("duplicate_blazar_host", "compute_node_null_created", "compute_node_deleted_before_created",
+            "allocation_without_reservation")  # fmt: skip
+NEVER_ACTIVE = ("cancelled_before_start", "never_launched")
 LEGACY = ["total_hours", "maint_hours", "reserved_hours", "used_hours", "idle_hours"]
 _DTYPES = {"s": pl.String, "i": pl.Int64, "f": pl.Float64, "b": pl.Boolean, "t": pl.Datetime("us")}
 _SOFT = "created_at:t updated_at:t deleted_at:t deleted"
@@ -170,11 +181,12 @@ def _slots(rng, lo: np.ndarray, hi: np.ndarray, gap: float, dur: float, dur_max:
 class _Sink:
     """Writes each table as soon as it is built, so a large site never holds every table at once."""
 
-    def __init__(self, out: Path, t0: datetime):
-        self.out, self.t0, self.counts = out, t0, {}
+    def __init__(self, out: Path, t0: datetime, defects: bool = True):
+        self.out, self.t0, self.counts, self.defects = out, t0, {}, defects
 
-    def __call__(self, table: str, cols: dict) -> None:
-        """Columns in the declared order and types: seconds become times, scalars repeat, absent ones are null."""
+    def __call__(self, table: str, cols: dict, defective: np.ndarray | None = None) -> None:
+        """Columns in the declared order and types: seconds become times, scalars repeat, absent ones are null.
+        Rows marked `defective` are left out of a site without defects (everything else drawn the same)."""
         n = next(len(v) for v in cols.values() if isinstance(v, np.ndarray | pl.Series))
         frame = {}
         for name, dtype in SCHEMAS[table].items():
@@ -184,8 +196,11 @@ class _Sink:
             elif not isinstance(v, np.ndarray | pl.Series):
                 v = pl.repeat(v, n, dtype=dtype, eager=True)
             frame[name] = pl.Series(name, v).cast(dtype)
-        pl.DataFrame(frame).write_parquet(self.out / f"{table}.parquet", compression="zstd", statistics=False)
-        self.counts[table] = n
+        frame = pl.DataFrame(frame)
+        if defective is not None and not self.defects:
+            frame = frame.filter(~pl.Series(defective))
+        frame.write_parquet(self.out / f"{table}.parquet", compression="zstd", statistics=False)
+        self.counts[table] = frame.height
 
 
 def _hosts(rng, n: int, now: float, types: dict = NODE_TYPES, ondemand=None, racks=RACKS) -> dict:
@@ -232,7 +247,7 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
         "hypervisor_hostname": pl.concat([h["hostname"].gather(host[:-2]), _uuids(rng, 2)]),
         "cpu_allocation_ratio": 1.0, "ram_allocation_ratio": 1.0, "created_at": created, "updated_at": updated,
         "deleted_at": deleted, "deleted": _deleted(ids, deleted), **_hardware(h, host),
-    })  # fmt: skip
+    }, defective=ids > ids.size - 2)  # fmt: skip
     defects = {"reenrolled_host": ids[n:-2], "compute_node_null_created": ids[-2:-1],
                "compute_node_deleted_before_created": ids[-1:]}  # fmt: skip
     # Blazar: every reservable host, then a few duplicates (live, created later, inside the original's time).
@@ -245,7 +260,7 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
         "id": bids, "hypervisor_hostname": h["hostname"].gather(bhost), "service_name": h["service"].gather(bhost),
         "hypervisor_type": "ironic", "reservable": 1, "created_at": made, "updated_at": made, "deleted_at": gone,
         "deleted": _deleted(bids, gone), **_hardware(h, bhost),
-    })  # fmt: skip
+    }, defective=bids > res.size)  # fmt: skip
     defects["duplicate_blazar_host"] = bids[res.size :]
     defects["retired_host_capabilities_deleted"] = bids[: res.size][~np.isnan(h["b1"][res])]
     # Capabilities of every Blazar row: node_type, cpu_arch and, on GPU hosts, gpu.gpu_model.
@@ -260,13 +275,15 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
         "id": cap_ids, "computehost_id": bids[row], "property_id": prop_ids.gather(prop),
         "capability_value": pl.Series([*NODE_TYPES, "x86_64", "RTX 6000"]).gather(value), "created_at": made[row],
         "updated_at": made[row], "deleted_at": gone[row], "deleted": _deleted(cap_ids, gone[row]),
-    })  # fmt: skip
+    }, defective=bids[row] > res.size)  # fmt: skip
     sink("blazar.resource_properties", {
         "id": prop_ids, "resource_type": "physical:host", "property_name": pl.Series(["node_type", "cpu_arch",
         "gpu.gpu_model"]), "private": False, "created_at": np.full(3, -60 * DAY), "deleted": "0",
     })  # fmt: skip
     bid, dup_id, dup_from = np.zeros(n, int), np.zeros(n, int), np.full(n, np.inf)
     bid[res], dup_id[dup], dup_from[dup] = bids[: res.size], bids[res.size :], dup_at
+    if not sink.defects:  # no duplicate row to book: every lease names the host's own row
+        dup_from[:] = np.inf
     return defects, {"bid": bid, "dup_id": dup_id, "dup_from": dup_from}
 
 
@@ -289,6 +306,12 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
     deleted[early] = start[early] + np.floor(rng.uniform(0.2, 0.8, early.size) * (end - start)[early])
     late = _pick(rng, (end < now) & ~np.isin(np.arange(n), early), _few(n))
     created[late] = start[late] + np.floor(rng.uniform(0.1, 0.4, late.size) * (end - start)[late])
+    # Advance bookings cancelled before they began: common, and never active (not a defect).
+    booked_ahead = (start - created >= HOUR) & (start < now) & ~np.isin(np.arange(n), np.r_[early, late])
+    cancelled = _pick(rng, booked_ahead, max(1, n // 30))
+    deleted[cancelled] = created[cancelled] + np.floor(
+        rng.uniform(0.1, 0.9, cancelled.size) * (start - created)[cancelled]
+    )
     cs, ce = np.maximum(start, created), np.fmin(end, deleted)  # the committed span
     updated = np.where(np.isnan(deleted), np.where(end < now, end, np.where(start < now, start, created)), deleted)
     phase = np.where(ce <= now, 0, np.where(start <= now, 1, 2))
@@ -330,14 +353,15 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
         "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, bad.size)]),
         "updated_at": np.r_[updated[lease_of], at[at.size - bad.size :]], "deleted_at": gone,
         "deleted": _deleted(aids, gone),
-    })  # fmt: skip
+    }, defective=np.arange(chid.size) >= lease_of.size)  # fmt: skip
     # The next committed start on the same host bounds how far an instance may overrun its lease.
     acs, ace = cs[lease_of], ce[lease_of]
     o = np.lexsort((acs, host))
     nxt, same = np.fmin(np.inf, h["b1"][host]), host[o][1:] == host[o][:-1]
     nxt[o[:-1][same]] = acs[o[1:][same]]
     defects = {"lease_deleted_early": lease_ids.gather(early), "lease_created_late": lease_ids.gather(late),
-               "allocation_without_reservation": aids.tail(bad.size)}  # fmt: skip
+               "allocation_without_reservation": aids.tail(bad.size),
+               "cancelled_before_start": aids.head(lease_of.size).filter(pl.Series(np.isin(lease_of, cancelled)))}  # fmt: skip
     allocs = {"host": host, "cs": acs, "ce": ace, "next": nxt, "user": user[lease_of], "rid": rids.gather(lease_of),
               "lease": lease_of, "leases": {"id": resources.head(n), "reservation_id": rids.head(n),
               "created_at": created, "updated_at": updated, "deleted_at": deleted}}  # fmt: skip
@@ -348,7 +372,7 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.
     """0..len(p)-1 sequential instances inside each allocation's committed span (p: the chance of each count),
     on-demand runs on Nova-only hosts, then each instance defect in `kinds` on a few instances no other defect
     touched. Returns (instances, defects as indices: every kind, empty if not in `kinds`)."""
-    a = np.flatnonzero(al["cs"] < now)
+    a = np.flatnonzero((al["cs"] < now) & (al["ce"] > al["cs"]))  # none in a lease cancelled before it began
     per = rng.choice(len(p), a.size, p=p)
     i, j = _spread(per)
     ai, nn = a[i], per[i]
@@ -604,7 +628,7 @@ def _legacy(rng, truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
     keys = truth.gather_every(len(METRICS))
     tot, res, com, occ, _ = truth["hours"].to_numpy().reshape(-1, len(METRICS)).T
     cells = np.column_stack([tot, tot - res, com - occ, occ, res - com])
-    pick = _pick(rng, cells.ravel() > 0, int(rng.integers(5, 9)))
+    pick = _pick(rng, cells.ravel() > 24, int(rng.integers(5, 9)))  # at least a node-day: beyond the tolerance
     factor = np.where(rng.random(pick.size) < 0.5, 0.0, rng.uniform(1.2, 1.5, pick.size))
     before = cells.ravel()[pick]
     cells.ravel()[pick] = before * factor
@@ -622,6 +646,7 @@ def simulate(
     days: int = 120,
     start: datetime = datetime(2024, 1, 1),
     kind: str = "baremetal",
+    defects: bool = True,
 ) -> dict:
     """Write RAW_DIR/<schema>.<table>.parquet files plus RAW_DIR/simulation/ ground truth; return a summary dict
     (row counts per table, defects per kind). Same arguments, same bytes. `start` should be a midnight (UTC).
@@ -632,14 +657,14 @@ def simulate(
     rng, now, out = np.random.default_rng(seed), days * DAY, Path(out)
     types, ondemand, racks, defect_tables = SITES[kind]
     (out / "simulation").mkdir(parents=True, exist_ok=True)
-    sink, users = _Sink(out, start), max(10, hosts // 4)
+    sink, users = _Sink(out, start, defects), max(10, hosts // 4)
     h = _hosts(rng, hosts, now, types, ondemand, racks)
     people = {"user": _uuids(rng, users, dashes=False), "project": _uuids(rng, max(3, users // 3), dashes=False)}
     people["of"] = rng.integers(0, people["project"].len(), users)
     if kind == "edge":
-        defects, al, x = _edge(rng, h, people, users, now, sink)
+        cases, al, x = _edge(rng, h, people, users, now, sink)
     else:
-        defects, ids = (_host_tables if kind == "baremetal" else _kvm_hosts)(rng, h, now, sink)
+        cases, ids = (_host_tables if kind == "baremetal" else _kvm_hosts)(rng, h, now, sink)
         kvm, lh = kind == "kvm", ids.get("lanes", h)
         lease_defects, al = _leases(rng, lh, ids, people, now, sink, "flavor:instance" if kvm else "physical:host")
         x, inst_defects = _instances(rng, lh, al, users, now, *[(0.2, 0.4, 0.4), defect_tables][: 2 * kvm])
@@ -647,7 +672,7 @@ def simulate(
             _kvm_flavors(rng, h, lh["host"], al, x, sink)
         act, ev = _actions(rng, x, inst_defects, now)
         _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
-        defects |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
+        cases |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
     truth = _truth(h, al, x, now, start, [*types, "unknown"])
     truth.write_parquet(out / "simulation" / "truth_daily.parquet", compression="zstd", statistics=False)
     perturbed = pl.DataFrame()
@@ -659,12 +684,19 @@ def simulate(
         | ({} if kind == "baremetal" else {"kind": kind}),
         "window": {"start": start.isoformat(), "end": (start + timedelta(days=days)).isoformat()},
         "tables": sink.counts,
-        "defects": {k: pl.Series(defects[k]).to_list() for k in defect_tables},
-        "defect_tables": defect_tables,
+        "defects": {k: _ids(cases[k]) if defects else [] for k in defect_tables if k in REJECTED},
+        "inactive": {k: _ids(cases[k]) for k in defect_tables if k in NEVER_ACTIVE},
+        "cases": {k: _ids(cases[k]) for k in defect_tables if k not in (*REJECTED, *NEVER_ACTIVE)},
+        "case_tables": defect_tables,
         "legacy_perturbed": perturbed.to_dicts(),
     }
     (out / "simulation" / "simulation.json").write_text(json.dumps(summary, indent=1) + "\n")
     return {**summary, "defects": {kind: len(ids) for kind, ids in summary["defects"].items()}}
+
+
+def _ids(values) -> list:
+    """A case's row keys as JSON values."""
+    return pl.Series(values).to_list()
 
 
 def cached_site(key: str, params: dict | None, announce=lambda path: None) -> Path:
@@ -674,9 +706,10 @@ def cached_site(key: str, params: dict | None, announce=lambda path: None) -> Pa
 
     from engine import __version__
 
-    args = {"kind": "baremetal", "seed": 0, "hosts": 60, "days": 120} | (params or {})
+    args = {"kind": "baremetal", "seed": 0, "hosts": 60, "days": 120, "defects": True} | (params or {})
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "testbed-usage-engine"
-    path = root / f"{key}-{args['kind']}-s{args['seed']}-h{args['hosts']}-d{args['days']}-v{__version__}"
+    clean = "" if args["defects"] else "-clean"
+    path = root / f"{key}-{args['kind']}-s{args['seed']}-h{args['hosts']}-d{args['days']}{clean}-v{__version__}"
     if not path.is_dir():
         announce(path)
         tmp = root / f".{path.name}.partial-{os.getpid()}"

@@ -18,11 +18,12 @@ SPAN = {
 }  # fmt: skip
 VALIDATED = {**SPAN, "hierarchy_status": pl.String}
 REJECTED = {"entity": pl.String, "entity_id": pl.String, "rejection_reason": pl.String, "rejection_detail": pl.String}
+INACTIVE = {"entity": pl.String, "entity_id": pl.String, "inactive_reason": pl.String, "inactive_detail": pl.String}
 USAGE = {"timestamp": TIME, "site": pl.String, "metric": pl.String, "resource": pl.String, "value": pl.Float64}
 DAILY = {"date": pl.Date, "site": pl.String, "metric": pl.String, "resource": pl.String, "hours": pl.Float64,
          "mean": pl.Float64}  # fmt: skip
 NOT_NULL = {"timestamp", "date", "bucket", "value", "hours", "resource", "entity", "entity_id", "site", "metric", "valid_start", "span_hours", "tx_uncertain", "hierarchy_status",
-            "rejection_reason"}  # fmt: skip
+            "rejection_reason", "inactive_reason"}  # fmt: skip
 
 
 def check_schema(

@@ -1,9 +1,10 @@
-"""Span building: one lazy plan per entity turns every source row into a span or a rejection with a reason.
+"""Span building: one lazy plan per entity turns every source row into a span, a rejection with a reason (a
+defect) or an inactive row (legitimately never active).
 
-Rejection order (first match wins): excluded, missing_fk (required joins, then the parent key), the
-entity's own rules, invalid_value (a time that is text but no timestamp, a resource that is null, NaN or
-infinite), null_start (INV-1), invalid_time_range (INV-2), invalid_tx_range (INV-11), and, among the rows
-left, duplicate (INV-7).
+Order (first match wins): excluded, missing_fk (required joins, then the parent key), the entity's own rules
+(each a defect or, with `inactive`, inactivity), invalid_value (a time that is text but no timestamp, a
+resource that is null, NaN, infinite, negative or absurd), null_start (INV-1), zero_length (inactive) and
+invalid_time_range (INV-2), invalid_tx_range (INV-11), and, among the rows left, duplicate (INV-7).
 """
 
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import polars as pl
 from engine.errors import EngineError, InvariantViolation
 from engine.io.raw import as_text, as_timestamp, unreadable_time
 from engine.plan.frames import Tables, collect
+from engine.spec.checks import inactive_reasons, scope_aliases
 from engine.temporal import EARLIEST, LATEST, claim
 
 TIMES = ("valid_start", "valid_end", "planned_end", "tx_start", "tx_end", "tx_updated")
@@ -41,6 +43,8 @@ class EntitySpans:
     not_recorded: int
     duplicates_clamped: int
     raw_times: pl.DataFrame  # valid times of every kept row before any cut, for the hour accounts
+    inactive: pl.DataFrame = field(default_factory=pl.DataFrame)  # rows legitimately never active
+    owned: pl.Series = field(default_factory=pl.Series)  # source row numbers in scope: this entity's rows (INV-13)
     excluded: set = field(default_factory=set)  # the manual exclusions that matched a row
 
 
@@ -100,9 +104,17 @@ def _resource(tables: Tables, lf: pl.LazyFrame, where: str, name: str, text, inv
 
 
 def build_spans(
-    tables: Tables, spec: dict, lens: Lens, parent_keys: pl.LazyFrame | None, exclusions: pl.DataFrame | None = None
+    tables: Tables,
+    spec: dict,
+    lens: Lens,
+    parent_keys: pl.LazyFrame | None,
+    exclusions: pl.DataFrame | None = None,
+    claims: bool = False,
 ) -> EntitySpans:
-    """Accepted span pieces and rejected rows of one entity; INV-3 holds by construction and is asserted."""
+    """Accepted span pieces, rejected and inactive rows of one entity; INV-3 holds by construction and is asserted.
+
+    `claims`: this entity owns the rows of its source table whose scope cannot be decided (a required join
+    the scope reads found nothing); they are rejected as missing_fk. Other entities leave them out of scope."""
     where, name = tables.specs.where(spec), spec["entity"]
     lf, required = tables.frame(spec)
     invalid: list[tuple[pl.Expr, pl.Expr]] = []  # (condition, detail): values the engine cannot use
@@ -112,15 +124,16 @@ def build_spans(
     txt = lambda field, text: as_text(*tables.typed(lf, where, field, text))  # noqa: E731
     valid, tx = spec["valid"], spec["tx"]
     scope = [tables.condition(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
+    decided = pl.all_horizontal(scope) if scope else pl.lit(True)  # Kleene: false if any condition is false
+    deciders = [j for j in required if j["as"] in scope_aliases(tables.specs, spec)]
+    missing = pl.any_horizontal(pl.col(f"__matched.{j['as']}").is_null() for j in deciders) if deciders else False
     lf = lf.with_columns(
         pl.lit(name).alias("entity"),
         txt("source.key", spec["source"]["key"]).alias("entity_id"),
         pl.lit(spec["metric"]).alias("metric"),
-        # A row with a dangling reference (key set, no match) cannot be classified by conditions on the
-        # missing row: it is rejected as missing_fk, never silently out of scope.
-        (pl.all_horizontal(scope).fill_null(False) if scope else pl.lit(True))
-        .or_(_dangling(required))
-        .alias("__in_scope"),
+        # A condition false on known values takes the row out of scope; one that cannot be decided because
+        # the join it reads found nothing leaves the row to the entity that claims such rows.
+        (decided.fill_null(False) | (decided.is_null() & missing & claims)).alias("__in_scope"),
         ts("valid.start", valid["start"]).alias("valid_start"),
         ts("valid.end", valid.get("end")).alias("valid_end"),
         ts("valid.planned_end", valid.get("planned_end")).alias("planned_end"),
@@ -177,7 +190,8 @@ def build_spans(
     start, end, t0, t1 = (pl.col(c) for c in ("valid_start", "valid_end", "tx_start", "tx_end"))
     cases += [
         (start.is_null(), pl.lit("null_start"), pl.lit(f"valid.start ({valid['start']}) is null")),
-        (end <= start, pl.lit("invalid_time_range"), pl.format("valid_end {} is not after valid_start {}", end, start)),
+        (end == start, pl.lit("zero_length"), pl.format("valid_end equals valid_start {}: a span of no time", start)),
+        (end < start, pl.lit("invalid_time_range"), pl.format("valid_end {} is before valid_start {}", end, start)),
         (t1 < t0, pl.lit("invalid_tx_range"), pl.format("tx_end {} is before tx_start {}", t1, t0)),
     ]
     lf = lf.with_columns(
@@ -198,13 +212,17 @@ def build_spans(
         )
     in_lens = pl.col("__recorded") if "__recorded" in rows.columns else pl.lit(True)
     kept = rows.filter(pl.col("__in_scope") & in_lens)
-    rejected = kept.filter(pl.col("rejection_reason").is_not_null())
+    never = pl.col("rejection_reason").is_in(inactive_reasons(spec))
+    rejected = kept.filter(pl.col("rejection_reason").is_not_null() & ~never)
+    inactive = kept.filter(never)
     accepted = kept.filter(pl.col("rejection_reason").is_null())
     accepted, duplicates, clamped = _resolve_duplicates(accepted, spec["identity"])
     rejected = pl.concat([rejected, duplicates], how="diagonal_relaxed").sort("__row")
     out = EntitySpans(
         accepted=accepted.select(_span_columns(spec)),
         rejected=rejected.select(pl.exclude("^__.*$")),
+        inactive=inactive.select(pl.exclude("^__.*$")),
+        owned=rows.filter(pl.col("__in_scope"))["__row"],
         input_rows=rows.height,
         out_of_scope=rows.filter(~pl.col("__in_scope")).height,
         not_recorded=rows.filter(pl.col("__in_scope") & ~in_lens).height,
@@ -215,21 +233,14 @@ def build_spans(
         else set(),
     )
     counted_rows = accepted.select(pl.col("__row").n_unique()).item() if accepted.height else 0
-    if out.input_rows != counted_rows + rejected.height + out.out_of_scope + out.not_recorded:
+    accounted = counted_rows + rejected.height + inactive.height + out.out_of_scope + out.not_recorded
+    if out.input_rows != accounted:
         raise InvariantViolation(
             f"INV-3 violated for entity '{spec['entity']}': {out.input_rows} input rows != {counted_rows} accepted + "
-            f"{rejected.height} rejected + {out.out_of_scope} out of scope + {out.not_recorded} not recorded (engine bug)"
+            f"{rejected.height} rejected + {inactive.height} inactive + {out.out_of_scope} out of scope + "
+            f"{out.not_recorded} not recorded (engine bug)"
         )
     return out
-
-
-def _dangling(required: list[dict]) -> pl.Expr:
-    """Some required join has a non-null key and found no row."""
-    cases = [
-        pl.col(f"__matched.{j['as']}").is_null() & pl.all_horizontal(pl.col(k).is_not_null() for k in j["on"])
-        for j in required
-    ]
-    return pl.any_horizontal(cases) if cases else pl.lit(False)
 
 
 def _project(lf: pl.LazyFrame, as_of, versioned: list[str]) -> pl.LazyFrame:

@@ -14,9 +14,8 @@ import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
 from engine.report.summary import printable
-from engine.temporal import hours_in
 
-SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rejections and hierarchy",
+SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rows: defects and never active",
             "Invariants")  # fmt: skip
 EXACT_DAYS = 60  # longer windows draw the stack from the exact daily means: the raw steps make the page heavy
 CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -149,31 +148,38 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
     return notes + "".join(out) + "<h3>The 10 largest discrepancies</h3>" + table
 
 
-def _rejected_hours(out_dir: Path, entity: str, window) -> dict[str, float]:
-    """Hours in the window of each rejection reason, from the rejected checkpoint (the manifest has only totals)."""
-    path = out_dir / "rejected" / f"{entity}.parquet"
-    if not path.exists():
-        return {}
-    df = pl.read_parquet(path, columns=["rejection_reason", "valid_start", "valid_end"])
-    return dict(df.group_by("rejection_reason").agg(hours_in(window).sum()).rows())
-
-
-def _accounts(out_dir: Path, manifest: dict, window) -> str:
-    """Per entity: row and hour accounts with hierarchy statuses; then every rejection reason, its rows and hours."""
-    head = ["entity", "input rows", "out of scope", "accepted", "rejected", "hierarchy", "hours in", "counted"]
-    head += ["clamped away", "orphaned", "rejected hours"]
-    accounts, reasons = [], []
+def _accounts(out_dir: Path, manifest: dict) -> str:
+    """Per entity: row and hour accounts with hierarchy statuses; then the defects (each reason with its rows,
+    hours and the command that traces an example row), then the rows that were never active, apart."""
+    head = ["entity", "input rows", "out of scope", "accepted", "defects", "never active", "hierarchy", "hours in"]
+    head += ["counted", "clamped away", "orphaned", "defect hours", "inactive hours"]
+    accounts, defects, never = [], [], []
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
             accounts.append([name, f"skipped: {e.get('reason', '')}"] + [""] * (len(head) - 2))
             continue
         h, statuses = e["hours"], ", ".join(f"{s} {n}" for s, n in e.get("hierarchy", {}).items())
-        accounts.append([name, e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected"], statuses]
-                        + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected")])  # fmt: skip
-        by_hours = _rejected_hours(out_dir, name, window)
-        reasons += [[name, r, n, by_hours.get(r, 0.0)] for r, n in e.get("rejected_by_reason", {}).items()]
-    why = _table(["entity", "rejection reason", "rows", "hours"], reasons) if reasons else "<p>no rejected rows</p>"
-    return _table(head, accounts) + why
+        accounts.append([name, e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected"], e["inactive"], statuses]
+                        + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected", "inactive")])  # fmt: skip
+        for reason, r in e.get("reasons", {}).items():
+            if reason in e.get("inactive_by_reason", {}):
+                never.append([name, reason, r["rows"], r["hours"]])
+            else:
+                defects.append([name, reason, r["rows"], r["hours"], f"engine trace {out_dir} {name} {r['example']}"])
+    parts = [_table(head, accounts), "<h3>Defects</h3>"]
+    parts.append(_table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else "<p>none</p>")
+    parts.append("<h3>Never active (not defects)</h3>")
+    parts.append(_table(["entity", "reason", "rows", "hours"], never) if never else "<p>none</p>")
+    shared = [i for i in manifest["invariants"] if i["id"] == "INV-13"]
+    if shared:
+        parts.append("<h3>Tables several entities share: one owner per row (INV-13)</h3>")
+        rows = [[i["table"], i["detail"].split(": ", 1)[1], i["status"]] for i in shared]
+        parts.append(
+            _table(
+                ["table", "rows and owners", "status"], rows, ["" if i["status"] == "pass" else "fail" for i in shared]
+            )
+        )
+    return "".join(parts)
 
 
 def _header(manifest: dict) -> str:
@@ -214,9 +220,9 @@ def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = Non
             _comparison(plots_dir, out_dir, manifest, metrics, group),
         )
     bodies += (
-        _accounts(out_dir, manifest, window),
+        _accounts(out_dir, manifest),
         _table(["id", "entity", "status", "violations", "handled", "detail"],
-               [[i["id"], i["entity"] or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],
+               [[i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],
                ["" if i["status"] == "pass" else "fail" for i in invs]),
     )  # fmt: skip
     page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {html.escape(manifest["site"])}'

@@ -20,19 +20,20 @@ def _n(value: float | int) -> str:
 
 
 def entity_table(manifest: dict) -> Table:
-    """Per entity: rows in, out of scope, accepted, rejected by reason, clamped, orphans, hours."""
+    """Per entity: rows in, out of scope, accepted, defects, never active, clamped, orphans, hours."""
     table = Table(title=f"site {plain(manifest['site'])} · {manifest['lens']['name']} · {manifest['window']['start']:%Y-%m-%d} → "
                   f"{manifest['window']['end']:%Y-%m-%d}", title_justify="left")  # fmt: skip
-    for col in ("entity", "input", "out of scope", "accepted", "rejected", "clamped", "orphans", "hours counted"):
+    columns = ("entity", "input", "out of scope", "accepted", "defects", "never active", "clamped", "orphans")
+    for col in (*columns, "hours counted"):
         table.add_column(col, justify="left" if col == "entity" else "right")
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
-            table.add_row(name, "", "", "", f"[yellow]skipped: {plain(e['reason'])}[/]", "", "", "")
+            table.add_row(name, "", "", "", f"[yellow]skipped: {plain(e['reason'])}[/]", "", "", "", "")
             continue
         table.add_row(
             name, _n(e["input_rows"]), _n(e["out_of_scope"] + e["not_recorded"]), _n(e["accepted"]), _n(e["rejected"]),
-            _n(e["hierarchy"].get("clamped", 0) + e["duplicates_clamped"]), _n(e["hierarchy"].get("orphan", 0)),
-            _n(e["hours"]["counted"]),
+            _n(e["inactive"]), _n(e["hierarchy"].get("clamped", 0) + e["duplicates_clamped"]),
+            _n(e["hierarchy"].get("orphan", 0)), _n(e["hours"]["counted"]),
         )  # fmt: skip
     return table
 
@@ -40,7 +41,7 @@ def entity_table(manifest: dict) -> Table:
 def invariant_line(manifest: dict) -> str:
     """'invariants: 42 pass' or the failing ones by id and entity."""
     failed = [
-        f"{i['id']} ({i['entity'] or 'all'}: {i['violations']})"
+        f"{i['id']} ({i['entity'] or i.get('table') or 'all'}: {i['violations']})"
         for i in manifest["invariants"]
         if i["status"] != "pass"
     ]
@@ -50,13 +51,32 @@ def invariant_line(manifest: dict) -> str:
     return f"[green]invariants: all {passed} pass[/]"
 
 
-def rejection_lines(manifest: dict) -> list[str]:
-    """One line per entity with rejections: the count of each reason."""
+def partition_lines(manifest: dict) -> list[str]:
+    """INV-13 for each table several entities share: its rows, who owns how many, and the verdict."""
     return [
-        f"rejected {name}: " + ", ".join(f"{plain(reason)} {n}" for reason, n in e["rejected_by_reason"].items())
-        for name, e in manifest["entities"].items()
-        if e.get("rejected_by_reason")
+        f"{'[green]✓[/]' if i['status'] == 'pass' else '[red]✗[/]'} INV-13 one owner per row: {plain(i['detail'])}"
+        for i in manifest["invariants"]
+        if i["id"] == "INV-13"
     ]
+
+
+def rejection_lines(manifest: dict, out_dir: str) -> list[str]:
+    """Defects (rejected rows) by entity and reason, with rows, hours and a command to trace an example, then
+    the rows that were never active, apart: they are no defect."""
+    defects, never = [], []
+    for name, e in manifest["entities"].items():
+        for reason, r in e.get("reasons", {}).items():
+            what = f"{plain(name)} {plain(reason)}: {r['rows']:,} row{'s' * (r['rows'] != 1)}, {_n(r['hours'])} h"
+            if reason in e.get("inactive_by_reason", {}):
+                never.append(what)
+            else:
+                defects.append(f"{what} — e.g. engine trace {plain(out_dir)} {plain(name)} {plain(r['example'])}")
+    lines = (
+        ["[green]defects: none[/]"]
+        if not defects
+        else [f"[red]defects[/] ({len(defects)}):", *(f"  {d}" for d in defects)]
+    )
+    return lines + ([f"never active (not defects): {'; '.join(never)}"] if never else [])
 
 
 def metric_table(manifest: dict, metrics: dict) -> Table:

@@ -8,13 +8,30 @@ from engine.errors import SpecError
 from engine.expr import ExprError, columns_of, did_you_mean
 
 # Rejection reasons the engine assigns itself; entity rules may not reuse them.
-BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "invalid_time_range", "invalid_tx_range",
-                   "duplicate")  # fmt: skip
+BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "zero_length", "invalid_time_range",
+                   "invalid_tx_range", "duplicate")  # fmt: skip
 TX_DEFAULTS = {"start": "created_at", "end": "deleted_at"}
 # Columns every span carries: an attribute, resource or measure of the same name would overwrite one.
 ENGINE_COLUMNS = frozenset(
-    "entity entity_id metric site valid_start valid_end planned_end tx_start tx_end tx_updated tx_uncertain "
-    "original_start original_end hierarchy_status rejection_reason rejection_detail span_hours".split()
+    [
+        "entity",
+        "entity_id",
+        "metric",
+        "site",
+        "valid_start",
+        "valid_end",
+        "planned_end",
+        "tx_start",
+        "tx_end",
+        "tx_updated",
+        "tx_uncertain",
+        "original_start",
+        "original_end",
+        "hierarchy_status",
+        "rejection_reason",
+        "rejection_detail",
+        "span_hours",
+    ]
 )
 
 
@@ -81,6 +98,41 @@ def _cycle(graph: nx.DiGraph) -> str | None:
     except nx.NetworkXNoCycle:
         return None
     return " --> ".join([edges[0][0]] + [v for _, v in edges])
+
+
+def scope_aliases(specs, spec: dict) -> set[str]:
+    """Aliases of the joins an entity's scope reads, directly or through its derived columns."""
+    columns, seen, aliases = spec.get("columns", {}), set(), set()
+    pending = [c for cond in spec.get("scope", []) for c in columns_of(cond)]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if "." in name:
+            aliases.add(name.split(".")[0])
+        elif name in columns:
+            derived = columns[name]
+            pending += [derived["json"]] if isinstance(derived, dict) else list(columns_of(derived))
+    return aliases
+
+
+def claimers(specs, names: list[str]) -> set[str]:
+    """Of the given entities, those that own their source table's undecided rows: per table, the lowest
+    `claims_undecided` rank among the entities given."""
+    best: dict[str, tuple[int, str]] = {}
+    for name in names:
+        spec = specs.entities[name]
+        if "claims_undecided" in spec:
+            rank = (spec["claims_undecided"], name)
+            best[spec["source"]["table"]] = min(best.get(spec["source"]["table"], rank), rank)
+    return {name for _, name in best.values()}
+
+
+def inactive_reasons(spec: dict) -> list[str]:
+    """Reasons that mark a row never active rather than a defect: the rules declared `inactive`, and a span
+    of no time."""
+    return [r["reason"] for r in spec.get("rules", []) if r.get("inactive")] + ["zero_length"]
 
 
 def resources_of(specs, name: str) -> list[str]:
@@ -175,6 +227,8 @@ def check_specs(specs) -> None:
 
     for spec in [*specs.entities.values(), *specs.lookups.values(), *specs.reports.values()]:
         _check_expressions(specs, spec, problems)
+    if not problems:  # the scope's joins are known only once every expression parses
+        _check_claims(specs, problems)
     if not problems:  # attribute checks need an acyclic hierarchy
         _check_attributes(specs, nx.topological_sort(parents), problems)
     if problems:
@@ -182,6 +236,37 @@ def check_specs(specs) -> None:
     for spec in specs.entities.values():
         spec["tx"] = {**TX_DEFAULTS, **spec.get("tx", {})}
         spec.setdefault("identity", ["entity_id"])
+
+
+def _check_claims(specs, problems: list[str]) -> None:
+    """Rows whose scope cannot be decided need an owner: per source table, some entity whose scope reads a
+    required join means one must claim them, and no two may claim with the same rank."""
+    readers: dict[str, list[dict]] = {}
+    for spec in specs.entities.values():
+        readers.setdefault(spec["source"]["table"], []).append(spec)
+    for table, group in readers.items():
+        ranks: dict[int, dict] = {}
+        for spec in (s for s in group if "claims_undecided" in s):
+            rank, other = spec["claims_undecided"], ranks.get(spec["claims_undecided"])
+            if other:
+                problems.append(
+                    f"{specs.where(spec)}: claims_undecided: rank {rank} is also claimed by entity "
+                    f"'{other['entity']}' ({other['_file']}) for {table}; give each entity its own rank"
+                )
+            ranks[rank] = spec
+        deciding = [s for s in group if _deciding_joins(specs, s)]
+        if deciding and not ranks:
+            spec, alias = deciding[0], _deciding_joins(specs, deciding[0])[0]
+            problems.append(
+                f"{specs.where(spec)}: scope: it reads the required join '{alias}', so a row where that join finds "
+                f"nothing cannot be decided; declare claims_undecided on one entity of {table} to own such rows"
+            )
+
+
+def _deciding_joins(specs, spec: dict) -> list[str]:
+    """Aliases of the required joins an entity's scope reads."""
+    read = scope_aliases(specs, spec)
+    return [j["as"] for j in spec.get("joins", []) if j.get("required") and j["as"] in read]
 
 
 def _check_attributes(specs, order, problems: list[str]) -> None:

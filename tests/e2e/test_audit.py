@@ -36,7 +36,8 @@ def test_trace_follows_a_clamped_row_to_its_parent_and_hours(out):
 def test_trace_shows_a_rejection_with_its_reason(out):
     result = run_cli("trace", out, "nova_host", "5")
     assert (
-        "rejected: duplicate — covered by entity_id 1 with the same identity (hypervisor_hostname=h1)" in result.stdout
+        "rejected (a defect): duplicate — covered by entity_id 1 with the same identity (hypervisor_hostname=h1)"
+        in result.stdout
     )
 
 
