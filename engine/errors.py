@@ -15,3 +15,15 @@ class SpecError(EngineError):
 
 class InvariantViolation(EngineError):
     """An invariant that can only break through a bug in the engine (e.g. INV-3): the run stops."""
+
+
+class ExprError(ValueError):
+    """A spec expression the engine refuses: unparseable, too large, or outside the whitelist.
+
+    The message is one line naming the construct (e.g. "unknown function 'read_csv'"); callers prefix the
+    file, the spec and the field. A ValueError, not an EngineError: the checks collect it as a problem.
+    """
+
+    def __init__(self, message: str):
+        # A quoted name may hold a newline ("a\nb"(x)); the message shows it escaped, and stays one line.
+        super().__init__("".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message))

@@ -1,9 +1,10 @@
-"""Spec expressions: qualified names, string literals, constants and parse errors."""
+"""Spec expressions: qualified names, string literals, constants, the whitelist, the bounds, refusals."""
 
 import polars as pl
 import pytest
 
-from engine.expr import ExprError, columns_of, compile_expr
+from engine.expr import MAX_CHARS, MAX_DEPTH, MAX_NODES, ExprError, columns_of, compile_expr
+from engine.expr_functions import AGGREGATES, FUNCTIONS
 
 
 def test_qualified_columns_are_read_by_their_full_name():
@@ -29,3 +30,81 @@ def test_parse_errors_are_one_line(bad):
     with pytest.raises(ExprError) as exc:
         compile_expr(bad)
     assert "\n" not in str(exc.value)
+
+
+def test_columns_come_from_the_syntax_tree():
+    assert columns_of('"l"."end_date" - "odd name"') == {"l.end_date", "odd name"}
+    assert columns_of("last(host) FILTER (WHERE event LIKE 'compute_%' AND host IS NOT NULL)") == {"host", "event"}
+    assert columns_of("count(*)") == set() and columns_of(3) == set()
+    assert columns_of("CASE s WHEN 'a.b' THEN ie.x ELSE coalesce(y, 1.0) END") == {"s", "ie.x", "y"}
+
+
+@pytest.mark.parametrize(
+    "text,refusal",
+    [
+        ("x || (SELECT 1)", "a subquery (SELECT …) is not allowed in a spec expression"),
+        ("read_csv('/etc/passwd')", "unknown function 'read_csv'"),
+        ("x -- a comment", "comments are not allowed"),
+        ("/* a */ x", "comments are not allowed"),
+        ("x; y", "only one expression is allowed (no ';')"),
+        ("x AS y", "an alias (… AS name, or a name after a value) is not allowed in a spec expression"),
+        ("max(x) OVER ()", "a window function (… OVER …) is not allowed in a spec expression"),
+        ("repeat('x', 1000000000)", "unknown function 'repeat' (did you mean 'replace'?)"),
+        ("replace(x, 'a', 'aa')", "replace(): the replacement 'aa' is longer than 'a' (text may not grow)"),
+        ("x IS TRUE", "only IS NULL and IS NOT NULL are allowed (compare with = TRUE instead)"),
+        ("x LIKE y", "the pattern of LIKE must be a text literal, such as 'compute_%'"),
+        ("sum(DISTINCT x)", "DISTINCT is only allowed in count(DISTINCT x)"),
+        ("lower(x) FILTER (WHERE y)", "FILTER (WHERE …) follows an aggregate such as max(x)"),
+        (
+            "CAST(x AS int8)",
+            "the type 'int8' is not allowed in a cast (allowed: integer, int, bigint, smallint, "
+            "double, double precision, float, real, numeric, decimal, text, varchar, string, boolean, date, timestamp, "
+            "datetime)",
+        ),
+        (
+            "date_part('century', x)",
+            "unknown date part 'century' (known: epoch, year, quarter, month, week, day, doy, "
+            "dow, isodow, hour, minute, second)",
+        ),
+        ("substr(x, 1, -1)", "substr(): the length must not be negative"),
+        ("a.b.c", "a name has at most one dot (alias.column): 'a.b.c'"),
+        ('"^.*$"', "the column name '^.*$' would stand for several columns"),
+        ("x = '2024-02-30'::date", "'2024-02-30' is not a valid date"),
+        ("", "not a valid SQL expression"),
+    ],
+)
+def test_a_refusal_names_the_construct(text, refusal):
+    with pytest.raises(ExprError) as exc:
+        columns_of(text)
+    assert str(exc.value) == refusal
+
+
+def test_bounds_are_checked_before_parsing_deeply_or_compiling():
+    with pytest.raises(ExprError, match=rf"^too long: 10,001 characters \(at most {MAX_CHARS:,}\)$"):
+        compile_expr("x" * (MAX_CHARS + 1))
+    with pytest.raises(ExprError, match=rf"^too large: 503 nodes \(at most {MAX_NODES}\)$"):
+        compile_expr("+".join(["x"] * 168))
+    with pytest.raises(ExprError, match=rf"^nested too deeply \(more than {MAX_DEPTH} levels\)$"):
+        compile_expr("(" * (MAX_DEPTH + 1) + "x" + ")" * (MAX_DEPTH + 1))
+    with pytest.raises(ExprError, match=r"^nested too deeply"):
+        compile_expr("NOT " * 2_000 + "x")  # the parser's own recursion gives out: a refusal too
+    assert columns_of("(" * (MAX_DEPTH - 2) + "x" + ")" * (MAX_DEPTH - 2)) == {"x"}
+
+
+def test_functions_and_aggregates_do_not_overlap():
+    assert not FUNCTIONS.keys() & AGGREGATES.keys()
+    assert "lpad" not in FUNCTIONS and "rpad" not in FUNCTIONS and "repeat" not in FUNCTIONS
+
+
+def test_decimal_literals_follow_a_float_operand():
+    frame = pl.DataFrame({"f": pl.Series([1.1], dtype=pl.Float32), "i": [2]})
+    assert frame.select(compile_expr("f * 1.5")).dtypes == [pl.Float32]
+    assert frame.select(compile_expr("f = 1.1")).item() is True
+    assert frame.select(compile_expr("i * 1.5")).dtypes == [pl.Decimal(38, 1)]
+    assert frame.select(compile_expr("-7 % 2"), compile_expr("7.5 % -2.0").alias("y")).row(0) == (-1, 1.5)
+
+
+def test_a_name_holding_a_newline_keeps_the_refusal_on_one_line():
+    with pytest.raises(ExprError) as exc:
+        columns_of('"a\nb"(x)')
+    assert str(exc.value) == "unknown function 'a\\x0ab' (did you mean 'abs'?)"

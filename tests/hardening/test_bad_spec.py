@@ -67,9 +67,9 @@ def edit(specs, spec: str, old: str, new: str) -> None:
          "scope[0]: cannot compare string with numeric type (i32)"),
         ("host_node_type", "node_type: last(capability_value)", "node_type: sum(capability_value)",
          "aggregate.node_type: `sum` operation not supported for dtype `str`"),
-        ("nova_host", "vcpus: vcpus ", "vcpus: CAST(vcpus AS DECIMAL(100, 2)) ",
+        ("nova_host", "vcpus: vcpus ", "vcpus: length(CAST(CAST(vcpus + 9223372036854775000 AS timestamp) AS text)) ",
          "resources.vcpus: Polars failed internally (an expression it cannot run, or a damaged file among "
-         "nova.compute_nodes, hostname_node_type): assertion failed: *precision >= 1 && *precision <= 38"),
+         "nova.compute_nodes, hostname_node_type): invalid or out-of-range datetime"),
     ],
     ids=["column", "lookup-column", "asof-column", "text-times-int", "text-resource", "int-as-time",
          "least-of-time-and-text", "rule-not-a-condition", "scope-not-a-condition", "asof-on-int",

@@ -6,8 +6,10 @@ password of a real account.
 """
 
 import ast
+import http.server
 import json
 import shutil
+import threading
 
 import pytest
 import yaml
@@ -45,9 +47,9 @@ def test_python_yaml_tags_are_refused_in_specs_sites_and_exclusions(tmp_path, sp
 @pytest.mark.parametrize(
     "expression,reason",
     [
-        ("eval('1')", "unsupported function 'eval'"),
-        ("__import__('os').system('touch {marker}')", "dot-notation field access is currently unsupported"),
-        ('exec(\'open("{marker}", "w")\')', "unsupported function 'exec'"),
+        ("eval('1')", "unknown function 'eval'"),
+        ("__import__('os').system('touch {marker}')", "a method call or field access (x.f(…)) is not allowed"),
+        ('exec(\'open("{marker}", "w")\')', "unknown function 'exec'"),
     ],
 )
 def test_expressions_are_compiled_by_the_sql_parser_never_run_as_python(tmp_path, specs_copy, expression, reason):
@@ -60,6 +62,121 @@ def test_expressions_are_compiled_by_the_sql_parser_never_run_as_python(tmp_path
     assert found[0].startswith("specs/entities/nova_host.yaml: entity 'nova_host': resources.vcpus: cannot parse ")
     assert reason in found[0]
     assert not marker.exists()
+
+
+# --- the expression sandbox: spec text never reaches an SQL engine ------------------------------------------
+
+SECRET = "root-secret-first-line"  # the first line of the marker file: Polars SQL put it in its error message
+
+
+@pytest.fixture
+def http_requests():
+    """A web server on 127.0.0.1 that records every request it gets: (its URL, the list of request paths)."""
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"column_1\nfrom-the-web\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+SUBQUERY = "a subquery (SELECT …) is not allowed in a spec expression"
+HOSTILE = [
+    ("hypervisor_type || (SELECT string_agg(column_1, ',') FROM read_csv('{file}'))", SUBQUERY),
+    ("read_csv('{file}')", "unknown function 'read_csv'"),
+    ("read_parquet('{file}')", "unknown function 'read_parquet'"),
+    ("read_json('{file}')", "unknown function 'read_json'"),
+    ("read_csv('{url}/x.csv')", "unknown function 'read_csv'"),
+    ("read_parquet('{url}/x.parquet')", "unknown function 'read_parquet'"),
+    ("read_json('{url}/x.json')", "unknown function 'read_json'"),
+    ("vcpus + (SELECT count(*) FROM read_csv('{url}/x.csv'))", SUBQUERY),
+    ("EXISTS (SELECT * FROM read_csv('{file}'))", "a subquery (EXISTS (SELECT …)) is not allowed in a spec expression"),
+    ("vcpus IN (SELECT column_1 FROM read_csv('{file}'))", SUBQUERY),
+    (
+        "vcpus UNION SELECT column_1 FROM read_csv('{file}')",
+        "a set operation (UNION, INTERSECT, EXCEPT) is not allowed in a spec expression",
+    ),
+    ("vcpus -- read_csv('{file}')", "comments are not allowed"),
+    ("vcpus /* read_csv('{url}') */", "comments are not allowed"),
+    ("vcpus; SELECT * FROM read_csv('{file}')", "only one expression is allowed (no ';')"),
+    (" + ".join(["vcpus"] * 10_000), "too long: 79,997 characters (at most 10,000)"),
+    ("(" * 3_000 + "vcpus" + ")" * 3_000, "nested too deeply (more than 64 levels)"),
+    ("+".join(["vcpus"] * 1_600), "too large: 4,799 nodes (at most 500)"),
+    (
+        "__import__('os').system('cat {file}')",
+        "a method call or field access (x.f(…)) is not allowed in a spec expression",
+    ),
+    ("lpad(hypervisor_type, 9999999999, 'x')", "unknown function 'lpad'"),
+    ("CAST(vcpus AS DECIMAL(100, 2))", "numeric(100, 2): the precision is 1 to 38 and the scale 0 to the precision"),
+]
+
+
+HOSTILE_IDS = [
+    "subquery-reading-a-file",
+    "read_csv-file",
+    "read_parquet-file",
+    "read_json-file",
+    "read_csv-url",
+    "read_parquet-url",
+    "read_json-url",
+    "subquery-reading-a-url",
+    "exists",
+    "in-subquery",
+    "union",
+    "line-comment",
+    "block-comment",
+    "second-statement",
+    "sum-of-10000-terms",
+    "3000-parentheses",
+    "sum-of-1600-terms",
+    "python",
+    "lpad",
+    "decimal-100",
+]
+
+
+@pytest.mark.parametrize("expression,refusal", HOSTILE, ids=HOSTILE_IDS)
+def test_a_hostile_expression_is_refused_in_one_line_and_nothing_is_read(
+    tmp_path, specs_copy, http_requests, expression, refusal
+):
+    url, requests = http_requests
+    marker = tmp_path / "marker.csv"
+    marker.write_text(f"{SECRET}\nsecond line\n")
+    text = expression.format(file=marker, url=url)
+    path = specs_copy / "entities" / "nova_host.yaml"
+    path.write_text(path.read_text().replace("  vcpus: vcpus ", f"  vcpus: {json.dumps(text)} "))
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    for command in (("validate", specs_copy), ("run", specs_copy, "--data", raw, "--out", tmp_path / "out")):
+        result = run_cli(*command)
+        where = "specs/entities/nova_host.yaml: entity 'nova_host': resources.vcpus"
+        assert spec_problems(result) == [f"{where}: cannot parse {text!r}: {refusal}"]
+        assert SECRET not in result.output + result.stderr
+    assert requests == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_engine_code_hands_text_to_an_sql_engine():
+    """pl.sql_expr, SQLContext, DataFrame.sql and DuckDB would run table functions named in a spec."""
+    calls = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("sql_expr", "sql", "SQLContext", "sql_query"):
+                calls.append(f"{path.name}: .{node.attr}")
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+                calls += [f"{path.name}: import {n}" for n in names if n.split(".")[0] == "duckdb"]
+    assert calls == []
 
 
 def test_the_engine_never_calls_eval_exec_or_an_unsafe_yaml_loader():
