@@ -148,7 +148,7 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
     return notes + "".join(out) + "<h3>The 10 largest discrepancies</h3>" + table
 
 
-def _accounts(out_dir: Path, manifest: dict) -> str:
+def _accounts(manifest: dict) -> str:
     """Per entity: row and hour accounts with hierarchy statuses; then the defects (each reason with its rows,
     hours and the command that traces an example row), then the rows that were never active, apart."""
     head = ["entity", "input rows", "out of scope", "accepted", "defects", "never active", "hierarchy", "hours in"]
@@ -165,9 +165,12 @@ def _accounts(out_dir: Path, manifest: dict) -> str:
             if reason in e.get("inactive_by_reason", {}):
                 never.append([name, reason, r["rows"], r["hours"]])
             else:
-                defects.append([name, reason, r["rows"], r["hours"], f"engine trace {out_dir} {name} {r['example']}"])
+                defects.append([name, reason, r["rows"], r["hours"], f"engine trace OUT_DIR {name} {r['example']}"])
     parts = [_table(head, accounts), "<h3>Defects</h3>"]
-    parts.append(_table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else "<p>none</p>")
+    note = "<p>Each example row is followed by <code>engine trace OUT_DIR ENTITY KEY</code>, where OUT_DIR is the directory that holds this report.</p>"
+    parts.append(
+        note + _table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else "<p>none</p>"
+    )
     parts.append("<h3>Never active (not defects)</h3>")
     parts.append(_table(["entity", "reason", "rows", "hours"], never) if never else "<p>none</p>")
     shared = [i for i in manifest["invariants"] if i["id"] == "INV-13"]
@@ -220,7 +223,7 @@ def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = Non
             _comparison(plots_dir, out_dir, manifest, metrics, group),
         )
     bodies += (
-        _accounts(out_dir, manifest),
+        _accounts(manifest),
         _table(["id", "entity", "status", "violations", "handled", "detail"],
                [[i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],
                ["" if i["status"] == "pass" else "fail" for i in invs]),

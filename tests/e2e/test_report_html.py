@@ -144,11 +144,15 @@ def test_failed_invariants_are_listed_in_red_with_their_samples(out_copy):
     assert f'<p class="pass">invariants: {len(manifest["invariants"]) - 1} pass</p>' in page
 
 
-def test_rejected_hours_by_reason_add_up_to_the_entity_account(run_dir):
+def test_defect_and_inactive_hours_by_reason_add_up_to_the_entity_accounts(run_dir):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
             continue
-        by_reason = report._rejected_hours(run_dir, name, WINDOW)
-        assert set(by_reason) == set(e["rejected_by_reason"])
-        assert sum(by_reason.values()) == pytest.approx(e["hours"]["rejected"], abs=1e-6)
+        for stage, account in (("rejected", "rejected_by_reason"), ("inactive", "inactive_by_reason")):
+            reasons = {r: v for r, v in e["reasons"].items() if r in e[account]}
+            assert {r: v["rows"] for r, v in reasons.items()} == e[account]
+            hours = sum(v["hours"] for v in reasons.values())
+            assert hours == pytest.approx(e["hours"][stage], abs=1e-6)
+            rows = pl.read_parquet(run_dir / stage / f"{name}.parquet")
+            assert rows.height == sum(e[account].values())

@@ -44,8 +44,9 @@ def test_rows_and_hours_are_conserved(tmp_path_factory, nova_rows, blazar_rows):
     m = run(RunConfig(specs=str(SPECS), data=str(raw), out=str(base / "out"), start=day(0), end=day(31)))
     for name in ("nova_host", "blazar_host"):
         e = m["entities"][name]
-        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["out_of_scope"]
+        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["inactive"] + e["out_of_scope"]
         h = e["hours"]
-        assert abs(h["input"] - (h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"])) < 1e-6
+        parts = h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"] + h["inactive"]
+        assert abs(h["input"] - parts) < 1e-6
         assert h["clamped_by_duplicates"] >= -1e-9 and h["clamped_by_parent"] >= -1e-9
     assert [i for i in m["invariants"] if i["status"] != "pass"] == []

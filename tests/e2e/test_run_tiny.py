@@ -36,22 +36,18 @@ def by_id(df):
 
 def test_every_row_is_accounted_for(run_dir):
     entities = manifest(run_dir)["entities"]
-    expected = {  # input, out of scope, accepted, rejected by reason
-        "nova_host": (6, 0, 3, {"duplicate": 1, "invalid_time_range": 1, "null_start": 1}),
-        "blazar_host": (4, 0, 3, {"missing_fk": 1}),
-        "allocation": (5, 1, 3, {"missing_fk": 1}),
-        "reserved_instance": (5, 2, 2, {"never_launched": 1}),
-        "ondemand_instance": (5, 3, 2, {}),
+    expected = {  # input, out of scope, accepted, rejected by reason (defects), inactive by reason
+        "nova_host": (6, 0, 3, {"duplicate": 1, "invalid_time_range": 1, "null_start": 1}, {}),
+        "blazar_host": (4, 0, 3, {"missing_fk": 1}, {}),
+        "allocation": (5, 1, 3, {"missing_fk": 1}, {}),
+        "reserved_instance": (5, 2, 2, {}, {"never_launched": 1}),  # I2 never ran: no defect
+        "ondemand_instance": (5, 3, 2, {}, {}),
     }
-    for name, (n_in, oos, acc, reasons) in expected.items():
+    for name, counts in expected.items():
         e = entities[name]
-        assert (e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected_by_reason"]) == (
-            n_in,
-            oos,
-            acc,
-            reasons,
-        ), name
-        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["out_of_scope"]
+        keys = ("input_rows", "out_of_scope", "accepted", "rejected_by_reason", "inactive_by_reason")
+        assert tuple(e[k] for k in keys) == counts, name
+        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["inactive"] + e["out_of_scope"]
 
 
 def test_hierarchy_statuses(run_dir):
@@ -68,7 +64,7 @@ def test_hour_accounts(run_dir):
     # nova: h1 [0,30) + h2 [0,20) + h5 [0,30) = 1920 h; row 5 (duplicate of h1) [2,30) = 672 h rejected
     assert entities["nova_host"]["hours"] | {} == {
         "input": 2592.0, "accepted": 1920.0, "counted": 1920.0, "clamped_away": 0.0, "orphaned": 0.0, "rejected": 672.0,
-        "clamped_by_duplicates": 0.0, "clamped_by_parent": 0.0,
+        "inactive": 0.0, "clamped_by_duplicates": 0.0, "clamped_by_parent": 0.0,
     }  # fmt: skip
     # blazar: 10 [1,30) 696 h; 11 [1,21) cut to [1,20): 456 h counted, 24 away; 12 missing_fk 696 h; 13 orphan 48 h
     h = entities["blazar_host"]["hours"]
@@ -78,10 +74,11 @@ def test_hour_accounts(run_dir):
     assert (h["input"], h["counted"], h["clamped_by_duplicates"], h["clamped_by_parent"]) == (312, 192, 48, 72)
     # reserved: I1 [2.5,4) 36; I5 [4.5,7) cut to its allocation's end d5: 12 counted, 48 away; I2 never launched 12
     h = entities["reserved_instance"]["hours"]
-    assert (h["input"], h["counted"], h["clamped_away"], h["rejected"]) == (108, 48, 48, 12)
+    assert (h["input"], h["counted"], h["clamped_away"], h["rejected"], h["inactive"]) == (108, 48, 48, 0, 12)
     for e in (e for e in entities.values() if e["status"] == "ok"):
         h = e["hours"]
-        assert h["input"] == pytest.approx(h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"])
+        parts = h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"] + h["inactive"]
+        assert h["input"] == pytest.approx(parts)
 
 
 def test_clamped_rows_keep_original_times_and_orphans_are_untouched(run_dir):
@@ -123,8 +120,9 @@ def test_rejections_carry_reason_detail_and_raw_columns(run_dir):
     assert alloc["A3"]["rejection_detail"] == "r: no blazar.reservations row with id=R404"
     hosts = by_id(frame(run_dir, "rejected", "blazar_host"))
     assert hosts["12"]["rejection_detail"] == "parent: no accepted nova_host with hypervisor_hostname=h9"
-    reserved = by_id(frame(run_dir, "rejected", "reserved_instance"))
-    assert reserved["I2"]["rejection_reason"] == "never_launched"
+    assert "I2" not in by_id(frame(run_dir, "rejected", "reserved_instance"))
+    never = by_id(frame(run_dir, "inactive", "reserved_instance"))
+    assert never["I2"]["inactive_reason"] == "never_launched" and never["I2"]["node"] == "h1"
 
 
 def test_manifest_shape_and_invariants(run_dir):
@@ -184,7 +182,13 @@ def test_usage_stack_node_hours_by_hand(run_dir):
         ("INV-8", "pass"),
         ("INV-9", "pass"),
         ("INV-10", "pass"),
+        ("INV-13", "pass"),
     }
+    # I1, I2 (never active) and I5 are reserved instances, I3 and I4 on-demand ones; none is KVM's
+    [shared] = [i for i in m["invariants"] if i["id"] == "INV-13"]
+    assert shared["detail"] == (
+        "nova.instances: 5 rows = 0 kvm_ondemand_instance + 2 ondemand_instance + 3 reserved_instance"
+    )
 
 
 def test_daily_hours_and_usage_steps(run_dir):

@@ -159,14 +159,17 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
     fed: dict[str, float] = {}
     for name in BAREMETAL:
         e, spec = m["entities"][name], SPEC_SET.entities[name]
-        # INV-3: every source row is accepted, rejected or out of scope, counted from the files
+        # INV-3: every source row is accepted, rejected, inactive or out of scope, counted from the files
         assert e["input_rows"] == frames[spec["source"]["table"]].height
-        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["out_of_scope"]
+        assert e["input_rows"] == e["accepted"] + e["rejected"] + e["inactive"] + e["out_of_scope"]
         assert e["rejected"] == pl.read_parquet(out / "rejected" / f"{name}.parquet").height
-        # hours before validation = counted + clamped away + orphaned + rejected, each account from the files
+        assert e["inactive"] == pl.read_parquet(out / "inactive" / f"{name}.parquet").height
+        # hours before validation = counted + clamped away + orphaned + rejected + inactive, each from the files
         h = e["hours"]
-        assert h["input"] == pytest.approx(h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"])
+        parts = h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"] + h["inactive"]
+        assert h["input"] == pytest.approx(parts)
         assert h["rejected"] == pytest.approx(total(out / "rejected" / f"{name}.parquet"))
+        assert h["inactive"] == pytest.approx(total(out / "inactive" / f"{name}.parquet"))
         assert h["counted"] == pytest.approx(total(out / "validated" / f"{name}.parquet", *COUNTED))
         assert h["orphaned"] == pytest.approx(total(out / "validated" / f"{name}.parquet", "orphan"))
         before = total(out / "spans" / f"{name}.parquet")
@@ -181,7 +184,11 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
     for metric, hours in fed.items():
         series = daily.filter((pl.col("metric") == metric) & (pl.col("resource") == "nodes"))["hours"].sum()
         assert series == pytest.approx(hours, abs=1e-6)
-    assert [i["id"] for i in m["invariants"] if i["status"] != "pass" and i["id"] != "INV-8"] == []
+    # INV-8 and rows of no entity (an instance launched into a floating-IP reservation) are bad data, reported;
+    # a row owned by two entities would be an engine bug
+    data = [i for i in m["invariants"] if i["id"] == "INV-13" and i["status"] != "pass"]
+    assert all(i["detail"].endswith(", 0 by several") for i in data)
+    assert [i["id"] for i in m["invariants"] if i["status"] != "pass" and i["id"] not in ("INV-8", "INV-13")] == []
 
 
 # Damage one table at a time: whatever comes out, it is a result or an EngineError, never anything else.
@@ -236,7 +243,8 @@ def test_damaged_inputs_end_in_a_result_or_an_engine_error(tmp_path_factory, sit
         return
     for e in m["entities"].values():
         if e["status"] == "ok":
-            assert e["input_rows"] == e["accepted"] + e["rejected"] + e["out_of_scope"]
+            assert e["input_rows"] == e["accepted"] + e["rejected"] + e["inactive"] + e["out_of_scope"]
             h = e["hours"]
-            assert h["input"] == pytest.approx(h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"])
+            parts = h["counted"] + h["clamped_away"] + h["orphaned"] + h["rejected"] + h["inactive"]
+            assert h["input"] == pytest.approx(parts)
     assert isinstance(m["window"]["start"], datetime)

@@ -41,7 +41,7 @@ def test_malformed_yaml_names_file_and_line(specs_copy):
 def test_wrong_type_is_one_sentence_with_path_and_line(specs_copy):
     edit(specs_copy / "entities" / "allocation.yaml", "on: {hypervisor_hostname: hypervisor_hostname}", "on: [a, b]")
     out = problems_of(specs_copy)
-    assert "entities/allocation.yaml:36: entity 'allocation': parent.on: expected a mapping, got a list" in out
+    assert "entities/allocation.yaml:42: entity 'allocation': parent.on: expected a mapping, got a list" in out
 
 
 def test_unknown_field_suggests_the_right_one(specs_copy):

@@ -54,6 +54,11 @@ HOSTS, DAYS = 12, 20
 START, END = datetime(2024, 1, 1), datetime(2024, 1, 1 + DAYS)
 
 
+def cases(meta: dict) -> dict:
+    """Every injected case by kind: the defects to reject, the rows never active and the hard cases."""
+    return meta["defects"] | meta["inactive"] | meta["cases"]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """One small site shared by the read-only tests: (raw directory, simulation.json)."""
@@ -146,8 +151,8 @@ def test_legacy_report_is_the_truth_except_the_recorded_cells(site):
 
 def test_every_defect_is_recorded_and_really_in_the_data(site):
     raw, meta = site
-    found = meta["defects"]
-    assert set(found) == set(DEFECTS) == set(meta["defect_tables"])
+    found = cases(meta)
+    assert set(found) == set(DEFECTS) == set(meta["case_tables"])
     assert all(found[kind] for kind in DEFECTS), found
     inst = read(raw, "nova.instances")
     picked = lambda kind: inst.filter(pl.col("uuid").is_in(found[kind]))  # noqa: E731
@@ -177,7 +182,7 @@ def test_every_defect_is_recorded_and_really_in_the_data(site):
 
 def test_blazar_and_nova_defects(site):
     raw, meta = site
-    found = meta["defects"]
+    found = cases(meta)
     nova, hosts = read(raw, "nova.compute_nodes"), read(raw, "blazar.computehosts")
     caps = read(raw, "blazar.computehost_extra_capabilities")
     by_id = lambda df, kind: df.filter(pl.col("id").is_in(found[kind])).row(0, named=True)  # noqa: E731
@@ -206,7 +211,7 @@ def test_blazar_and_nova_defects(site):
 
 def test_lease_and_allocation_defects(site):
     raw, meta = site
-    found = meta["defects"]
+    found = cases(meta)
     leases, resv = read(raw, "blazar.leases"), read(raw, "blazar.reservations")
     early = leases.filter(pl.col("id").is_in(found["lease_deleted_early"]))
     assert early.height and early.select(pl.col("deleted_at").is_between("start_date", "end_date")).to_series().all()
@@ -238,9 +243,9 @@ def test_instances_reach_their_reservation_and_some_overrun_it(site):
     )
     lease = read(raw, "blazar.reservations").join(read(raw, "blazar.leases"), left_on="lease_id", right_on="id")
     lease = lease.select(reservation="id", lease_end=pl.min_horizontal("end_date", "deleted_at"))
-    past = inst.filter(pl.col("uuid").is_in(meta["defects"]["instance_past_lease_end"]))
+    past = inst.filter(pl.col("uuid").is_in(cases(meta)["instance_past_lease_end"]))
     past = past.join(rid, left_on="uuid", right_on="instance_uuid").join(lease, on="reservation")
-    assert past.height == len(meta["defects"]["instance_past_lease_end"])
+    assert past.height == len(cases(meta)["instance_past_lease_end"])
     assert (past["terminated_at"] > past["lease_end"]).all()
     reserved = inst.join(rid.filter(pl.col("reservation").is_not_null()), left_on="uuid", right_on="instance_uuid")
     assert reserved.join(lease, on="reservation").height == reserved.height  # every hint names a real reservation
@@ -289,12 +294,12 @@ def test_other_kinds_are_reproducible_typed_and_recorded(tmp_path, other, kind):
     for table in TABLES[kind]:
         assert dict(read(raw, table).schema) == EXPECTED[table] and read(raw, table).height == meta["tables"][table]
     assert meta["arguments"]["kind"] == kind and meta["legacy_perturbed"] == []
-    assert meta["defect_tables"] == SITES[kind][3] and all(meta["defects"].values())
-    early = read(raw, "blazar.leases").filter(pl.col("id").is_in(meta["defects"]["lease_deleted_early"]))
+    assert meta["case_tables"] == SITES[kind][3] and all(cases(meta).values())
+    early = read(raw, "blazar.leases").filter(pl.col("id").is_in(cases(meta)["lease_deleted_early"]))
     assert early.select(pl.col("deleted_at").is_between("start_date", "end_date")).to_series().all()
     alloc = read(raw, "blazar.device_allocations" if kind == "edge" else "blazar.computehost_allocations")
     orphans = alloc.filter(~pl.col("reservation_id").is_in(read(raw, "blazar.reservations")["id"].implode()))
-    assert sorted(orphans["id"]) == sorted(meta["defects"]["allocation_without_reservation"])
+    assert sorted(orphans["id"]) == sorted(cases(meta)["allocation_without_reservation"])
 
 
 def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
@@ -302,7 +307,7 @@ def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
     wide, nodes = stack(raw), read(raw, "nova.compute_nodes")
     assert set(wide["node_type"]) == {"compute_kvm", "unknown"}
     assert wide["total"].sum() == pytest.approx(nodes.select(hours("created_at", "deleted_at")).sum().item())
-    new = nodes.filter(pl.col("id").is_in(meta["defects"]["reenrolled_host"]))
+    new = nodes.filter(pl.col("id").is_in(cases(meta)["reenrolled_host"]))
     old = nodes.join(new, on="hypervisor_hostname").filter(pl.col("deleted_at") == pl.col("created_at_right"))
     assert old.height == new.height > 0 and (old["vcpus"] != old["vcpus_right"]).all()
     flavors = read(raw, "blazar.instance_reservations").select("reservation_id", "vcpus", "amount")
@@ -340,11 +345,11 @@ def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
     events = read(raw, "nova.instance_actions_events").join(
         read(raw, "nova.instance_actions").select(pl.col("id").alias("action_id"), "instance_uuid"), on="action_id"
     )
-    for row in inst.filter(pl.col("uuid").is_in(meta["defects"]["node_null"])).rows(named=True):
+    for row in inst.filter(pl.col("uuid").is_in(cases(meta)["node_null"])).rows(named=True):
         mine = events.filter(pl.col("instance_uuid") == row["uuid"], pl.col("event").str.starts_with("compute_"),
                              pl.col("result") == "Success").sort("start_time")  # fmt: skip
         assert row["node"] is None and mine["host"][-1] == row["host"]
-    assert inst["launched_at"].null_count() == len(meta["defects"]["never_launched"])
+    assert inst["launched_at"].null_count() == len(cases(meta)["never_launched"])
 
 
 def test_edge_containers_meet_their_device_allocations(other):
@@ -366,7 +371,7 @@ def test_edge_containers_meet_their_device_allocations(other):
     inside = box.join(alloc, on="host").filter(pl.col("created_at").is_between("start", "end", closed="left"))
     assert inside.height == box.height  # every container starts inside exactly one allocation of its device
     past = inside.filter(pl.col("stop").fill_null(END) > pl.col("end"))
-    assert sorted(past["uuid"]) == sorted(meta["defects"]["container_past_lease_end"])
+    assert sorted(past["uuid"]) == sorted(cases(meta)["container_past_lease_end"])
     cut = inside.select(hours("created_at", pl.min_horizontal(pl.col("stop").fill_null(END), "end"))).sum().item()
     assert wide["occupied_reservation"].sum() == pytest.approx(cut, rel=1e-9)
 
