@@ -4,6 +4,7 @@ Both read only a finished output directory (and, for raw values, the raw directo
 """
 
 import json
+import re
 from datetime import date as Date
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -115,6 +116,13 @@ def trace(out_dir, entity: str, key: str) -> dict:
     return out
 
 
+def _natural(span: dict) -> tuple:
+    """Spans by metric, entity, then id as a person counts (host 2 before host 10), then time."""
+    parts = re.split(r"(\d+)", str(span["entity_id"]))
+    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+    return span["metric"], span["entity"], key, str(span["valid_start"])
+
+
 def _with_key(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     return rows.filter(pl.col("entity_id") == key) if rows.height else rows
 
@@ -144,6 +152,18 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
                 f"--where: '{col}' is not a group column{did_you_mean(col, groups)}; known: {', '.join(groups)}"
             )
     d0 = datetime(day.year, day.month, day.day)
+    if not (run.window[0] <= d0 < run.window[1]):
+        w0, w1 = run.window
+        raise EngineError(
+            f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
+        )
+    daily = run.read("daily.parquet", must=True)
+    for col, value in where.items():  # a typo in a value must not read as "0 spans, matches"
+        known = sorted(daily[col].drop_nulls().unique().to_list()) if col in daily.columns else []
+        if value not in known:
+            raise EngineError(
+                f"--where {col}={value}: no such {col} in this run{did_you_mean(value, known)}; known: {', '.join(known)}"
+            )
     window = (max(d0, run.window[0]), min(d0 + timedelta(days=1), run.window[1]))
     rows = []
     for base, sign in expand(metrics)[metric].items():
@@ -161,10 +181,10 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
                                     pl.col("day_hours").alias("hours"), (pl.col(resource) * pl.col("day_hours") * sign).alias("contribution")))  # fmt: skip
     spans = pl.concat(rows) if rows else pl.DataFrame()
     total = float(spans["contribution"].sum()) if spans.height else 0.0
-    daily = run.read("daily.parquet", must=True).filter(
+    daily = daily.filter(
         (pl.col("metric") == metric) & (pl.col("resource") == resource) & (pl.col("date") == day),
         *(pl.col(k) == v for k, v in where.items()),
     )
     reported = float(daily["hours"].sum())
-    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": rows_of(spans),
+    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": sorted(rows_of(spans), key=_natural),
             "total": total, "daily": reported, "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported))}  # fmt: skip

@@ -1,8 +1,10 @@
 """The `engine` command line. User mistakes end in one clear line and exit 1; only bugs show a traceback."""
 
+import contextlib
 import functools
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,16 +18,40 @@ from engine.expr import did_you_mean
 from engine.graph import build_graph
 from engine.io.output import refuse_overlap
 from engine.report.summary import plain, printable
-from engine.sites import Site, load_sites, select
+from engine.sites import load_sites, select
 from engine.spec.load import load_specs
-
-DEMO = Site(key="demo", name="Simulated demo site", simulate={"kind": "baremetal"})
 
 MAX_HOST_DAYS = 25_000_000  # the largest benchmark site is 4,000 hosts x 10 years (14.6 M host-days)
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def beside(specs_dir: str, name: str) -> str:
+    """etc/NAME beside the specs directory: a run finds its site's files from the specs, not the current
+    directory, so `engine run path/to/specs` does the same from anywhere."""
+    return str(Path(specs_dir).resolve().parent / "etc" / name)
+
+
+def _if_there(path: str) -> str | None:
+    return path if Path(path).is_file() else None
+
+
+@contextlib.contextmanager
+def live(label: str):
+    """A progress line on the terminal (stderr, gone when done): the stage and the item being worked on, with
+    the time elapsed since the command began. Yields report(stage, item=None)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{label}…")
+
+        def report(stage: str, item: str | None = None) -> None:
+            bar.update(task, description=f"{label} · {stage}" + (f": {plain(item)}" if item else "") + "…")
+
+        yield report
 
 
 def _wide(columns: int) -> Console:
@@ -58,9 +84,12 @@ def friendly(command):
 class OneLineErrors(click.Group):
     """Usage mistakes (an unknown option, a value out of range) as one line, like every other error."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(self, args=None, standalone_mode: bool = True, **kwargs):
+        """Also keeps the command line, which the report quotes as its provenance (ctx.obj["command"])."""
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        kwargs |= {"prog_name": "engine", "obj": {"command": shlex.join(["engine", *argv])}}
         try:
-            return super().main(*args, standalone_mode=False, **(kwargs | {"prog_name": "engine"}))
+            return super().main(argv, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.NoArgsIsHelpError as exc:  # `engine` alone: the help, as usual
@@ -137,7 +166,9 @@ def explain(specs_dir, fmt, entity):
 @click.argument("specs_dir", type=click.Path())
 @click.option("--data", "data_dir", type=click.Path(), help="Raw directory: <schema>.<table>.parquet files.")
 @click.option("--site", "site_keys", multiple=True, help="Site(s) of the sites file to run, or 'all' (default: demo).")
-@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
+@click.option(
+    "--sites", "sites_file", type=click.Path(), help="Sites file [default: etc/sites.yaml beside the specs directory]."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -172,7 +203,7 @@ def explain(specs_dir, fmt, entity):
     "--exclusions",
     "exclusions_file",
     type=click.Path(),
-    help="Known-bad records to reject as `excluded` [default: etc/exclusions.yaml when it exists].",
+    help="Known-bad records to reject as `excluded` [default: etc/exclusions.yaml beside the specs, if there].",
 )
 @click.option(
     "--plots", "plots_dir", type=click.Path(file_okay=False), help="Also write the report's charts as PNGs here."
@@ -200,29 +231,37 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resampl
 
     if (lens == "projected") != (as_of is not None):
         raise EngineError("--lens projected needs --as-of T, and --as-of needs --lens projected")
-    if exclusions_file is None and Path("etc/exclusions.yaml").is_file():
-        exclusions_file = "etc/exclusions.yaml"
+    explicit = sites_file is not None
+    sites_file = sites_file or beside(specs_dir, "sites.yaml")
+    exclusions_file = exclusions_file or _if_there(beside(specs_dir, "exclusions.yaml"))
     common = {"start": start, "end": end, "resample": resample, "as_of": as_of, "as_of_series": as_of_series,
-              "exclusions": exclusions_file, "report": not no_report}  # fmt: skip
-    if data_dir is not None and len(site_keys) <= 1:
-        site = site_keys[0] if site_keys else Path(data_dir).name
-        jobs = [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=site, plots=plots_dir, **common)]
+              "exclusions": exclusions_file, "report": not no_report,
+              "command": (click.get_current_context().obj or {}).get("command")}  # fmt: skip
+    sites = load_sites(sites_file) if explicit or Path(sites_file).is_file() else {}
+    if data_dir is not None:
+        if len(site_keys) > 1:
+            raise EngineError("--data is one site's raw data: give at most one --site with it")
+        key = site_keys[0] if site_keys else Path(data_dir).name
+        site = sites.get(key)  # a site of the sites file, read from this raw directory instead
+        jobs = [RunConfig(specs=str(site.specs or specs_dir) if site else specs_dir, data=data_dir, out=out_dir,
+                          site=key, entities=site.entities if site else None, sites=sites_file if site else None,
+                          site_name=site.name if site else None,
+                          plots=plots_dir, **common)]  # fmt: skip
     else:
-        use_file = Path(sites_file).is_file() or site_keys
-        chosen = select(load_sites(sites_file), site_keys or ("demo",)) if use_file else [DEMO]
+        if not sites:
+            raise EngineError(f"{sites_file}: no sites file beside the specs; give --data RAW_DIR or --sites FILE")
+        chosen = select(sites, site_keys or ("demo",))
         announce = lambda path: err.print(f"generating the simulated site into {plain(path)} (once)…")  # noqa: E731
         jobs = [
             RunConfig(specs=str(site.specs or specs_dir), data=str(site.raw_dir(announce)), site=site.key,
-                      sites=sites_file if use_file else None,
-                      out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key), entities=site.entities,
+                      sites=sites_file, entities=site.entities, site_name=site.name,
+                      out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key),
                       plots=plots_dir and (plots_dir if len(chosen) == 1 else str(Path(plots_dir) / site.key)), **common)
             for site in chosen
         ]  # fmt: skip
     if len(jobs) == 1:  # one site: its errors are the command's errors
-        with err.status(f"site {plain(jobs[0].site)}…") as status:
-            manifests = [
-                run_pipeline(jobs[0], progress=lambda name: status.update(f"site {plain(jobs[0].site)}: {name}…"))
-            ]
+        with live(f"site {plain(jobs[0].site)}") as report:
+            manifests = [run_pipeline(jobs[0], progress=report)]
         if as_json:
             out.out(json.dumps(manifests[0], default=str))
         else:
@@ -245,14 +284,16 @@ def _run_fleet(jobs: list, workers: int) -> list:
     """Run the sites (in parallel when workers > 1) under one live status line."""
     from engine.fleet import run_sites
 
-    with err.status(f"{len(jobs)} sites…") as status:
+    with live(f"{len(jobs)} sites") as report:
 
         def done(outcome, n, total):
             mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
             err.print(f"{mark} site {plain(outcome.site)} ({n}/{total})")
-            status.update(f"{n} of {total} sites done…")
+            report(f"{n} of {total} sites done")
 
-        step = lambda site, name: status.update(f"site {site}: {name}…")  # noqa: E731
+        def step(site, stage, item=None):
+            report(f"site {plain(site)} · {stage}", item)
+
         return run_sites(jobs, workers, on_done=done, progress=step)
 
 
@@ -276,6 +317,8 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
     from engine.report.summary import entity_table, invariant_line, metric_table, partition_lines, rejection_lines
 
     wide = _wide(140)
+    for notice in manifest.get("notices", []):
+        err.print(f"[dim]notice: {plain(notice)}[/]")
     for warning in manifest["warnings"]:
         err.print(f"[yellow]warning:[/] {plain(warning)}")
     wide.print(entity_table(manifest))
@@ -293,9 +336,15 @@ def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
             wide.print(printable(f"  {c['date']} {where} {c['metric']}: engine {c['engine_hours']:,.1f} h, "
                        f"legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f}){why}"), markup=False)  # fmt: skip
     wide.print(invariant_line(manifest))
-    wide.print(
-        f"[green]✓[/] outputs in {out_path}/: report.html, daily.parquet, usage.parquet, manifest.json and checkpoints"
-    )
+    wide.print(f"[green]✓[/] outputs in {plain(out_path)}/: {plain(_written(Path(out_path)))}", soft_wrap=True)
+
+
+def _written(out_dir: Path) -> str:
+    """What a run wrote: its files, then its folders of checkpoints with how many files each holds."""
+    entries = sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name))
+    files = [p.name for p in entries if p.is_file() and not p.name.startswith(".")]
+    folders = [f"{p.name}/ ({len(list(p.iterdir()))})" for p in entries if p.is_dir()]
+    return ", ".join(files + folders)
 
 
 @main.command()
@@ -331,7 +380,7 @@ def simulate(out_dir, seed, hosts, days, kind, clean):
 
 def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
     """(site or None, specs, graph) for the commands that talk to a site's databases."""
-    site = select(load_sites(sites_file), (site_key,))[0] if site_key else None
+    site = select(load_sites(sites_file or beside(specs_dir, "sites.yaml")), (site_key,))[0] if site_key else None
     specs = load_specs(site.specs if site and site.specs else specs_dir)
     return site, specs, build_graph(specs)
 
@@ -342,7 +391,7 @@ def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
 )
 @click.option("--out", "out_dir", type=click.Path(), help="Raw directory to write (default: the site's data).")
 @click.option("--site", "site_key", help="Site of the sites file: its database, schema names, entities, raw directory.")
-@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
+@click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
 @click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
 @click.option("--tables", multiple=True, help="Only these tables (schema.table); default: every table the specs read.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer.")
@@ -351,77 +400,98 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
     from rich.table import Table
 
-    from engine.extract import Database
+    from engine.extract import ABSENT, Database
     from engine.extract import extract as run_extract
-    from engine.graph import tables_for
+    from engine.graph import entity_tables, tables_for
 
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
     uri = db_uri or (site.db_uri if site else None)
     target = out_dir or (site.data if site else None)
     if not uri or not target:
         raise EngineError("give --db-uri (or $DATABASE_URI) and --out, or a --site that has db_uri and data")
-    refuse_overlap(Path(target), {"the specs directory": specs.root, "the sites file": sites_file})
+    refuse_overlap(Path(target), {"the specs directory": specs.root, "the sites file": site and site.file})
     db = Database(uri)
-    needed, required = tables_for(graph, site.entities if site else None)
+    entities = site.entities if site else None
+    needed, _ = tables_for(graph, entities)
     unknown = [t for t in tables if t not in needed]
     if unknown:
         raise EngineError(f"--tables: the specs do not read {unknown[0]}{did_you_mean(unknown[0], needed)}")
-    with err.status("extracting…") as status:
-        report = run_extract(db, Path(target), list(tables) or needed, required, site.schemas if site else {},
-                             lambda t: status.update(f"extracting {t}…"), timeout)  # fmt: skip
+    chosen = list(tables) or needed
+    reading = {n: st for n, st in entity_tables(graph, entities).items() if st[0] in chosen}  # whole entities only
+    with live("extracting") as status:
+        report = run_extract(db, Path(target), chosen, reading, site.schemas if site else {}, status, timeout)
     table = Table(title=plain(f"{db.shown} → {target}"), title_justify="left")
     for col in ("table", "rows", "status", "seconds"):
         table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
     for t in report["tables"]:
-        colour = "green" if t["status"] == "ok" else ("red" if t["required"] else "yellow")
+        colour = "green" if t["status"] == "ok" else ("red" if t["table"] in report["failed"] else "yellow")
         rows = "" if t["rows"] is None else f"{t['rows']:,}"
         table.add_row(t["table"], rows, f"[{colour}]{t['status']}[/]", f"{t['seconds']:.2f}")
     _wide(140).print(table)
-    for t in report["tables"]:
-        if t["status"] != "ok":
+    for name, state in report["entities"].items():
+        if state.startswith("not on"):  # the site has no such service: information, not a failure
+            err.print(f"[dim]notice: {plain(name)} {plain(state)}[/]")
+        elif state != "ok":
+            err.print(f"[red]{plain(name)}: {plain(state)}[/]")
+    if tables:  # asked for by name: absent is a failure, whatever reads it
+        report["failed"] = sorted({*report["failed"], *(t["table"] for t in report["tables"] if t["status"] != "ok")})
+    if report["failed"]:
+        errors = [t for t in report["tables"] if t["table"] in report["failed"] and t["status"] not in ABSENT]
+        for t in errors:
             err.out(f"{t['table']}: {printable(t['error'])}")
-    if report["failed_required"]:
-        raise EngineError(
-            f"{len(report['failed_required'])} required table(s) failed: {', '.join(report['failed_required'])}"
-        )
-    out.print(f"[green]✓[/] {len(report['tables'])} tables into {target}/ (report: extract.json)")
+        raise EngineError(f"{len(report['failed'])} table(s) failed: {', '.join(report['failed'])}")
+    ok = sum(t["status"] == "ok" for t in report["tables"])
+    out.print(f"[green]✓[/] {ok} tables into {plain(target)}/ (report: extract.json)")
 
 
 @main.command()
 @click.option("--user", default="usage_reader", show_default=True)
 @click.option("--host", "host_pattern", default="%", show_default=True, help="Host pattern of the account.")
 @click.option("--password", default="change-me", show_default=True, help="Password of the new account.")
+@click.option("--db-uri", help="An admin's mysql://user:password@host:port: list only the tables that server has.")
 @click.option("--site", "site_key", help="Site of the sites file: its schema names and entities.")
-@click.option("--sites", "sites_file", default="etc/sites.yaml", show_default=True, type=click.Path())
+@click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
 @click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
 @friendly
-def grants(user, host_pattern, password, site_key, sites_file, specs_dir):
-    """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read."""
-    from engine.extract import grants_sql
+def grants(user, host_pattern, password, site_key, sites_file, specs_dir, db_uri):
+    """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read
+    (with --db-uri, only those that server has, so the SQL applies as it is)."""
+    from engine.extract import Database, grants_sql, present
     from engine.graph import tables_for
 
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
     needed, _ = tables_for(graph, site.entities if site else None)
-    out.out(grants_sql(needed, site.schemas if site else {}, user, host_pattern, password), end="")
+    schemas = site.schemas if site else {}
+    if db_uri:
+        needed = present(Database(db_uri), needed, schemas)
+    out.out(grants_sql(needed, schemas, user, host_pattern, password), end="")
 
 
 @main.command()
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--db-uri", envvar="DATABASE_URI", required=True, help="mysql://user:password@host:port (or $DATABASE_URI)."
-)
-@click.option(
-    "--table", "target", default="chameleon_usage.engine_daily", show_default=True, help="database.table to (re)place."
-)
+@click.option("--table", "target", metavar="DATABASE.TABLE", help="A database table to (re)place, on --db-uri.")
+@click.option("--db-uri", envvar="DATABASE_URI", help="mysql://user:password@host:port (or $DATABASE_URI).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Also write the table as CSV here.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write it as JSON (a list of rows).")
 @friendly
-def export(out_dir, db_uri, target):
-    """Publish a run's daily node-hours as a wide database table for dashboards (replaced atomically)."""
-    from engine.extract import Database, export_daily
+def export(out_dir, target, db_uri, csv_file, json_file):
+    """Publish a run's daily node-hours as one wide table (a column per metric): into a database table for
+    dashboards (replaced atomically), a CSV file or a JSON file."""
+    from engine.extract import Database, export_daily, export_file
 
-    db = Database(db_uri)
-    db.check()
-    rows = export_daily(Path(out_dir), db, target)
-    out.print(f"[green]✓[/] {rows:,} rows into {target} on {db.shown}")
+    if not (target or csv_file or json_file):
+        raise EngineError("give --table DATABASE.TABLE (with --db-uri), --csv FILE or --json FILE")
+    for kind, path in (("csv", csv_file), ("json", json_file)):
+        if path:
+            rows = export_file(Path(out_dir), Path(path), kind)
+            out.print(f"[green]✓[/] {rows:,} rows into {plain(path)}")
+    if target:
+        if not db_uri:
+            raise EngineError("--table needs --db-uri (or $DATABASE_URI)")
+        db = Database(db_uri)
+        db.check()
+        rows = export_daily(Path(out_dir), db, target)
+        out.print(f"[green]✓[/] {rows:,} rows into {plain(target)} on {plain(db.shown)}")
 
 
 def _rows_table(title: str, rows: list[dict], columns: list[str]):
@@ -509,5 +579,5 @@ def why(out_dir, metric, day, conditions, resource, as_json):
     _wide(180).print(_rows_table(f"{plain(metric)} on {w['date']} {plain(label)}", w["spans"], cols))
     mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
     out.print(
-        f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource}-hours — {mark} daily.parquet ({w['daily']:,.6g})"
+        f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource.removesuffix('s')}-hours — {mark} daily.parquet ({w['daily']:,.6g})"
     )

@@ -67,6 +67,11 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
     )
 
 
+def tolerance(legacy: dict) -> dict:
+    """When a cell is flagged: its gap above both `hours` and `relative` of the larger value."""
+    return {"hours": 1.0, "relative": 0.05} | legacy.get("tolerance", {})
+
+
 def compare(
     legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of=None
 ) -> pl.DataFrame:
@@ -84,7 +89,7 @@ def compare(
     theirs = theirs.group_by("date", *groups, "metric").agg(pl.col("legacy_hours").sum())
     ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy["metrics"])))
     ours = ours.group_by("date", "site", *groups, "metric").agg(pl.col("hours").sum().alias("engine_hours"))
-    tol = {"hours": 1.0, "relative": 0.05} | legacy.get("tolerance", {})
+    tol = tolerance(legacy)
     diff = pl.col("engine_hours") - pl.col("legacy_hours")
     big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
     # Compare the days both cover: the window, and the legacy report's first to last day.

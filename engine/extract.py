@@ -141,15 +141,23 @@ def extract_table(db: Database, table: str, out: Path, schemas: dict[str, str]) 
     return rows
 
 
-def extract(db: Database, out: Path, tables: list[str], required: set[str], schemas: dict[str, str], progress,
-            timeout: float = 5.0) -> dict:  # fmt: skip
-    """Extract every table; returns the report written to OUT/extract.json (no password in it)."""
+ABSENT = ("missing table", "no permission")  # MariaDB answers both alike to a least-privilege account
+
+
+def extract(db: Database, out: Path, tables: list[str], entities: dict[str, tuple[str, set[str]]],
+            schemas: dict[str, str], progress, timeout: float = 5.0) -> dict:  # fmt: skip
+    """Extract every table; returns the report written to OUT/extract.json (no password in it).
+
+    `entities` maps each entity to (its source table, the tables it requires), graph.entity_tables. A table
+    the server does not have (or lets the account not see) is absent: an entity whose source is absent is
+    not on this server (the site has no such service); one whose source is there but a required table is
+    absent is incomplete (the grants are), which `failed` lists with every table that failed otherwise."""
     out.mkdir(parents=True, exist_ok=True)
     login = db.check(timeout)
     report = {"db": db.shown, "schemas": schemas, "tables": []}
     for table in tables:
-        progress(table)
-        began, entry = time.perf_counter(), {"table": table, "required": table in required}
+        progress("table", table)
+        began, entry = time.perf_counter(), {"table": table}
         try:
             if login:
                 raise RuntimeError(f"{login}: {db.user}@{db.host} cannot log in")
@@ -160,9 +168,36 @@ def extract(db: Database, out: Path, tables: list[str], required: set[str], sche
             entry |= {"rows": None, "status": status, "error": message[:300]}
         entry["seconds"] = round(time.perf_counter() - began, 3)
         report["tables"].append(entry)
-    report["failed_required"] = [t["table"] for t in report["tables"] if t["status"] != "ok" and t["required"]]
+    status = {t["table"]: t["status"] for t in report["tables"]}
+    report["entities"], failed = {}, [t for t, s in status.items() if s not in ("ok", *ABSENT)]
+    for name, (source, required) in sorted(entities.items()):
+        missing = sorted(t for t in required if status.get(t) in ABSENT)
+        if status.get(source) in ABSENT:
+            report["entities"][name] = f"not on this server: no {source}"
+        elif missing:
+            report["entities"][name] = f"incomplete: {', '.join(missing)} absent while {source} is there"
+            failed += missing
+        else:
+            report["entities"][name] = "ok"
+    report["failed"] = sorted(set(failed))
     (out / "extract.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def present(db: Database, tables: list[str], schemas: dict[str, str]) -> list[str]:
+    """The spec tables this server has, as information_schema tells the (admin) account asking."""
+    import pymysql
+
+    wanted = {real_name(t, schemas): t for t in tables}
+    try:
+        conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, connect_timeout=5)
+        with conn.cursor() as cur:
+            cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES")
+            have = {tuple(row) for row in cur.fetchall()}
+        conn.close()
+    except pymysql.MySQLError as exc:
+        raise EngineError(f"{db.shown}: cannot list the server's tables ({db.mask(str(exc.args[-1]))})") from None
+    return sorted(t for pair, t in wanted.items() if pair in have)
 
 
 def grants_sql(tables: list[str], schemas: dict[str, str], user: str, host: str, password: str) -> str:
@@ -178,16 +213,49 @@ def grants_sql(tables: list[str], schemas: dict[str, str], user: str, host: str,
     return "\n".join(lines) + "\n"
 
 
-def export_daily(out_dir: Path, db: Database, target: str) -> int:
-    """Write OUT_DIR/daily.parquet as a wide table (one column per metric) into `db.table`, replacing the
-    previous export in one atomic RENAME: dashboards never see a half-written table. Returns its rows."""
+def wide_daily(out_dir: Path):
+    """OUT_DIR/daily.parquet as one row per day and group, one column of node-hours per metric: the table
+    every export writes."""
     import polars as pl
+
+    path = out_dir / "daily.parquet"
+    if not path.is_file():
+        raise EngineError(f"{out_dir}: not an output directory of `engine run` (no daily.parquet)")
+    try:
+        daily = pl.read_parquet(path)
+        keys = [c for c in daily.columns if c not in ("metric", "hours", "mean")]
+        return daily.pivot(on="metric", index=keys, values="hours", sort_columns=True).sort(keys), keys
+    except pl.exceptions.PolarsError as exc:
+        raise EngineError(f"{path}: not a daily table of `engine run` ({str(exc).splitlines()[0]})") from None
+
+
+def export_file(out_dir: Path, target: Path, kind: str) -> int:
+    """The wide table as CSV or JSON (one object per row) at `target`, written beside it and renamed into place
+    so a reader never sees half a file. Returns its rows."""
+    wide, _ = wide_daily(out_dir)
+    if target.is_dir():
+        raise EngineError(f"{target}: is a directory; --{kind} names the file to write")
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    try:
+        if kind == "csv":
+            wide.write_csv(tmp)
+        else:
+            tmp.write_text(wide.write_json() + "\n")
+        tmp.replace(target)
+    except OSError as exc:
+        raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return wide.height
+
+
+def export_daily(out_dir: Path, db: Database, target: str) -> int:
+    """Write the wide daily table into `db.table`, replacing the previous export in one atomic RENAME:
+    dashboards never see a half-written table. Returns its rows."""
     import pymysql
 
     database, table = real_name(target, {})
-    daily = pl.read_parquet(out_dir / "daily.parquet")
-    keys = [c for c in daily.columns if c not in ("metric", "hours", "mean")]
-    wide = daily.pivot(on="metric", index=keys, values="hours", sort_columns=True).sort(keys)
+    wide, keys = wide_daily(out_dir)
     for ident in wide.columns:
         if not IDENT.match(ident):
             raise EngineError(f"export: column '{ident}' is not a valid SQL identifier")

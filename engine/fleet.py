@@ -5,6 +5,7 @@ thread pools do not survive a fork) and each gets an equal share of the cores fo
 The same partition by site is what a distributed engine would schedule (docs/performance.md).
 """
 
+import functools
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -35,14 +36,14 @@ def run_one(cfg, progress=None) -> SiteOutcome:
 def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: None, progress=None) -> list[SiteOutcome]:
     """Outcomes in the order of `configs`; at most `jobs` sites run at once.
 
-    `progress(site, step)` reports each entity as it starts, when the sites run one after the other
+    `progress(site, stage, item)` reports each stage as it starts, when the sites run one after the other
     in this process; in parallel only `on_done` reports.
     """
     jobs = max(1, min(jobs, len(configs)))
     if jobs == 1:
         outcomes = []
         for i, cfg in enumerate(configs):
-            outcomes.append(run_one(cfg, progress and (lambda step, k=cfg.site: progress(k, step))))
+            outcomes.append(run_one(cfg, progress and functools.partial(progress, cfg.site)))
             on_done(outcomes[-1], i + 1, len(configs))
         return outcomes
     threads = str(max(1, (os.cpu_count() or 1) // jobs))

@@ -73,6 +73,25 @@ def tables_for(graph: nx.DiGraph, entities: list[str] | None = None) -> tuple[li
     return sorted(name(t) for t in needed), {name(t) for t in required}
 
 
+def entity_tables(graph: nx.DiGraph, entities: list[str] | None = None) -> dict[str, tuple[str, set[str]]]:
+    """Per entity (default: all): its source's raw table (through lookups read as a source) and the raw
+    tables it cannot run without (read through non-optional references only)."""
+    needed = nx.subgraph_view(
+        graph, filter_edge=lambda u, v: graph.edges[u, v]["kind"] == "reads" and not graph.edges[u, v]["optional"]
+    )
+    out = {}
+    for node in (n for n in graph if graph.nodes[n]["kind"] == "entity"):
+        name = graph.nodes[node]["name"]
+        if entities is not None and name not in entities:
+            continue
+        source = graph.nodes[node]["spec"]["source"]["table"]
+        while f"lookup:{source}" in graph:  # a lookup read as the source: its own source decides
+            source = graph.nodes[f"lookup:{source}"]["spec"]["source"]["table"]
+        required = {graph.nodes[t]["name"] for t in nx.ancestors(needed, node) if graph.nodes[t]["kind"] == "table"}
+        out[name] = (source, required)
+    return out
+
+
 def parent_of(graph: nx.DiGraph, entity: str) -> str | None:
     preds = [u for u, _, k in graph.in_edges(f"entity:{entity}", data="kind") if k == "parent"]
     return graph.nodes[preds[0]]["name"] if preds else None

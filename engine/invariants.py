@@ -2,7 +2,7 @@
 
 CATALOGUE = {
     "INV-1": "valid_start is not null (else rejected: null_start)",
-    "INV-2": "valid_start < valid_end, or valid_end null (else rejected: invalid_time_range)",
+    "INV-2": "valid_start < valid_end, or valid_end null (else rejected: invalid_time_range; no time: inactive)",
     "INV-3": "input rows = accepted + rejected + inactive + out of scope + not recorded, per entity",
     "INV-4": "a counted child span lies inside its parent's validated span",
     "INV-5": "orphans are not clamped and not counted",

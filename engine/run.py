@@ -8,17 +8,17 @@ import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from engine import __version__
-from engine.compare import audit_daily, compare
+from engine.compare import audit_daily, compare, tolerance
 from engine.errors import EngineError
 from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
-from engine.graph import build_graph, entity_order, raw_tables
+from engine.graph import build_graph, entity_order, tables_for
 from engine.hierarchy import COUNTED, parent_keys, validate
 from engine.invariants import entity_checks, partition_checks, record
 from engine.io.output import DAILY, INACTIVE, REJECTED, SPAN, USAGE, VALIDATED, OutputDir, check_schema
@@ -49,6 +49,8 @@ class RunConfig:
     plots: str | None = None  # also write the report's charts as PNG files here
     entities: list[str] | None = None  # the site's entities (default: all)
     sites: str | None = None  # the sites file the site came from, if any
+    site_name: str | None = None  # its display name (CHI@TACC)
+    command: str | None = None  # the command line that asked for the run, for the report's provenance
 
 
 @dataclass
@@ -61,12 +63,16 @@ class EntityResult:
 
 @dataclass
 class Stages:
-    """Wall time, CPU time and peak memory so far, per pipeline stage (summed over entities)."""
+    """Wall time, CPU time and peak memory so far, per pipeline stage (summed over entities); each stage
+    entered is reported to `progress(stage, item)` (the terminal's progress line)."""
 
     seconds: dict = field(default_factory=dict)
+    progress: object = None
 
     @contextmanager
-    def __call__(self, name: str):
+    def __call__(self, name: str, item: str | None = None):
+        if self.progress:
+            self.progress(name, item)
         wall, cpu = time.perf_counter(), time.process_time()
         yield
         stage = self.seconds.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0})
@@ -95,7 +101,7 @@ def run(cfg: RunConfig, progress=None) -> dict:
     out = OutputDir(cfg.out, guarded=guarded)
     plots = _plots_dir(cfg, out, guarded)
     try:
-        manifest = _execute(cfg, specs, raw, out, progress or (lambda *_: None), plots)
+        manifest = _execute(cfg, specs, raw, out, progress, plots)
         out.commit()
         if isinstance(plots, OutputDir):
             plots.commit()
@@ -118,13 +124,12 @@ def _plots_dir(cfg: RunConfig, out: OutputDir, guarded: dict) -> OutputDir | Pat
     return OutputDir(cfg.plots, kind="plots", guarded=guarded | {"the output directory": cfg.out})
 
 
-def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, progress, excl=None) -> dict:
+def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: Stages, excl=None) -> dict:
     """Spans, INV-7 and hierarchy for every selected entity, parents first, in one lens."""
     results: dict[str, EntityResult] = {}
     selected = _selected(specs, graph, cfg.entities)
     claiming = claimers(specs, selected)
     for name in selected:
-        progress(name)
         spec = specs.entities[name]
         res = results[name] = EntityResult(spec)
         parent = spec.get("parent", {}).get("entity")
@@ -133,46 +138,56 @@ def _entities(cfg: RunConfig, specs, graph, tables: Tables, lens: Lens, stages: 
             continue
         pv = results[parent].validated if parent else None
         try:
-            with stages("spans"):
+            with stages("spans", name):
                 mine = excl.filter(pl.col("entity") == name) if excl is not None else None
                 keys = parent_keys(spec, pv) if parent else None
                 res.spans = build_spans(tables, spec, lens, keys, mine, claims=name in claiming)
         except MissingTable as exc:
-            res.skipped = f"table {exc.table} is missing"
+            if exc.where:  # the source is here, a table it needs is not: the dump or the grants are incomplete
+                raise EngineError(
+                    f"{exc.where}: table {exc.table} is missing, but the entity's source {spec['source']['table']} "
+                    "is there: the dump or the extraction account's grants are incomplete"
+                ) from None
+            res.skipped = f"the site has no {exc.table}"
             continue
-        with stages("hierarchy"):
+        with stages("hierarchy", name):
             res.validated = validate(res.spans.accepted, spec, pv)
     return results
 
 
 def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots=None) -> dict:
-    stages, graph, lens = Stages(), build_graph(specs), Lens(cfg.as_of)
+    stages, graph, lens = Stages(progress=progress), build_graph(specs), Lens(cfg.as_of)
     site = cfg.site or raw.path.name
     tables = Tables(specs, raw, history_as_of=cfg.as_of)
     with stages("load"):
-        counts = {t: raw.row_count(t) for t in raw_tables(graph) if raw.has(t)}
+        counts = {t: raw.row_count(t) for t in tables_for(graph, cfg.entities)[0] if raw.has(t)}
     excl = load_exclusions(cfg.exclusions, specs) if cfg.exclusions else None
-    results = _entities(cfg, specs, graph, tables, lens, stages, progress, excl)
+    results = _entities(cfg, specs, graph, tables, lens, stages, excl)
     live = {n: r for n, r in results.items() if not r.skipped}
     if not live:
         raise EngineError(
             f"{raw.path}: no entity could run: " + "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
         )
     window = _window(cfg, live.values())
+    _refuse_empty(live.values(), window)
     manifest = {
         "engine_version": __version__,
+        "command": cfg.command,
+        "generated_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         "specs": str(Path(cfg.specs).resolve()),
         "data": str(raw.path.resolve()),
+        "sites": str(Path(cfg.sites).resolve()) if cfg.sites else None,
         "specs_sha256": specs.digest,
         "site": site,
+        "site_name": cfg.site_name,
+        "timezone": "UTC",
         "lens": {"name": lens.name, "as_of": cfg.as_of},
         "window": {"start": window[0], "end": window[1]},
         "tables": counts,
         "entities": {},
         "invariants": [],
-        "warnings": [f"entity {n} skipped: {r.skipped}" for n, r in results.items() if r.skipped]
-        + raw.notes
-        + tables.notes,
+        "notices": _notices(cfg, specs, results),
+        "warnings": raw.notes + tables.notes,
     }
     if excl is not None:
         unused = stale(excl, set().union(*(r.spans.excluded for r in live.values())), set(live))
@@ -199,7 +214,7 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots
             try:
                 out.parquet(f"reports/{name}.parquet", tables.lookup(name).collect())
             except MissingTable as exc:
-                manifest["warnings"].append(f"report {name} skipped: {exc.table} did not run")
+                manifest["notices"].append(f"report {name} not made: {exc.table} did not run on this site")
         for name, df in sorted(tables.built.items()):
             if name in specs.lookups:
                 out.parquet(f"lookups/{name}.parquet", df)
@@ -221,13 +236,18 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots
             comparison = compare(legacy, table, expr, daily, audit, window, cfg.as_of)
             out.parquet("comparison.parquet", comparison)
             worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
-            manifest["comparison"] = {"cells": comparison.height, "flagged": int(comparison["flagged"].sum()),
-                                      "largest": worst.with_columns(pl.col("date").cast(pl.String)).to_dicts()}  # fmt: skip
+            tol = tolerance(legacy)
+            manifest["comparison"] = {
+                "cells": comparison.height,
+                "flagged": int(comparison["flagged"].sum()),
+                "tolerance": f"{tol['hours']:g} node-hours and {tol['relative']:.0%} of the larger value",
+                "largest": worst.with_columns(pl.col("date").cast(pl.String)).to_dicts(),
+            }
             if cfg.as_of is not None:
                 manifest["comparison"]["days"] = f"the days that ended by the as-of time {cfg.as_of} only"
     if cfg.as_of_series:
         with stages("as_of_series"):
-            _as_of_series(cfg, specs, graph, raw, window, site, out, progress, manifest)
+            _as_of_series(cfg, specs, graph, raw, window, site, out, stages, manifest)
     manifest["timings"] = stages.seconds
     out.json("manifest.json", manifest)
     if cfg.report:
@@ -237,6 +257,15 @@ def _execute(cfg: RunConfig, specs, raw: RawDir, out: OutputDir, progress, plots
             write_report(out.tmp, specs.metrics, plots.tmp if isinstance(plots, OutputDir) else plots)
         out.json("manifest.json", manifest)  # again, with the report's timing
     return manifest
+
+
+def _notices(cfg: RunConfig, specs, results: dict) -> list[str]:
+    """What the site does not have, by design: entities left out of its list, services it does not run."""
+    unlisted = [n for n in sorted(specs.entities) if cfg.entities is not None and n not in cfg.entities]
+    notices = (
+        [f"entities of the specs that this site does not list, not run: {', '.join(unlisted)}"] if unlisted else []
+    )
+    return notices + [f"entity {n} not run: {r.skipped}" for n, r in results.items() if r.skipped]
 
 
 def _sited(results: dict, site: str) -> dict[str, pl.DataFrame]:
@@ -279,6 +308,18 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _refuse_empty(results, window) -> None:
+    """A window with no counted span is no result: stop before anything replaces a previous output."""
+    counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
+    if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
+        return
+    first = _bounded(df["valid_start"] for df in counted)
+    why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all"
+    rejected = [f"{r.spec['entity']} {_by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
+    why += f"; rejected: {', '.join(rejected)}" if rejected and not first else ""
+    raise EngineError(f"no counted span in the window {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d} ({why})")
+
+
 def _bounded(columns, latest: bool = False) -> datetime | None:
     """The earliest (or latest) time of the columns inside the documented bounds (EARLIEST, LATEST): a time
     outside them never stretches the default window (a host enrolled in 1901 is clipped by it), and never
@@ -295,12 +336,16 @@ def _summary(res: EntityResult, window) -> dict:
     status = validated["hierarchy_status"]
     input_h, rejected_h, spans_h = total(spans.raw_times), total(spans.rejected), total(spans.accepted)
     inactive_h = total(spans.inactive)
-    counted_h = total(validated.filter(status.is_in(COUNTED)))
+    counted = validated.filter(status.is_in(COUNTED))
+    counted_h = total(counted)
+    nodes = pl.col("nodes") if "nodes" in counted.columns else pl.lit(1.0)  # node-hours: a KVM slot is a share
     orphan_h = total(validated.filter(status == "orphan"))
     accepted_rows = spans.accepted["__row"].n_unique()
     accepted_h = input_h - rejected_h - inactive_h
     return {
         "status": "ok",
+        "metric": res.spec["metric"],
+        "description": " ".join(res.spec["description"].split()).split(". ")[0].rstrip("."),
         "input_rows": spans.input_rows,
         "out_of_scope": spans.out_of_scope,
         "not_recorded": spans.not_recorded,
@@ -313,6 +358,7 @@ def _summary(res: EntityResult, window) -> dict:
         "duplicates_clamped": spans.duplicates_clamped,
         "hierarchy": dict(sorted(status.value_counts().rows())),
         "tx_uncertain": int(validated["tx_uncertain"].sum()),
+        "node_hours": float(counted.select((hours_in(window) * nodes).sum()).item()) if counted.height else 0.0,
         "hours": {
             "input": input_h,
             "accepted": accepted_h,
@@ -371,11 +417,11 @@ def _write_entity(out: OutputDir, res: EntityResult, site: str, window, resource
 
 
 def _metric_totals(daily: pl.DataFrame) -> dict:
-    """Hours in the window per metric and resource (node-hours for `nodes`)."""
-    totals = daily.group_by("metric", "resource").agg(pl.col("hours").sum()).sort("metric", "resource")
+    """Hours in the window per metric and resource (node-hours for `nodes`), each summed in the buckets'
+    own order (a parallel group-by sums in any order: the last digit would change from run to run)."""
     out: dict = {}
-    for metric, res, h in totals.rows():
-        out.setdefault(metric, {})[res] = h
+    for (metric, res), part in sorted(daily.partition_by("metric", "resource", as_dict=True).items()):
+        out.setdefault(metric, {})[res] = float(part["hours"].to_numpy().sum())
     return out
 
 
@@ -394,7 +440,7 @@ def _write_usage(out: OutputDir, series: pl.LazyFrame, buckets: dict, group: lis
 
 
 def _as_of_series(
-    cfg: RunConfig, specs, graph, raw: RawDir, window, site: str, out: OutputDir, progress, manifest
+    cfg: RunConfig, specs, graph, raw: RawDir, window, site: str, out: OutputDir, stages: Stages, manifest
 ) -> None:
     """Projected snapshots every `cfg.as_of_series` through the window, each swept over the whole window:
     as_of_usage.parquet and as_of_daily.parquet, with an as_of column (how far ahead was it booked?)."""
@@ -406,7 +452,12 @@ def _as_of_series(
             f"{MAX_SNAPSHOTS}; choose a longer interval or a shorter window"
         )
     for as_of in snapshots:
-        results = _entities(cfg, specs, graph, Tables(specs, raw, history_as_of=as_of), Lens(as_of), Stages(), progress)
+        snapshot = Stages(
+            progress=lambda stage, item, t=as_of: (
+                stages.progress and stages.progress(f"as-of {t:%Y-%m-%d}: {stage}", item)
+            )
+        )
+        results = _entities(cfg, specs, graph, Tables(specs, raw, history_as_of=as_of), Lens(as_of), snapshot)
         counted = [(df, resources_of(specs, n)) for n, df in _sited(results, site).items()]
         series, buckets, _ = usage_stage(counted, specs.metrics["metrics"], group, window, ["1d"])
         stamp = pl.lit(as_of).cast(pl.Datetime("us")).alias("as_of")

@@ -670,6 +670,8 @@ def simulate(
         x, inst_defects = _instances(rng, lh, al, users, now, *[(0.2, 0.4, 0.4), defect_tables][: 2 * kvm])
         if kvm:
             _kvm_flavors(rng, h, lh["host"], al, x, sink)
+        else:  # Blazar always has the table, empty on a site without KVM slots
+            sink("blazar.instance_reservations", {"id": pl.Series([], dtype=pl.String)})
         act, ev = _actions(rng, x, inst_defects, now)
         _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
         cases |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}

@@ -18,6 +18,7 @@ class Site:
     schemas: dict = field(default_factory=dict)
     simulate: dict | None = None
     entities: list[str] | None = None
+    file: Path | None = None  # the sites file it came from
 
     def raw_dir(self, announce=lambda path: None) -> Path:
         """The site's raw directory; a simulated site is generated into the cache on first use."""
@@ -34,7 +35,9 @@ def load_sites(path: str | Path) -> dict[str, Site]:
     base = path.parent.parent if path.parent.name == "etc" else path.parent
     sites = {}
     for key, entry in read_config(path, "sites")["sites"].items():
-        site = Site(key=key, name=entry["name"], db_uri=entry.get("db_uri"), schemas=entry.get("schemas", {}))
+        site = Site(
+            key=key, name=entry["name"], db_uri=entry.get("db_uri"), schemas=entry.get("schemas", {}), file=path
+        )
         site.data = base / entry["data"] if "data" in entry else None
         site.specs = base / entry["specs"] if "specs" in entry else None
         site.simulate, site.entities = entry.get("simulate"), entry.get("entities")

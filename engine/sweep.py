@@ -85,8 +85,9 @@ def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, val
 
 
 def bucket_boundaries(window: tuple[datetime, datetime], every: str) -> list[datetime]:
-    """Bucket starts from the bucket containing the window start, through the window end."""
+    """Bucket starts through the window end: calendar days for "1d" (from the day holding the window start),
+    and for any other length buckets that start at the window start itself."""
     w0, w1 = window
-    first = pl.select(pl.lit(w0).dt.truncate("1w" if every == "7d" else every)).item()  # weeks start on Monday
+    first = pl.select(pl.lit(w0).dt.truncate("1d")).item() if every == "1d" else w0
     points = pl.datetime_range(first, w1, every, eager=True, time_unit="us").to_list()
     return points + ([w1] if points[-1] < w1 else [])

@@ -67,14 +67,23 @@ def tiny_site() -> dict[str, list[dict]]:
     reservations = [
         {"id": "R1", "lease_id": "L1", "resource_type": "physical:host"},
         {"id": "R2", "lease_id": "L2", "resource_type": "physical:host"},
-        {"id": "R3", "lease_id": "L3", "resource_type": "virtual:floatingip"},
+        {
+            "id": "R3",
+            "lease_id": "L3",
+            "resource_type": "flavor:instance",
+        },  # a KVM slot without its instance_reservations row
         {"id": "R4", "lease_id": "L4", "resource_type": "physical:host"},
     ]
     allocations = [
         {"id": "A1", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1)},  # direct
         {"id": "A2", "compute_host_id": "10", "reservation_id": "R2", "created_at": day(1.5)},  # cut to [d5, d8)
         {"id": "A3", "compute_host_id": "10", "reservation_id": "R404", "created_at": day(1)},  # missing_fk
-        {"id": "A4", "compute_host_id": "10", "reservation_id": "R3", "created_at": day(1)},  # out of scope
+        {
+            "id": "A4",
+            "compute_host_id": "10",
+            "reservation_id": "R3",
+            "created_at": day(1),
+        },  # a KVM slot: slice_allocation's (missing_fk)
         {"id": "A5", "compute_host_id": "11", "reservation_id": "R4", "created_at": day(1)},  # clamped to d20
     ]
     for row in allocations:
@@ -127,6 +136,10 @@ def tiny_site() -> dict[str, list[dict]]:
         "nova.instance_actions_events": events,
         "blazar.computehost_extra_capabilities": capabilities,
         "blazar.resource_properties": [{"id": 1, "resource_type": "physical:host", "property_name": "node_type"}],
+        # Blazar always has this table; its one row is a KVM slot of a reservation this site does not have
+        "blazar.instance_reservations": [
+            {"id": "IR9", "reservation_id": "R9", "vcpus": 2, "memory_mb": 4096, "disk_gb": 20}
+        ],
     }
 
 

@@ -374,7 +374,8 @@ SITES = """sites:
 def _manifest(path):
     """The manifest without timings; metric totals rounded (their float sums vary in the last digit between runs)."""
     manifest = json.loads(path.read_text())
-    manifest.pop("timings")
+    for key in ("timings", "command", "generated_at"):  # what tells one run from another
+        manifest.pop(key)
     for resources in manifest.get("metrics", {}).values():
         for resource, hours in resources.items():
             resources[resource] = None if hours is None else float(f"{hours:.9g}")

@@ -13,11 +13,12 @@ from engine.spec.checks import expressions
 
 
 class MissingTable(EngineError):
-    """A table a spec needs is not in the raw directory."""
+    """A table a spec needs is not in the raw directory: its source (`where` None: the site has no such
+    service) or a table it requires (`where` names the join: the dump or the grants are incomplete)."""
 
-    def __init__(self, table: str):
-        self.table = table
-        super().__init__(f"table {table} is missing")
+    def __init__(self, table: str, where: str | None = None):
+        self.table, self.where = table, where
+        super().__init__(f"{where}: table {table} is missing" if where else f"table {table} is missing")
 
 
 def referenced(spec: dict) -> set[str]:
@@ -175,7 +176,7 @@ class Tables:
             right = with_optional(self.get(join["table"]), join.get("optional_columns", []))
         except MissingTable as exc:
             if not join.get("optional"):
-                raise
+                raise MissingTable(exc.table, exc.where or where) from None
             missing = "is missing" if exc.table == join["table"] else f"cannot be built: table {exc.table} is missing"
             self.notes.append(f"{where}: optional table {join['table']} {missing}; its columns are null")
             return lf.with_columns(pl.lit(None).alias(c) for c in sorted(refs) if c.startswith(f"{alias}."))

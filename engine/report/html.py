@@ -1,5 +1,9 @@
 """The run report: one self-contained HTML page per site (charts inlined as SVG), so it can be mailed or archived
-and still open offline years later; the same charts go to PNG files for slides."""
+and still open offline years later; the same charts go to PNG files for slides.
+
+It is the document an auditor holds: it says where it comes from (provenance), what every number means on this
+site (definitions from the specs), what was left out and why, and how to take any number apart.
+"""
 
 import html
 import io
@@ -15,12 +19,15 @@ from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs 
 
 from engine.report.summary import printable
 
-SECTIONS = ("Utilization stack", "Daily node-hours by group", "Engine vs legacy", "Rows: defects and never active",
-            "Invariants")  # fmt: skip
+SECTIONS = ("Provenance", "Definitions", "Utilization stack", "Daily node-hours by group", "Engine vs legacy",
+            "Rows: defects and never active", "Invariants", "Taking a number apart")  # fmt: skip
 EXACT_DAYS = 60  # longer windows draw the stack from the exact daily means: the raw steps make the page heavy
-CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}td.n{text-align:right}.pass{color:#1a7f37}
-.fail{color:#c00}tr.flagged{background:#fde2e1}.warn{color:#9a6700}figure{margin:0 0 1em}svg{max-width:100%;height:auto}"""
+FLAGGED_SHOWN = 20
+CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}table{border-collapse:collapse;
+margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}td.n{text-align:
+right}.pass{color:#1a7f37}.fail{color:#c00}tr.flagged{background:#fde2e1}.warn{color:#9a6700}.note{color:#555}
+.none{color:#555;font-style:italic;border:1px dashed #bbb;padding:1em}figure{margin:0 0 1em}code{background:#f4f4f4}
+svg{max-width:100%;height:auto}td:first-child{white-space:nowrap}"""
 
 
 def _cell(v) -> str:
@@ -31,13 +38,24 @@ def _cell(v) -> str:
     return f'<td class="n">{v:,.0f}</td>' if isinstance(v, int) or abs(v) >= 100 else f'<td class="n">{v:,.1f}</td>'
 
 
-def _table(head: list[str], rows: list[list], classes: list[str] | None = None) -> str:
-    """An HTML table of escaped cells; `classes` marks whole rows (failed invariants, flagged discrepancies)."""
+def _table(head: list[str] | None, rows: list[list], classes: list[str] | None = None) -> str:
+    """An HTML table of escaped cells (no header row without `head`); `classes` marks whole rows (failed
+    invariants, flagged discrepancies)."""
     body = "".join(
         f'<tr class="{c}">' + "".join(map(_cell, row)) + "</tr>"
         for row, c in zip(rows, classes or [""] * len(rows), strict=True)
     )
-    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{body}</table>"
+    top = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" if head else ""
+    return f"<table>{top}{body}</table>"
+
+
+def _p(text: str, kind: str = "") -> str:
+    return f'<p class="{kind}">{html.escape(printable(text))}</p>' if kind else f"<p>{html.escape(printable(text))}</p>"
+
+
+def _none(what: str) -> str:
+    """The place of a chart or table with nothing to show, saying so (never an empty frame)."""
+    return f'<p class="none">no data: {html.escape(printable(what))}</p>'
 
 
 def _legend(text: str) -> str:
@@ -47,11 +65,15 @@ def _legend(text: str) -> str:
     return f" {text}" if text.startswith("_") else text
 
 
-def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None) -> str:
-    """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides."""
+def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None, reverse: bool = False) -> str:
+    """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides; with
+    `reverse`, the legend lists the artists top to bottom as a stack is drawn bottom to top."""
     ax = fig.axes[0]
     ax.set(title=title, ylim=(0, None))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if reverse:
+        handles, labels = handles[::-1], labels[::-1]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     if plots_dir:
         fig.savefig(plots_dir / f"{name}.png", dpi=100)
@@ -66,8 +88,9 @@ def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None) -> str:
 def stack_series(
     out_dir: Path, window: tuple[datetime, datetime], stack: dict, groups: list[str]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The stack's metrics (metrics.yaml `stack`) summed over the groups on one time grid: each value holds until the next grid time, the
-    last grid time is the window end. Exact step functions for short windows, exact daily means for long ones."""
+    """The stack's metrics (metrics.yaml `stack`) summed over the groups on one time grid: each value holds until
+    the next grid time, the last grid time is the window end. Exact step functions for short windows, exact daily
+    means for long ones."""
     names = [*(m for g in stack["groups"].values() for m in g), stack["line"], *stack["dashed"]]
     (w0, w1), keep = window, (pl.col("resource") == stack["resource"]) & pl.col("metric").is_in(names)
     if w1 - w0 > timedelta(days=EXACT_DAYS):
@@ -87,47 +110,62 @@ def stack_series(
     return wide["t"].to_numpy(), {m: wide[m].to_numpy() for m in names}
 
 
-def _stack(plots_dir: Path | None, out_dir: Path, window, metrics: dict, stack: dict, groups: list[str]) -> str:
-    """Filled steps bottom to top, the whole as a line, group tops dashed: a fill that misses its line shows at once."""
+def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict, groups: list[str]) -> str:
+    """Filled steps bottom to top, the whole as a line, group tops dashed: a fill that misses its line shows at
+    once. The legend reads top to bottom, as the stack does."""
     t, series = stack_series(out_dir, window, stack, groups)
+    if not any(np.any(v) for v in series.values()):
+        return _none(f"no {stack['resource']} of any stacked metric in the window")
     ax = (fig := Figure(figsize=(13, 5))).subplots()
     colours, layers = mpl.colormaps["tab20c"].colors, []
     for g, members in enumerate(stack["groups"].values()):
         layers += [(m, colours[4 * g + i % 4]) for i, m in enumerate(members)]
     names, fills = zip(*layers, strict=True)
     ax.stackplot(t, *(series[m] for m in names), labels=names, colors=fills, step="post")
-    ax.step(t, series[stack["line"]], where="post", color="black", lw=1.5, label=stack["line"])
     for m in stack["dashed"]:
         ax.step(t, series[m], where="post", color="#333", lw=1.2, ls="--", label=m)
+    ax.step(t, series[stack["line"]], where="post", color="black", lw=1.5, label=stack["line"])
     ax.set(ylabel=stack["resource"], xlim=(t[0], t[-1]))
-    defs = [[m, metrics.get(m, {}).get("formula") or metrics.get(m, {}).get("description", "")] for m in series]
     title = f"{stack['resource']}, summed over {', '.join(groups) or 'the site'}"
-    return _chart(fig, "stack", title, plots_dir) + _table(["metric", "definition"], defs)
+    return _chart(fig, "stack", title, plots_dir, reverse=True)
 
 
 def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, stack: dict, group: str) -> str:
     """One chart per base metric of the spec (no formula): a line of daily node-hours per value of `group`."""
     daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=stack["resource"])
     colour = {nt: f"C{i % 10}" for i, nt in enumerate(sorted(daily[group].unique()))}  # same in every chart
-    out, present = [], set(daily["metric"])
-    for metric in (m for m, spec in metrics.items() if "formula" not in spec and m in present):
+    out = []
+    for metric in (m for m, spec in metrics.items() if "formula" not in spec):
         d = daily.filter(metric=metric).sort("date")
+        if not d.height or not (d["hours"] != 0).any():
+            out.append(f"<h3>{html.escape(metric)}</h3>" + _none(f"no {metric} on this site in the window"))
+            continue
         ax = (fig := Figure(figsize=(13, 3))).subplots()
         for (nt,), part in d.group_by(group, maintain_order=True):
             ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=_legend(nt))
         ax.set(ylabel="node-hours")
-        out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].get('description', '')}", plots_dir))
-    return "".join(out) or "<p>no daily series</p>"
+        out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric]['description']}", plots_dir))
+    return "".join(out)
 
 
 def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: dict, group: str) -> str:
-    """Engine and legacy daily totals per compared metric with the flagged days marked; the 10 largest gaps."""
+    """What was compared and how a cell is flagged, engine and legacy per day with the flagged days marked, then
+    the flagged cells with the audit's explanation and the command that takes each apart."""
     if not (out_dir / "comparison.parquet").exists():
-        return "<p>no legacy report in the raw data</p>"
+        return _none("no legacy report in the raw data to compare with")
     cmp = pl.read_parquet(out_dir / "comparison.parquet")
-    notes = "".join(f"<p>{html.escape(f'{k}: {json.dumps(v, default=str)}')}</p>"
-                    for k, v in (manifest.get("comparison") or {}).items())  # fmt: skip
-    out, sums = [], (pl.col("engine_hours", "legacy_hours").sum(), pl.col("flagged").any())
+    about = manifest.get("comparison") or {}
+    parts = [
+        _p(
+            f"{cmp.height:,} cells (day, {group}, metric) compared with the older report; {int(cmp['flagged'].sum()):,} "
+            f"flagged, where the gap is above {about.get('tolerance', 'the tolerance')}. Beside each flagged cell, the "
+            "hours the audit left out that day (rejected, never active, orphaned or clamped rows of the entities "
+            "feeding the metric) as a possible explanation."
+        )
+    ]
+    if about.get("days"):
+        parts.append(_p(f"Compared on {about['days']}: the older report records what happened.", "note"))
+    sums = (pl.col("engine_hours", "legacy_hours").sum(), pl.col("flagged").any())
     for metric in sorted(set(cmp["metric"]), key=lambda m: (list(metrics).index(m) if m in metrics else 99, m)):
         d = cmp.filter(metric=metric).group_by("date").agg(*sums).sort("date")
         ax = (fig := Figure(figsize=(13, 3))).subplots()
@@ -136,71 +174,132 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
         ax.plot(x, d["legacy_hours"].to_numpy(), lw=1.2, ls="--", label="legacy")
         ax.plot(x[flagged], engine[flagged], "o", color="#c00", ms=5, label="flagged", gid=f"flagged_{metric}")
         ax.set(ylabel="node-hours")
-        out.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}", plots_dir))
-    top = cmp.sort(pl.col("diff_hours").abs(), "date", group, "metric", descending=[True, False, False, False])
+        parts.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}", plots_dir))
+    order = cmp.sort(pl.col("diff_hours").abs(), "date", group, "metric", descending=[True, False, False, False])
     rows = [
         [str(r["date"]), r[group], r["metric"], r["engine_hours"], r["legacy_hours"], r["diff_hours"],
-         "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}", "yes" if r["flagged"] else ""]
-        for r in top.head(10).iter_rows(named=True)
+         "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}", r.get("explanation") or "",
+         f"engine why OUT_DIR --metric {r['metric']} --date {r['date']} --where {group}={r[group]}"]
+        for r in order.filter("flagged").head(FLAGGED_SHOWN).iter_rows(named=True)
     ]  # fmt: skip
-    head = ["date", group.replace("_", " "), "metric", "engine", "legacy", "diff", "rel. diff", "flagged"]
-    table = _table(head, rows, ["flagged" if r[-1] else "" for r in rows])
-    return notes + "".join(out) + "<h3>The 10 largest discrepancies</h3>" + table
+    head = [
+        "date",
+        group,
+        "metric",
+        "engine",
+        "legacy",
+        "diff",
+        "rel. diff",
+        "what the audit left out",
+        "take it apart",
+    ]
+    parts.append(f"<h3>Flagged cells, largest gap first (at most {FLAGGED_SHOWN})</h3>")
+    parts.append(_table(head, rows, ["flagged"] * len(rows)) if rows else _p("none: every cell within the tolerance"))
+    return "".join(parts)
 
 
 def _accounts(manifest: dict) -> str:
     """Per entity: row and hour accounts with hierarchy statuses; then the defects (each reason with its rows,
     hours and the command that traces an example row), then the rows that were never active, apart."""
     head = ["entity", "input rows", "out of scope", "accepted", "defects", "never active", "hierarchy", "hours in"]
-    head += ["counted", "clamped away", "orphaned", "defect hours", "inactive hours"]
+    head += ["counted", "clamped away", "orphaned", "defect hours", "inactive hours", "node-hours counted"]
     accounts, defects, never = [], [], []
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
-            accounts.append([name, f"skipped: {e.get('reason', '')}"] + [""] * (len(head) - 2))
-            continue
+            continue  # not on this site: said in the header, not a row of zeros
         h, statuses = e["hours"], ", ".join(f"{s} {n}" for s, n in e.get("hierarchy", {}).items())
         accounts.append([name, e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected"], e["inactive"], statuses]
-                        + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected", "inactive")])  # fmt: skip
+                        + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected", "inactive")]
+                        + [e["node_hours"]])  # fmt: skip
         for reason, r in e.get("reasons", {}).items():
             if reason in e.get("inactive_by_reason", {}):
                 never.append([name, reason, r["rows"], r["hours"]])
             else:
                 defects.append([name, reason, r["rows"], r["hours"], f"engine trace OUT_DIR {name} {r['example']}"])
-    parts = [_table(head, accounts), "<h3>Defects</h3>"]
-    note = "<p>Each example row is followed by <code>engine trace OUT_DIR ENTITY KEY</code>, where OUT_DIR is the directory that holds this report.</p>"
-    parts.append(
-        note + _table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else "<p>none</p>"
-    )
+    parts = [_p("Hours are span-hours (each row's time in the window); the last column weighs them by nodes."),
+             _table(head, accounts), "<h3>Defects</h3>"]  # fmt: skip
+    parts.append(_table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else _p("none"))
     parts.append("<h3>Never active (not defects)</h3>")
-    parts.append(_table(["entity", "reason", "rows", "hours"], never) if never else "<p>none</p>")
+    parts.append(_table(["entity", "reason", "rows", "hours"], never) if never else _p("none"))
     shared = [i for i in manifest["invariants"] if i["id"] == "INV-13"]
     if shared:
         parts.append("<h3>Tables several entities share: one owner per row (INV-13)</h3>")
         rows = [[i["table"], i["detail"].split(": ", 1)[1], i["status"]] for i in shared]
-        parts.append(
-            _table(
-                ["table", "rows and owners", "status"], rows, ["" if i["status"] == "pass" else "fail" for i in shared]
-            )
-        )
+        parts.append(_table(["table", "rows and owners", "status"], rows, [_status(i) for i in shared]))
     return "".join(parts)
 
 
+def _status(check: dict) -> str:
+    return "" if check["status"] == "pass" else "fail"
+
+
+def _invariants(manifest: dict) -> str:
+    invs = manifest["invariants"]
+    rows = [[i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]]
+            for i in invs]  # fmt: skip
+    return _table(["id", "entity", "status", "violations", "handled", "detail"], rows, [_status(i) for i in invs])
+
+
+def _provenance(manifest: dict) -> str:
+    """Which engine, specs, data, window and command produced this page: enough to produce it again."""
+    lens, w = manifest["lens"], manifest["window"]
+    rows = [
+        ["engine version", manifest["engine_version"]],
+        ["command", manifest.get("command") or "(run from Python)"],
+        ["specs", f"{manifest['specs']} (sha256 {manifest['specs_sha256']})"],
+        ["raw data", manifest["data"]],
+        ["sites file", manifest.get("sites") or "none (the raw directory given with --data)"],
+        ["exclusions", (manifest.get("exclusions") or {}).get("file", "none")],
+        ["window", f"{w['start']} to {w['end']} (end excluded)"],
+        ["lens", lens["name"] + (f", as of {lens['as_of']}" if lens.get("as_of") else "")],
+        ["timezone", f"{manifest.get('timezone', 'UTC')}: the day boundaries of every daily number"],
+        ["generated at", f"{manifest.get('generated_at', '')} (UTC)"],
+    ]
+    return _table(None, rows)
+
+
+def _definitions(manifest: dict, metrics: dict) -> str:
+    """Each metric in the words of metrics.yaml; on this site, the entities that feed a base metric, in the
+    words of their own specs (an edge site's total is its devices, not Nova's hosts)."""
+    fed: dict[str, list[str]] = {}
+    for name, e in manifest["entities"].items():
+        if e["status"] == "ok":
+            fed.setdefault(e["metric"], []).append(f"{name}: {e['description']}")
+    rows = [
+        [m, spec["description"], f"= {spec['formula']}" if "formula" in spec else "; ".join(fed.get(m, [])) or "(none)"]
+        for m, spec in metrics.items()
+    ]
+    return _table(["metric", "definition", "on this site"], rows)
+
+
 def _header(manifest: dict) -> str:
-    """Site, lens and window; a green line for the invariants that pass, the failed ones in red with their samples."""
-    lens, w, esc = manifest["lens"], manifest["window"], html.escape
-    as_of = f" as of {esc(str(lens['as_of']))}" if lens.get("as_of") else ""
-    out = f"<h1>site {esc(manifest['site'])}</h1><p>lens <b>{esc(lens['name'])}</b>{as_of} · window "
-    out += f"{esc(w['start'])} → {esc(w['end'])}</p>"
+    """Site, window, the verdict of the invariants (the failed ones in red with their samples), then what this
+    site does not have by design (information) and warnings."""
+    esc, w, lens = html.escape, manifest["window"], manifest["lens"]
+    name = manifest.get("site_name") or manifest["site"]
+    out = f"<h1>Usage report: {esc(printable(name))}</h1>"
+    as_of = f", as of {lens['as_of']}" if lens.get("as_of") else ""
+    out += _p(f"site {manifest['site']} · {w['start']} to {w['end']} · {lens['name']} lens{as_of}")
     failed = [i for i in manifest["invariants"] if i["status"] != "pass"]
     out += f'<p class="pass">invariants: {len(manifest["invariants"]) - len(failed)} pass</p>'
     items = "".join(
-        f"<li>{esc(i['id'])} ({esc(i['entity'] or 'all')}): {esc(i['status'])}, {i['violations']} violations, "
-        f"{esc(i['detail'])}"
+        f"<li>{esc(i['id'])} ({esc(i['entity'] or i.get('table') or 'all')}): {esc(i['status'])}, "
+        f"{i['violations']} violations, {esc(i['detail'])}"
         + "".join(f"<br><code>{esc(json.dumps(s, default=str))}</code>" for s in i.get("sample", []))
         for i in failed
     )
     out += f'<div class="fail"><p>invariants: {len(failed)} failed</p><ul>{items}</ul></div>' if failed else ""
-    return out + "".join(f'<p class="warn">warning: {esc(str(x))}</p>' for x in manifest.get("warnings", []))
+    out += "".join(_p(x, "note") for x in manifest.get("notices", []))
+    return out + "".join(_p(f"warning: {x}", "warn") for x in manifest.get("warnings", []))
+
+
+DRILL_DOWN = """<p>Every daily number is the sum of spans, and every span comes from raw rows:</p><ul>
+<li><code>engine why OUT_DIR --metric M --date D --where node_type=T</code> lists the spans that make up one cell
+of <code>daily.parquet</code> (a flagged comparison cell above names its own), with each one's hours and signed
+contribution, and checks their sum against the cell.</li>
+<li><code>engine trace OUT_DIR ENTITY KEY</code> follows one raw row: its raw values, its span or its rejection and
+why, its hierarchy status, its parent and its hours per day (the defects above name an example each).</li>
+</ul><p>OUT_DIR is the directory that holds this report.</p>"""
 
 
 def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = None) -> Path:
@@ -215,21 +314,17 @@ def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = Non
         plots_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     window = tuple(datetime.fromisoformat(manifest["window"][k]) for k in ("start", "end"))
-    invs = manifest["invariants"]
     with mpl.rc_context({"text.parse_math": False}):  # text from the data is text: "$x$" is no formula
-        bodies = (
-            _stack(plots_dir, out_dir, window, metrics, stack, groups),
+        charts = (
+            _stack(plots_dir, out_dir, window, stack, groups),
             _daily(plots_dir, out_dir, metrics, stack, group),
             _comparison(plots_dir, out_dir, manifest, metrics, group),
         )
-    bodies += (
-        _accounts(manifest),
-        _table(["id", "entity", "status", "violations", "handled", "detail"],
-               [[i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]] for i in invs],
-               ["" if i["status"] == "pass" else "fail" for i in invs]),
-    )  # fmt: skip
-    page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {html.escape(manifest["site"])}'
-    page += f"</title><style>{CSS}</style></head><body>{_header(manifest)}"
+    bodies = (_provenance(manifest), _definitions(manifest, metrics), *charts, _accounts(manifest),
+              _invariants(manifest), DRILL_DOWN)  # fmt: skip
+    title = html.escape(printable(manifest["site"]))
+    page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {title}</title>'
+    page += f"<style>{CSS}</style></head><body>{_header(manifest)}"
     page += "".join(f"<section><h2>{h}</h2>{b}</section>" for h, b in zip(SECTIONS, bodies, strict=True))
     path, tmp = out_dir / "report.html", out_dir / ".report.html.tmp"
     tmp.write_text(page + "</body></html>", encoding="utf-8")

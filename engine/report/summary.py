@@ -24,7 +24,7 @@ def entity_table(manifest: dict) -> Table:
     table = Table(title=f"site {plain(manifest['site'])} · {manifest['lens']['name']} · {manifest['window']['start']:%Y-%m-%d} → "
                   f"{manifest['window']['end']:%Y-%m-%d}", title_justify="left")  # fmt: skip
     columns = ("entity", "input", "out of scope", "accepted", "defects", "never active", "clamped", "orphans")
-    for col in (*columns, "hours counted"):
+    for col in (*columns, "node-hours counted"):
         table.add_column(col, justify="left" if col == "entity" else "right")
     for name, e in manifest["entities"].items():
         if e["status"] == "skipped":
@@ -33,7 +33,7 @@ def entity_table(manifest: dict) -> Table:
         table.add_row(
             name, _n(e["input_rows"]), _n(e["out_of_scope"] + e["not_recorded"]), _n(e["accepted"]), _n(e["rejected"]),
             _n(e["inactive"]), _n(e["hierarchy"].get("clamped", 0) + e["duplicates_clamped"]),
-            _n(e["hierarchy"].get("orphan", 0)), _n(e["hours"]["counted"]),
+            _n(e["hierarchy"].get("orphan", 0)), _n(e["node_hours"]),
         )  # fmt: skip
     return table
 

@@ -66,7 +66,19 @@ def test_extract_then_run_equals_the_direct_run(site):
     for name in ("direct", "extracted"):
         data = base / ("raw" if name == "direct" else "extracted")
         assert (
-            run_cli("run", SPECS, "--data", data, "--out", base / f"out-{name}", "--site", "sim", *WINDOW).exit_code
+            run_cli(
+                "run",
+                SPECS,
+                "--data",
+                data,
+                "--out",
+                base / f"out-{name}",
+                "--site",
+                "sim",
+                "--sites",
+                base / "etc" / "sites.yaml",
+                *WINDOW,
+            ).exit_code
             == 0
         )
     for output in ("daily.parquet", "usage.parquet", "validated/reserved_instance.parquet", "spans/allocation.parquet"):
@@ -107,7 +119,8 @@ def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
     report = json.loads((tmp_path / "denied" / "extract.json").read_text())
     status = {t["table"]: t["status"] for t in report["tables"]}
     assert status["blazar.leases"] == "no permission" and status["nova.instances"] == "ok"
-    assert "1 required table(s) failed: blazar.leases" in denied.stderr
+    assert "1 table(s) failed: blazar.leases" in denied.stderr
+    assert "allocation: incomplete: blazar.leases absent while blazar.computehost_allocations is there" in denied.stderr
     wrong = extract(base, "--db-uri", f"mysql://{user}:not-{secret}@127.0.0.1:3306", "--out", tmp_path / "wrong")
     assert wrong.exit_code == 1 and "bad credentials" in wrong.stdout
     texts = [r.stdout + r.stderr for r in (ok, denied, wrong)]
@@ -175,7 +188,19 @@ def test_a_null_in_a_not_null_looking_column_is_a_rejection_not_a_crash(site, tm
         (uuid_,) = cur.fetchone()
         cur.execute(f"UPDATE `{schemas['nova']}`.instances SET created_at = NULL WHERE uuid = %s", (uuid_,))
     assert extract(base, "--out", tmp_path / "raw").exit_code == 0
-    result = run_cli("run", SPECS, "--data", tmp_path / "raw", "--out", tmp_path / "out", "--site", "sim", *WINDOW)
+    result = run_cli(
+        "run",
+        SPECS,
+        "--data",
+        tmp_path / "raw",
+        "--out",
+        tmp_path / "out",
+        "--site",
+        "sim",
+        "--sites",
+        base / "etc" / "sites.yaml",
+        *WINDOW,
+    )
     assert result.exit_code == 0, result.stderr
     rejected = pl.concat(
         [
@@ -215,3 +240,32 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     assert f"{user}@127.0.0.1:3306" in texts[0]
     texts += [p.read_text() for p in tmp_path.rglob("extract.json")]
     assert all(s not in text for s in spellings for text in texts)
+
+
+def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply(site, tmp_path):
+    """A bare-metal server has no device or Zun tables: their entities are named as absent, exit 0; the grants
+    listed with an admin's URI name only the tables the server has, so they apply as they are."""
+    base, schemas, conn = site
+    sites = base / "etc" / "sites.yaml"
+    mapping = ", ".join(f"{k}: {v}" for k, v in schemas.items())
+    sites.write_text(sites.read_text() + f"  every:\n    name: every entity\n    data: every\n"
+                     f"    db_uri: mysql://root@127.0.0.1:3306\n    schemas: {{{mapping}}}\n")  # fmt: skip
+    result = run_cli("extract", "--site", "every", "--sites", sites, "--specs", SPECS, "--out", tmp_path / "all")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "all" / "extract.json").read_text())
+    assert report["entities"]["device"] == "not on this server: no blazar.devices"
+    assert report["entities"]["container"] == "not on this server: no zun.container"
+    assert report["entities"]["allocation"] == report["entities"]["slice_allocation"] == "ok"
+    assert "notice: device not on this server: no blazar.devices" in result.stderr and report["failed"] == []
+    run = run_cli("run", SPECS, "--data", tmp_path / "all", "--out", tmp_path / "out", "--no-report", *WINDOW)
+    assert run.exit_code == 0, run.stderr  # the raw directory follows the same rule: absent services skipped
+    user = f"ext_{uuid.uuid4().hex[:6]}"
+    sql = run_cli("grants", "--site", "every", "--sites", sites, "--specs", SPECS, "--user", user, "--host",
+                  "127.0.0.1", "--password", "pw-1", "--db-uri", "mysql://root@127.0.0.1:3306").stdout  # fmt: skip
+    assert "zun" not in sql and "devices" not in sql and "instance_reservations" in sql
+    with conn.cursor() as cur:
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            cur.execute(statement)  # no ERROR 1146: every table named exists
+    as_user = run_cli("extract", "--site", "every", "--sites", sites, "--specs", SPECS, "--out", tmp_path / "u",
+                      "--db-uri", f"mysql://{user}:pw-1@127.0.0.1:3306")  # fmt: skip
+    assert as_user.exit_code == 0, as_user.stderr

@@ -48,7 +48,7 @@ def test_trace_of_an_unknown_row_or_entity_is_a_clear_error(out):
 
 def test_why_takes_a_derived_cell_apart(out):
     result = run_cli("why", out, "--metric", "idle", "--date", "2024-01-03", "--where", "node_type=compute_skylake")
-    assert "2 spans, total 12 nodes-hours — ✓ matches daily.parquet (12)" in result.stdout
+    assert "2 spans, total 12 node-hours — ✓ matches daily.parquet (12)" in result.stdout
 
 
 def test_every_daily_cell_is_the_sum_of_its_spans(out):

@@ -96,40 +96,86 @@ def test_the_stack_chart_series_integrate_to_the_run_hours(run_dir, monkeypatch,
         assert (values[:-1] * hours).sum() == pytest.approx(run_hours[metric][STACK["resource"]], rel=1e-9)
 
 
-def test_the_largest_discrepancies_are_tabled_and_flagged_days_marked(out_copy, tmp_path):
-    assert "no legacy report in the raw data" in write_report(out_copy, METRICS).read_text()
-    rows = [  # 20 small differences on node type a, one large flagged one on b, one mid-size unflagged
+def test_the_flagged_cells_are_tabled_with_their_explanation_and_how_to_take_them_apart(out_copy, tmp_path):
+    assert "no data: no legacy report in the raw data to compare with" in write_report(out_copy, METRICS).read_text()
+    rows = [  # 20 small differences on node type a, then two flagged ones on b: the larger first
         {"date": date(2024, 1, 1 + d), "node_type": "a", "metric": m, "engine_hours": 100.0, "legacy_hours": 100.0 - d}
         for d in range(10)
         for m in ("total", "committed")
     ]
     rows += [{"date": date(2024, 1, 12), "node_type": "b", "metric": "committed", "engine_hours": 700.0,
-              "legacy_hours": 200.0}, {"date": date(2024, 1, 13), "node_type": "b", "metric": "total",
-              "engine_hours": 300.0, "legacy_hours": 250.0}]  # fmt: skip
+              "legacy_hours": 200.0, "explanation": "allocation missing_fk: 2 rows, 48.0 h"},
+             {"date": date(2024, 1, 13), "node_type": "b", "metric": "total", "engine_hours": 300.0,
+              "legacy_hours": 250.0}]  # fmt: skip
     cmp = pl.DataFrame(rows).with_columns(
         pl.lit("sim").alias("site"),
         (pl.col("engine_hours") - pl.col("legacy_hours")).alias("diff_hours"),
         ((pl.col("engine_hours") - pl.col("legacy_hours")) / pl.col("legacy_hours")).alias("rel_diff"),
-        ((pl.col("node_type") == "b") & (pl.col("metric") == "committed")).alias("flagged"),
+        (pl.col("node_type") == "b").alias("flagged"),
     )
     cmp.write_parquet(out_copy / "comparison.parquet")
     manifest = json.loads((out_copy / "manifest.json").read_text())
-    manifest["comparison"] = {"legacy_rows": 22, "flagged": 1}
+    manifest["comparison"] = {"cells": 22, "flagged": 2, "tolerance": "1 node-hours and 5% of the larger value"}
     (out_copy / "manifest.json").write_text(json.dumps(manifest))
 
     page = write_report(out_copy, METRICS, tmp_path / "plots").read_text()
-    assert "no legacy report" not in page and "legacy_rows: 22" in page
-    table = page.split("<h3>The 10 largest discrepancies</h3>", 1)[1].split("</table>", 1)[0]
+    assert "22 cells (day, node_type, metric) compared with the older report; 2 flagged, where the gap is above " \
+           "1 node-hours and 5% of the larger value" in page  # fmt: skip
+    assert '"largest"' not in page and "[{" not in page  # no JSON dump
+    table = page.split("<h3>Flagged cells, largest gap first (at most 20)</h3>", 1)[1].split("</table>", 1)[0]
     body = re.findall(r"<tr class=\"(\w*)\">(.*?)</tr>", table)
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for _, row in body]
-    assert len(cells) == 10
-    assert body[0][0] == "flagged" and cells[0][:6] == ["2024-01-12", "b", "committed", "700", "200", "500"]
-    assert cells[1][:3] == ["2024-01-13", "b", "total"] and body[1][0] == ""
-    assert [c[5] for c in cells[2:]] == ["9.0", "9.0", "8.0", "8.0", "7.0", "7.0", "6.0", "6.0"]
+    assert [c for c, _ in body] == ["flagged", "flagged"]
+    assert cells[0] == ["2024-01-12", "b", "committed", "700", "200", "500", "250.0%", "allocation missing_fk: 2 rows, 48.0 h",
+                        "engine why OUT_DIR --metric committed --date 2024-01-12 --where node_type=b"]  # fmt: skip
+    assert cells[1][:3] == ["2024-01-13", "b", "total"] and cells[1][7] == ""
     assert {"comparison_total.png", "comparison_committed.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
     # matplotlib draws one <use> per marker inside the group named by the line's gid, up to the next artist's group
     markers = lambda metric: page.partition(f'<g id="flagged_{metric}"')[2].split('<g id="')[0].count("<use")  # noqa: E731
-    assert markers("committed") == 1 and markers("total") == 0
+    assert markers("committed") == 1 and markers("total") == 1
+
+
+def test_the_provenance_says_what_produced_the_report(run_dir):
+    page = (run_dir / "report.html").read_text()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    section = page.split("<h2>Provenance</h2>", 1)[1].split("</section>", 1)[0]
+    rows = dict(re.findall(r"<tr class=\"\"><td>(.*?)</td><td>(.*?)</td></tr>", section))
+    assert rows["engine version"] == manifest["engine_version"] == "0.2.0"
+    assert rows["command"].startswith("engine run ") and f"--data {run_dir.parent / 'raw'}" in rows["command"]
+    assert rows["specs"] == f"{SPECS} (sha256 {manifest['specs_sha256']})" and len(manifest["specs_sha256"]) == 64
+    assert rows["raw data"] == str(run_dir.parent / "raw")
+    assert rows["window"] == "2024-01-01 00:00:00 to 2024-01-31 00:00:00 (end excluded)"
+    assert rows["lens"] == "effective" and rows["timezone"].startswith("UTC")
+    assert rows["generated at"] == f"{manifest['generated_at']} (UTC)"
+
+
+def test_the_stack_legend_reads_top_down_as_the_stack(run_dir):
+    page = (run_dir / "report.html").read_text()
+    figure = page.split('<figure id="stack">', 1)[1].split("</figure>", 1)[0]
+    legend = figure.split('id="legend_1"', 1)[1]
+    labels = re.findall(r"<text[^>]*>([a-z_]+)</text>", legend)
+    stacked = [m for g in STACK["groups"].values() for m in g][::-1]  # drawn bottom up: listed top down
+    assert labels == [STACK["line"], *STACK["dashed"], *stacked]
+
+
+def test_an_edge_site_is_defined_in_its_own_words_with_no_data_where_it_has_none(tmp_path):
+    simulate(tmp_path / "raw", seed=2, hosts=12, days=20, kind="edge")
+    entities = "device,reservable_device,device_allocation,container"
+    (tmp_path / "sites.yaml").write_text(
+        f"sites:\n  e:\n    name: CHI@Edge\n    data: raw\n    entities: [{entities}]\n"
+    )
+    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "e", "--out", tmp_path / "out",
+                     "--start", "2024-01-01", "--end", "2024-01-20")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<h1>Usage report: CHI@Edge</h1>" in page
+    definitions = page.split("<h2>Definitions</h2>", 1)[1].split("</section>", 1)[0]
+    assert "device: An edge device enrolled in Blazar (blazar.devices)" in definitions and "Nova" not in definitions
+    assert (
+        '<h3>occupied_ondemand</h3><p class="none">no data: no occupied_ondemand on this site in the window</p>' in page
+    )
+    notice = "entities of the specs that this site does not list, not run: allocation, blazar_host"
+    assert f'<p class="note">{notice}' in page and 'class="warn"' not in page  # by design: information
 
 
 def test_failed_invariants_are_listed_in_red_with_their_samples(out_copy):

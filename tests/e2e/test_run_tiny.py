@@ -146,9 +146,10 @@ def test_a_missing_table_skips_its_entities_and_the_rest_run(tmp_path):
     result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)
-    assert m["entities"]["reserved_instance"] == {"status": "skipped", "reason": "table nova.instances is missing"}
+    assert m["entities"]["reserved_instance"] == {"status": "skipped", "reason": "the site has no nova.instances"}
     assert m["entities"]["allocation"]["status"] == "ok"
-    assert "entity ondemand_instance skipped: table nova.instances is missing" in m["warnings"]
+    assert "entity ondemand_instance not run: the site has no nova.instances" in m["notices"]
+    assert m["warnings"] == []  # a service the site does not have is no warning
 
 
 def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path, specs_copy):
@@ -185,10 +186,13 @@ def test_usage_stack_node_hours_by_hand(run_dir):
         ("INV-13", "pass"),
     }
     # I1, I2 (never active) and I5 are reserved instances, I3 and I4 on-demand ones; none is KVM's
-    [shared] = [i for i in m["invariants"] if i["id"] == "INV-13"]
-    assert shared["detail"] == (
-        "nova.instances: 5 rows = 0 kvm_ondemand_instance + 2 ondemand_instance + 3 reserved_instance"
-    )
+    shared = {i["table"]: i["detail"] for i in m["invariants"] if i["id"] == "INV-13"}
+    assert shared == {
+        "nova.instances": "nova.instances: 5 rows = 0 kvm_ondemand_instance + 0 kvm_reserved_instance + "
+        "2 ondemand_instance + 3 reserved_instance",
+        # A3 (its reservation gone) is the whole-host entity's by its rank; A4 is a KVM slot
+        "blazar.computehost_allocations": "blazar.computehost_allocations: 5 rows = 4 allocation + 1 slice_allocation",
+    }
 
 
 def test_daily_hours_and_usage_steps(run_dir):

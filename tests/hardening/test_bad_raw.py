@@ -139,12 +139,12 @@ def test_an_empty_table_gives_zero_rows_and_orphans_its_children(tmp_path):
     schema = {"id": pl.Int64, "hypervisor_hostname": pl.String, "created_at": STAMP, "deleted_at": STAMP,
               "updated_at": STAMP, "vcpus": pl.Int64, "memory_mb": pl.Int64, "local_gb": pl.Int64,
               "hypervisor_type": pl.String}  # fmt: skip
-    m = run_ok(tmp_path, tables, schemas={"nova.compute_nodes": schema})
-    assert entity(m, "nova_host") == (0, 0, 0, {})
-    assert entity(m, "blazar_host") == (4, 0, 0, {"missing_fk": 4})  # no parent for any Blazar host
-    assert entity(m, "allocation") == (5, 1, 0, {"missing_fk": 4})
-    assert entity(m, "ondemand_instance") == (5, 3, 0, {"missing_fk": 2})
-    assert m["metrics"] == {}  # nothing counted: no usage series at all
+    # nothing can count: no false success, but the one line says what became of the rows
+    assert run_error(tmp_path, tables, schemas={"nova.compute_nodes": schema}) == (
+        "no counted span in the window 2024-01-01 to 2024-01-31 (no span counts at all; rejected: blazar_host "
+        "{'missing_fk': 4}, allocation {'missing_fk': 4}, slice_allocation {'missing_fk': 1}, ondemand_instance "
+        "{'missing_fk': 2}, reserved_instance {'missing_fk': 3})"
+    )
 
 
 def test_an_empty_table_without_columns_names_the_first_column_needed(tmp_path):
@@ -166,17 +166,19 @@ def test_empty_tables_and_no_window_ask_for_one(tmp_path):
 
 def test_an_all_null_timestamp_column_rejects_every_row_as_null_start(tmp_path):
     # written with the Null type (no values to infer one from): read as timestamps, all null
-    m = run_ok(tmp_path, nova_times(lambda t: None))
-    assert entity(m, "nova_host") == (6, 0, 0, {"null_start": 6})
-    assert entity(m, "blazar_host") == (4, 0, 0, {"missing_fk": 4})
+    message = run_error(tmp_path, nova_times(lambda t: None))
+    assert message.startswith("no counted span in the window 2024-01-01 to 2024-01-31 (no span counts at all; ")
+    assert "nova_host {'null_start': 6}, blazar_host {'missing_fk': 4}" in message
 
 
 def test_an_all_null_resource_column_rejects_every_row_as_invalid_value(tmp_path):
     tables = tiny_site()
     for row in tables["nova.compute_nodes"]:
         row["vcpus"] = None
+    assert "rejected: nova_host {'invalid_value': 6}" in run_error(tmp_path, tables)
+    tables["nova.compute_nodes"][0]["vcpus"] = 48  # h1 counts: the run goes on, and says why the others did not
     m = run_ok(tmp_path, tables)
-    assert entity(m, "nova_host") == (6, 0, 0, {"invalid_value": 6})
+    assert entity(m, "nova_host") == (6, 0, 1, {"invalid_value": 5})
     rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "nova_host.parquet")
     assert set(rejected["rejection_detail"]) == {"resources.vcpus (vcpus) is null"}
 

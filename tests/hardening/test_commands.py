@@ -55,8 +55,30 @@ def test_trace_when_the_raw_data_or_specs_moved_away(out, tmp_path):
 
 def test_export_of_a_directory_that_is_no_run_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_cli("export", tmp_path / "empty", "--db-uri", "mysql://u@127.0.0.1:1")
-    assert "Traceback" not in result.output and result.exit_code == 1
+    result = run_cli("export", tmp_path / "empty", "--csv", tmp_path / "x.csv")
+    assert one_error(result) == f"{tmp_path / 'empty'}: not an output directory of `engine run` (no daily.parquet)"
+    assert one_error(run_cli("export", tmp_path / "empty")) == (
+        "give --table DATABASE.TABLE (with --db-uri), --csv FILE or --json FILE"
+    )
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_writes_the_same_wide_table_as_csv_and_json(out, tmp_path):
+    result = run_cli("export", out, "--csv", tmp_path / "d.csv", "--json", tmp_path / "d.json")
+    assert result.exit_code == 0, result.stderr
+    daily = pl.read_parquet(out / "daily.parquet")
+    want = daily.pivot(on="metric", index=["date", "site", "resource", "node_type"], values="hours", sort_columns=True)
+    csv = pl.read_csv(tmp_path / "d.csv", try_parse_dates=True)
+    rows = json.loads((tmp_path / "d.json").read_text())
+    assert csv.height == len(rows) == want.height and csv.columns == list(rows[0]) == want.columns
+    cell = want.filter(pl.col("resource") == "nodes").sort("date", "node_type").row(0, named=True)
+    got = next(
+        r
+        for r in rows
+        if r["date"] == str(cell["date"]) and r["node_type"] == cell["node_type"] and r["resource"] == "nodes"
+    )
+    assert got["total"] == cell["total"] and got["committed"] == cell["committed"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""Missing input tables: an optional one degrades its entities with a warning; a required one skips its entity
-(and the entity's children), the others still run. A missing source table is tested in
-tests/e2e/test_run_tiny.py (test_a_missing_table_skips_its_entities_and_the_rest_run).
+"""Missing input tables: an optional one degrades its entities with a warning; a missing source table means
+the site has no such service (its entities and their children are skipped, with a notice, the others run);
+a table an entity requires, missing while its source is there, is an error naming it (an incomplete dump).
 """
 
 import json
@@ -8,7 +8,7 @@ import json
 import polars as pl
 
 from tests.conftest import SPECS, run_cli
-from tests.hardening.support import WINDOW, entity, hours
+from tests.hardening.support import WINDOW, entity, hours, one_error
 from tests.rawdata import tiny_site, write_raw
 
 
@@ -43,14 +43,34 @@ def test_a_missing_optional_table_degrades_its_entities_with_a_warning(tmp_path)
     assert set(validated["node_type"]) == {"unknown"}
 
 
-def test_a_missing_required_table_skips_its_entity_and_children_only(tmp_path):
-    m = run_without(tmp_path, "blazar.leases")  # the allocation's required join
-    assert m["entities"]["allocation"] == {"status": "skipped", "reason": "table blazar.leases is missing"}
+def test_a_missing_required_table_is_an_error_naming_it(tmp_path):
+    # the allocations are there, the leases they need are not: the dump (or the grants) is incomplete
+    tables = {t: rows for t, rows in tiny_site().items() if t != "blazar.leases"}
+    raw = write_raw(tmp_path / "raw", tables)
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW)
+    assert one_error(result) == (
+        "specs/entities/allocation.yaml: entity 'allocation': joins[1]: table blazar.leases is missing, but the "
+        "entity's source blazar.computehost_allocations is there: the dump or the extraction account's grants "
+        "are incomplete"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_service_skips_its_entities_and_children_with_a_notice(tmp_path):
+    # no Blazar allocations at all: the site has no whole-host leases; the rest runs with the tiny site's answers
+    tables = {t: rows for t, rows in tiny_site().items() if t != "blazar.computehost_allocations"}
+    raw = write_raw(tmp_path / "raw", tables)
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", "--json", *WINDOW)
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert m["entities"]["allocation"] == {
+        "status": "skipped",
+        "reason": "the site has no blazar.computehost_allocations",
+    }
     assert m["entities"]["reserved_instance"] == {"status": "skipped", "reason": "its parent allocation was skipped"}
-    assert "entity allocation skipped: table blazar.leases is missing" in m["warnings"]
-    assert "entity reserved_instance skipped: its parent allocation was skipped" in m["warnings"]
-    assert "report lease_lead_time skipped: entity allocation did not run" in m["warnings"]
-    # the rest ran with the tiny site's answers (tests/e2e/test_run_tiny.py)
+    assert "entity reserved_instance not run: its parent allocation was skipped" in m["notices"]
+    assert "report lease_lead_time not made: entity allocation did not run on this site" in m["notices"]
+    assert m["warnings"] == []
     assert entity(m, "blazar_host") == (4, 0, 3, {"missing_fk": 1})
     assert entity(m, "ondemand_instance") == (5, 3, 2, {})
     assert {k: m["metrics"][k]["nodes"] for k in ("total", "reservable", "occupied_ondemand")} == {

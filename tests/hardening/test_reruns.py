@@ -6,6 +6,7 @@ A run that fails with an error leaves the previous output too: tests/e2e/test_ru
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,14 @@ def files(out) -> dict:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
+PROVENANCE = ("command", "generated_at", "timings")  # what tells one run from another, kept apart
+
+
+def without_provenance(page: bytes) -> bytes:
+    """report.html without the two provenance rows that name the command and the time of the run."""
+    return re.sub(rb"<tr class=\"\"><td>(command|generated at)</td><td>[^<]*</td></tr>", b"", page)
+
+
 def test_the_same_input_gives_byte_identical_outputs(tmp_path):
     raw = write_raw(tmp_path / "raw", tiny_site())
     for name in ("first", "second"):
@@ -33,15 +42,17 @@ def test_the_same_input_gives_byte_identical_outputs(tmp_path):
         time.sleep(1.1)  # a wall-clock value at second resolution would differ between the runs
     first, second = files(tmp_path / "first"), files(tmp_path / "second")
     assert set(first) == set(second) and {"report.html", "daily.parquet", "spans/allocation.parquet"} <= set(first)
-    assert [f for f in first if first[f] != second[f]] == ["manifest.json"]
+    assert [f for f in first if first[f] != second[f]] == ["manifest.json", "report.html"]
+    assert without_provenance(first["report.html"]) == without_provenance(second["report.html"])
+    assert without_provenance(first["report.html"]) != first["report.html"]  # the rows were there
     manifests = [json.loads(first["manifest.json"]), json.loads(second["manifest.json"])]
-    assert [k for k in manifests[0] if manifests[0][k] != manifests[1][k]] == ["timings"]  # kept apart
+    assert [k for k in manifests[0] if manifests[0][k] != manifests[1][k]] == list(PROVENANCE)
     # re-running into the same directory replaces it with the same bytes
     assert run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "first", *ARGS).exit_code == 0
     again = files(tmp_path / "first")
-    assert {f: b for f, b in again.items() if f != "manifest.json"} == {
-        f: b for f, b in first.items() if f != "manifest.json"
-    }
+    data = [f for f in first if f not in ("manifest.json", "report.html")]
+    assert {f: again[f] for f in data} == {f: first[f] for f in data}
+    assert without_provenance(again["report.html"]) == without_provenance(first["report.html"])
 
 
 def test_no_wall_clock_value_inside_the_data_files(tmp_path):

@@ -234,7 +234,9 @@ def test_a_database_password_is_masked_everywhere(tmp_path, monkeypatch):
     for site in ("lit", "env"):  # no server answers on port 1: the error names the masked URI
         outputs.append(run_cli("extract", "--site", site, "--sites", sites, "--specs", SPECS, "--timeout", "2"))
         assert one_error(outputs[-1]).startswith("reader@127.0.0.1:1: cannot reach 127.0.0.1:1")
-    outputs.append(run_cli("export", tmp_path / "out", "--db-uri", f"mysql://reader:{secret}@127.0.0.1:1"))
+    outputs.append(
+        run_cli("export", tmp_path / "out", "--db-uri", f"mysql://reader:{secret}@127.0.0.1:1", "--table", "x.y")
+    )
     assert one_error(outputs[-1]).startswith("reader@127.0.0.1:1: cannot reach")
     for result in outputs:
         assert secret not in result.stdout + result.stderr

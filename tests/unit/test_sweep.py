@@ -61,10 +61,13 @@ def test_daily_integral_by_hand():
     assert got.select("bucket", "hours").rows() == [(t(0), 24.0), (t(24), 42.0), (t(48), 24.0)]
 
 
-def test_bucket_boundaries_cover_the_window():
+def test_bucket_boundaries_cover_the_window_from_its_start():
     window = (datetime(2024, 1, 10, 6), datetime(2024, 3, 2))
     months = bucket_boundaries(window, "1mo")
-    assert months == [datetime(2024, 1, 1), datetime(2024, 2, 1), datetime(2024, 3, 1), datetime(2024, 3, 2)]
+    assert months == [datetime(2024, 1, 10, 6), datetime(2024, 2, 10, 6), datetime(2024, 3, 2)]
+    weeks = bucket_boundaries((datetime(2024, 1, 3), datetime(2024, 1, 20)), "7d")  # a Wednesday: no Monday before
+    assert weeks == [datetime(2024, 1, 3), datetime(2024, 1, 10), datetime(2024, 1, 17), datetime(2024, 1, 20)]
+    assert bucket_boundaries(window, "1d")[:2] == [datetime(2024, 1, 10), datetime(2024, 1, 11)]  # calendar days
     assert bucket_boundaries((T0, t(3)), "1h") == [t(0), t(1), t(2), t(3)]
 
 
