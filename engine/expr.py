@@ -1,26 +1,16 @@
-"""Spec expressions: a small, documented subset of SQL, parsed by sqlglot and compiled by the engine itself
-into Polars expressions (docs/specs.md, "Expressions"). Nothing is evaluated as Python.
+"""Spec expressions: a small SQL dialect, parsed by sqlglot and compiled by the engine into Polars expressions.
 
-Spec text never reaches an SQL engine. Polars' SQL layer, which compiled expressions before, ran table
-functions such as read_csv('/etc/passwd') or read_csv('http://…') while merely compiling one, and a
-10,000-term sum crashed it. Here an expression is first bounded (its length, its number of nodes and its
-nesting, checked without recursion), then every node must be of a whitelisted kind and every function a
-known one: anything else is refused with a one-line ExprError naming it, before any Polars expression
-exists.
-
-`alias.column` names a column of a joined table, stored in the frame under the literal name
-"alias.column"; an unqualified name is a column of the source table or a derived column.
-
-A compiled expression means what Polars SQL made of the same text, dtypes included: engine/expr_types.py
-holds the rules that depend on types, engine/expr_functions.py the functions, and tests/test_expr_oracle.py
-compares all of them with pl.sql_expr.
+Spec text never reaches an SQL engine (Polars' SQL layer ran read_csv('/etc/passwd') while merely compiling
+one). An expression is bounded (length, nodes, nesting, without recursion), then every node must be of a
+whitelisted kind and every function a known one, or it is refused with a one-line ExprError naming it.
+Each construct becomes one native Polars operation, so dtypes follow Polars' rules (docs/specs.md).
 """
 
-import contextlib
 import datetime as dt
 import difflib
 import functools
-import re
+import inspect
+import operator
 import sys
 
 import polars as pl
@@ -28,68 +18,39 @@ from sqlglot import exp, parser
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
-from engine import expr_types
 from engine.errors import ExprError
-from engine.expr_functions import AGGREGATES, FUNCTIONS, Args, date_part
 
 __all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "ExprError", "columns_of", "compile_expr", "did_you_mean"]
 
 MAX_CHARS = 10_000  # characters of one expression
 MAX_NODES = 500  # nodes of its syntax tree (a + b is five: the sum, two columns, two names)
 MAX_DEPTH = 64  # levels of nesting: parentheses, calls, and one per operator of a chain such as a + b + c
+NESTED_TOO_DEEPLY = f"nested too deeply (more than {MAX_DEPTH} levels)"
+# sqlglot's parser recurses some 25 calls per level of nesting, more than Python's default limit allows for
+# MAX_DEPTH levels. Python 3.11+ runs such calls without using the C stack, so a higher limit cannot crash
+# the interpreter; deeper text still ends in a RecursionError, which is a refusal.
+PARSER_RECURSION = 10_000
 
 
-# --- parsing ----------------------------------------------------------------------------------------------
-
-
-def _unary_plus(self: parser.Parser) -> exp.Expression:
-    """+x is 0 + x, as Polars SQL read it (so +'a' is an error and +TRUE the integer 1), and +2 is 2;
-    sqlglot would drop the +."""
-    operand = self._parse_unary()
-    if isinstance(operand, exp.Literal) and operand.is_number:
-        return operand
-    return exp.Add(this=exp.Literal.number(0), expression=operand)
+# --- parsing and bounds -----------------------------------------------------------------------------------
 
 
 class _SpecSQL(Dialect):
-    """sqlglot's standard SQL, in which every call `name(…)` stays a plain call (exp.Anonymous).
-
-    sqlglot normally maps function names onto its own node classes (substr becomes Substring, and read_csv
-    ReadCSV in some dialects); keeping calls as written lets this module alone decide what a name means and
-    refuse every other. Only CAST and EXTRACT keep their special syntax.
-    """
+    """sqlglot's standard SQL in which every call `name(…)` stays a plain call (exp.Anonymous), not one of
+    sqlglot's own function nodes (ReadCSV…): so this module alone decides what a name means."""
 
     class Parser(parser.Parser):
         FUNCTIONS = {}
         FUNCTION_PARSERS = {name: parser.Parser.FUNCTION_PARSERS[name] for name in ("CAST", "EXTRACT")}
-        NO_PAREN_FUNCTION_PARSERS = {"CASE": parser.Parser.NO_PAREN_FUNCTION_PARSERS["CASE"]}  # IF(…) is a call
-        UNARY_PARSERS = {**parser.Parser.UNARY_PARSERS, TokenType.PLUS: _unary_plus}
-
-        def _parse_types(self, *args, **kwargs):
-            """Remember how a type was spelled: sqlglot maps both `real` (Float32) and `float` (Float64) to FLOAT."""
-            start = self._index
-            node = super()._parse_types(*args, **kwargs)
-            if isinstance(node, exp.DataType):
-                words = []
-                for token in self._tokens[start : self._index]:
-                    if token.token_type in (TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.LT):
-                        break
-                    words.append(token.text)
-                node.meta["spelling"] = " ".join(" ".join(words).lower().split())
-            return node
+        NO_PAREN_FUNCTION_PARSERS = {"CASE": parser.Parser.NO_PAREN_FUNCTION_PARSERS["CASE"]}
 
 
 _DIALECT = _SpecSQL()
-NESTED_TOO_DEEPLY = f"nested too deeply (more than {MAX_DEPTH} levels)"
 
 
 def _check_tokens(text: str, tokens) -> None:
-    """Refuse what is not one bare expression: comments, a second statement, parentheses nested too deeply.
-
-    Comments are refused rather than skipped: text that two SQL parsers read differently is how a filter
-    is slipped past. Between two tokens only white space may stand, so nothing the tokenizer dropped hides
-    in the expression.
-    """
+    """Refuse comments (text two parsers read differently is how a filter is slipped past), a second
+    statement and deep parentheses. Only white space may stand between tokens: nothing dropped hides."""
     position, depth = 0, 0
     for token in [*tokens, None]:
         gap = text[position : None if token is None else token.start]
@@ -105,558 +66,338 @@ def _check_tokens(text: str, tokens) -> None:
             raise ExprError(NESTED_TOO_DEEPLY)
 
 
-# sqlglot's parser is recursive, some 25 calls for each level of parentheses or calls: MAX_DEPTH levels need
-# more than Python's default limit of 1,000. Python 3.11+ runs such calls without using the C stack, so a
-# higher limit while parsing cannot crash the interpreter; deeper text still ends in a RecursionError, refused.
-PARSER_RECURSION = 10_000
-
-
-@contextlib.contextmanager
-def _recursion_limit(limit: int):
-    saved = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(saved, limit))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(saved)
-
-
 def _parse(text: str) -> exp.Expression:
-    """The syntax tree of one expression, or ExprError. Never a crash, whatever the text."""
+    """The syntax tree of one expression, or ExprError: never a crash, whatever the text."""
     if len(text) > MAX_CHARS:
         raise ExprError(f"too long: {len(text):,} characters (at most {MAX_CHARS:,})")
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(saved, PARSER_RECURSION))
     try:
         tokens = _DIALECT.tokenize(text)
-    except Exception:  # sqlglot's TokenError, or anything else it raises on text it cannot read
-        raise ExprError("not a valid SQL expression") from None
-    _check_tokens(text, tokens)
-    try:
-        with _recursion_limit(PARSER_RECURSION):
-            trees = _DIALECT.parser().parse(tokens, text)
+        _check_tokens(text, tokens)
+        trees = _DIALECT.parser().parse(tokens, text)
+    except ExprError:
+        raise
     except RecursionError:
         raise ExprError(NESTED_TOO_DEEPLY) from None
-    except Exception:  # ParseError, or a sqlglot bug on hostile input: a refusal either way
+    except Exception:  # TokenError, ParseError, or a sqlglot bug on hostile input: a refusal either way
         raise ExprError("not a valid SQL expression") from None
+    finally:
+        sys.setrecursionlimit(saved)
     if len(trees) != 1 or trees[0] is None:
         raise ExprError("not a valid SQL expression")
     return trees[0]
 
 
-# --- what an expression may contain -----------------------------------------------------------------------
-
-ALLOWED = (
-    exp.Column,
-    exp.Identifier,
-    exp.Literal,
-    exp.Null,
-    exp.Boolean,
-    exp.Paren,
-    exp.Neg,
-    exp.Add,
-    exp.Sub,
-    exp.Mul,
-    exp.Div,
-    exp.Mod,
-    exp.DPipe,
-    exp.EQ,
-    exp.NEQ,
-    exp.LT,
-    exp.LTE,
-    exp.GT,
-    exp.GTE,
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.Is,
-    exp.In,
-    exp.Between,
-    exp.Like,
-    exp.ILike,
-    exp.Case,
-    exp.If,
-    exp.Cast,
-    exp.DataType,
-    exp.DataTypeParam,
-    exp.Extract,
-    exp.Var,
-    exp.Anonymous,
-    exp.Filter,
-    exp.Where,
-    exp.Distinct,
-    exp.Star,
-)
-
 # What a refused node is called in the message; the first match wins, so subclasses come first.
 REFUSED = (
-    (exp.Subquery, "a subquery (SELECT …)"),
     (exp.Exists, "a subquery (EXISTS (SELECT …))"),
-    ((exp.Union, exp.Intersect, exp.Except), "a set operation (UNION, INTERSECT, EXCEPT)"),
-    (exp.Query, "a subquery (SELECT …)"),
+    (exp.SetOperation, "a set operation (UNION, INTERSECT, EXCEPT)"),
+    ((exp.Subquery, exp.Query), "a subquery (SELECT …)"),
     (exp.Window, "a window function (… OVER …)"),
     (exp.Alias, "an alias (… AS name, or a name after a value)"),
-    (exp.Placeholder, "a query parameter"),
-    (exp.Parameter, "a query parameter"),
-    (exp.Interval, "an interval"),
-    (exp.Bracket, "a subscript ([…])"),
     (exp.Dot, "a method call or field access (x.f(…))"),
-    (exp.Escape, "LIKE … ESCAPE"),
-    (exp.Array, "an array"),
-    (exp.Tuple, "a row value (a, b)"),
-    (exp.Struct, "a struct value"),
-    (exp.Order, "ORDER BY"),
 )
-
-
-KNOWN_FUNCTIONS = FUNCTIONS.keys() | AGGREGATES.keys()
 
 
 def _describe(node: exp.Expression) -> str:
-    for kind, name in REFUSED:
-        if isinstance(node, kind):
-            return name
-    return f"the SQL construct {type(node).__name__}"
-
-
-def _children(node: exp.Expression) -> list[exp.Expression]:
-    return list(node.iter_expressions())
+    return next((name for kind, name in REFUSED if isinstance(node, kind)), f"the SQL construct {type(node).__name__}")
 
 
 def _check_tree(tree: exp.Expression) -> None:
-    """Bound the tree, then refuse the first construct (in reading order) outside the whitelist.
-
-    Both walks use an explicit stack: a tree too deep for Python's recursion is refused, not crashed on.
-    """
+    """Bound the tree, then refuse the first construct (in reading order) outside the whitelist; both walks
+    use a stack, so a tree too deep for Python's recursion is refused, not crashed on."""
     count, deepest, stack = 0, 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         count, deepest = count + 1, max(deepest, depth)
-        stack.extend((child, depth + 1) for child in _children(node))
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
     if count > MAX_NODES:
         raise ExprError(f"too large: {count:,} nodes (at most {MAX_NODES:,})")
     if deepest > MAX_DEPTH:
         raise ExprError(NESTED_TOO_DEEPLY)
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, ALLOWED) or isinstance(node, exp.Query):
+    for node in tree.dfs():  # sqlglot's walk in reading order, with a stack too
+        if type(node) not in ALLOWED:
             raise ExprError(f"{_describe(node)} is not allowed in a spec expression")
         if isinstance(node, exp.Anonymous) and node.name.lower() not in KNOWN_FUNCTIONS:
             raise ExprError(f"unknown function '{node.name}'{did_you_mean(node.name.lower(), KNOWN_FUNCTIONS)}")
-        stack.extend(reversed(_children(node)))
 
 
-@functools.lru_cache(maxsize=4096)
-def _checked(text: str) -> exp.Expression:
-    """The parsed and checked tree of an expression (cached: specs ask for the same text many times)."""
-    tree = _parse(text)
-    _check_tree(tree)
-    return tree
+# --- compiling: one builder per kind of node --------------------------------------------------------------
 
 
-# --- compiling: one builder per node class ----------------------------------------------------------------
+MISPLACED = {exp.Star: "'*' is only allowed in count(*)", exp.Distinct: "DISTINCT is only allowed in count(DISTINCT x)"}
 
 
 def _compile(node: exp.Expression) -> pl.Expr:
-    builder = BUILDERS.get(type(node))
-    if builder is None:
-        raise ExprError(f"{_describe(node)} is not allowed here")
-    return builder(node)
-
-
-def _unparen(node: exp.Expression) -> exp.Expression:
-    while isinstance(node, exp.Paren):
-        node = node.this
-    return node
-
-
-def _column_name(node: exp.Column) -> str:
-    """'name', or 'alias.name' for a column of a joined table (quoted identifiers are taken as they are)."""
-    if isinstance(node.this, exp.Star):
-        raise ExprError("'*' is only allowed in count(*)")
-    if node.args.get("db") or node.args.get("catalog"):
-        raise ExprError(f"a name has at most one dot (alias.column): '{'.'.join(p.name for p in node.parts)}'")
-    name = f"{node.table}.{node.name}" if node.table else node.name
-    if name == "*" or (name.startswith("^") and name.endswith("$")):
-        raise ExprError(f"the column name {name!r} would stand for several columns")
-    return name
+    if type(node) not in BUILDERS:  # a part of a construct (a type, a WHEN, DISTINCT) where a value should be
+        raise ExprError(MISPLACED.get(type(node), f"{_describe(node)} is not allowed here"))
+    return BUILDERS[type(node)](node)
 
 
 def _column(node: exp.Column) -> pl.Expr:
-    return pl.col(_column_name(node))
+    """'name', or 'alias.name' for a column of a joined table (quoted identifiers are taken as they are)."""
+    if node.args.get("db") or node.args.get("catalog"):
+        raise ExprError(f"a name has at most one dot (alias.column): '{'.'.join(p.name for p in node.parts)}'")
+    name = f"{node.table}.{node.name}" if node.table else node.name
+    if "*" in name or (name.startswith("^") and name.endswith("$")):  # pl.col reads these as patterns (or t.*)
+        raise ExprError(f"the column name {name!r} would stand for several columns")
+    return pl.col(name)
 
 
 def _literal(node: exp.Literal) -> pl.Expr:
+    """Text as written; digits a 64-bit integer, any other number (1.5, 1e3, 2**64) a float. Polars types
+    both by the other operand, so `vcpus * 2` stays Int64 and `ratio * 1.5` keeps the ratio's float type."""
     if node.is_string:
         return pl.lit(node.this)
-    return expr_types.literal(expr_types.number(node))
+    return pl.lit(int(node.this) if node.this.isdigit() and int(node.this) < 2**63 else float(node.this))
 
 
-def _null(node: exp.Null) -> pl.Expr:
-    return pl.lit(None)
+def _binary(operation, node: exp.Binary) -> pl.Expr:
+    return operation(_compile(node.this), _compile(node.expression))
 
 
-def _boolean(node: exp.Boolean) -> pl.Expr:
-    return pl.lit(node.this)
-
-
-def _paren(node: exp.Paren) -> pl.Expr:
-    return _compile(node.this)
-
-
-def _negate(node: exp.Neg) -> pl.Expr:
-    """-1.5 is the literal -1.5 (so is -(1.5 * 2)); -x is 0 - x, as in Polars SQL."""
-    found = expr_types.number(node)
-    if found is not None and (found.decimal or not found.computed):
-        return expr_types.literal(found)
-    return pl.lit(0) - _compile(node.this)
-
-
-# Text beside a CAST(… AS date|timestamp) that Polars SQL read as a date or a timestamp.
-_ISO_DATE = re.compile(r"[0-9]{4}-[01][0-9]-[0-3][0-9]")
-_ISO_DATETIME = re.compile(
-    r"[0-9]{4}-[01][0-9]-[0-3][0-9][ T](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
-)
-
-
-def _cast_target(node: exp.Expression) -> pl.DataType | None:
-    """The dtype `node` casts to, or None when it is no cast (or a cast of a text literal, which is a literal)."""
-    node = _unparen(node)
-    if not isinstance(node, exp.Cast) or _text_literal(node.this) is not None:
-        return None
-    return cast_dtype(node.to)
-
-
-def _temporal_literal(text: str, dtype: pl.DataType) -> pl.Expr | None:
-    """The date or timestamp an ISO text stands for beside a cast to `dtype`, or None to leave it text."""
-    try:
-        if dtype == pl.Date and _ISO_DATE.fullmatch(text):
-            return pl.lit(dt.date.fromisoformat(text))
-        if isinstance(dtype, pl.Datetime) and (_ISO_DATE.fullmatch(text) or _ISO_DATETIME.fullmatch(text)):
-            head, _, fraction = text.replace(" ", "T", 1).partition(".")
-            moment = dt.datetime.fromisoformat(head if "T" in head else f"{head}T00:00:00")
-            moment = moment.replace(microsecond=int(fraction[:6].ljust(6, "0"))) if fraction else moment
-            return pl.lit(moment, dtype=dtype)
-    except ValueError:
-        raise ExprError(f"'{text}' is not a valid {'date' if dtype == pl.Date else 'timestamp'}") from None
-    return None
-
-
-def _text_literal(node: exp.Expression) -> str | None:
-    node = _unparen(node)
-    return node.this if isinstance(node, exp.Literal) and node.is_string else None
-
-
-def _operands(left_node: exp.Expression, right_node: exp.Expression, both_ways: bool = True) -> tuple[pl.Expr, pl.Expr]:
-    """Both sides of a binary operator, an ISO text beside a cast to date or timestamp read as one (for ||,
-    only a text on the right, as in Polars SQL)."""
-    left = _read_as_time(left_node, right_node) if both_ways else _compile(left_node)
-    return left, _read_as_time(right_node, left_node)
-
-
-def _read_as_time(node: exp.Expression, beside: exp.Expression) -> pl.Expr:
-    """`node` compiled; a text literal beside a cast to date or timestamp becomes that date or timestamp."""
-    dtype, text = _cast_target(beside), _text_literal(node)
-    moment = None if dtype is None or text is None else _temporal_literal(text, dtype)
-    return _compile(node) if moment is None else moment
-
-
-def _literal_flags(node: exp.Binary) -> tuple[bool, bool]:
-    return expr_types.is_decimal_literal(node.this), expr_types.is_decimal_literal(node.expression)
-
-
-ARITHMETIC = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%"}
-
-
-def _arithmetic(node: exp.Binary) -> pl.Expr:
-    """+ - * / %. Polars SQL typed * / % (and + - beside a decimal literal) by the operands' dtypes."""
-    found = expr_types.number(node)
-    if found is not None and found.point:
-        return expr_types.literal(found)
-    op, flags = ARITHMETIC[type(node)], _literal_flags(node)
-    left, right = _operands(node.this, node.expression)
-    if op in "+-" and not any(flags):
-        return left + right if op == "+" else left - right
-    return pl.pipe_with_dtype([left, right], expr_types.arithmetic(op, flags))
-
-
-def _concat(node: exp.DPipe) -> pl.Expr:
-    left, right = _operands(node.this, node.expression, both_ways=False)
-    return left.cast(pl.String) + right.cast(pl.String)
-
-
-COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
-
-
-def _compare(op: str, left: pl.Expr, right: pl.Expr) -> pl.Expr:
-    if op == "<>":
-        return left.eq(right).not_()
-    return {"=": left.eq, "<": left.lt, "<=": left.le, ">": left.gt, ">=": left.ge}[op](right)
-
-
-def _as_text_beside_text(node: exp.Expression, other: exp.Expression) -> pl.Expr | None:
-    """An integer literal tested for equality with a text literal: Polars SQL compared its digits as text ('x' = 1
-    is false, not an error)."""
-    found = expr_types.number(node)
-    if _text_literal(other) is None or found is None or found.decimal or found.computed:
-        return None
-    return None if isinstance(found.value, float) else pl.lit(str(found.value))
-
-
-def _compared(op: str, nodes: tuple[exp.Expression, exp.Expression], left: pl.Expr, right: pl.Expr) -> pl.Expr:
-    """`left op right` as Polars SQL compared the two nodes: by the other side's dtype beside a decimal literal."""
-    if op in ("=", "<>"):
-        if (text := _as_text_beside_text(*nodes)) is not None:
-            left = text
-        if (text := _as_text_beside_text(*reversed(nodes))) is not None:
-            right = text
-    flags = expr_types.is_decimal_literal(nodes[0]), expr_types.is_decimal_literal(nodes[1])
-    if any(flags):
-        return pl.pipe_with_dtype([left, right], expr_types.comparison(op, flags))
-    return _compare(op, left, right)
-
-
-def _comparison(node: exp.Binary) -> pl.Expr:
-    return _compared(COMPARISONS[type(node)], (node.this, node.expression), *_operands(node.this, node.expression))
-
-
-def _and(node: exp.And) -> pl.Expr:
-    left, right = _operands(node.this, node.expression)
-    return left & right
-
-
-def _or(node: exp.Or) -> pl.Expr:
-    left, right = _operands(node.this, node.expression)
-    return left | right
-
-
-def _not(node: exp.Not) -> pl.Expr:
-    inner = node.this
-    if isinstance(inner, exp.Is):
-        return _is(inner, negate=True)
-    if isinstance(inner, exp.In):
-        return _in(inner).not_()
-    if isinstance(inner, exp.Between):
-        return _between(inner, negate=True)
-    return _compile(inner).cast(pl.Boolean, strict=True).not_()
-
-
-def _is(node: exp.Is, negate: bool = False) -> pl.Expr:
+def _is(node: exp.Is) -> pl.Expr:
     if not isinstance(node.expression, exp.Null):
         raise ExprError("only IS NULL and IS NOT NULL are allowed (compare with = TRUE instead)")
-    value = _compile(node.this)
-    return value.is_not_null() if negate else value.is_null()
-
-
-def _is_constant(node: exp.Expression) -> bool:
-    """A literal (or a cast of one): Polars SQL compared x IN (constants) by value, else with ==."""
-    node = _unparen(node)
-    if isinstance(node, exp.Cast):
-        node = _unparen(node.this)
-    return isinstance(node, exp.Literal | exp.Null | exp.Boolean) or expr_types.number(node) is not None
+    return _compile(node.this).is_null()
 
 
 def _in(node: exp.In) -> pl.Expr:
     """x IN (a, b) is x = a OR x = b: true if one matches, else null if x or an item is null, else false."""
-    if any(node.args.get(key) for key in ("query", "unnest", "field")):
+    if not node.expressions:
         raise ExprError("IN takes a list of values: x IN (a, b)")
-    items = node.expressions
-    if not items:
-        raise ExprError("IN needs at least one value: x IN (a, b)")
     value = _compile(node.this)
-    if not all(_is_constant(item) for item in items):
-        return functools.reduce(pl.Expr.or_, [value.eq(_compile(item)) for item in items])
-    constants = [_compile(item) for item in items]  # compared by value, as literals are compared with =
-    matches = functools.reduce(
-        pl.Expr.or_, [_compared("=", (node.this, item), value, c) for item, c in zip(items, constants, strict=True)]
-    )
-    if _is_constant(node.this):  # 'x' IN (1, 2): Polars SQL compared literals as text
-        return matches
-    return expr_types.in_constants(value, constants, matches)
+    return functools.reduce(operator.or_, [value == _compile(item) for item in node.expressions])
 
 
-def _between(node: exp.Between, negate: bool = False) -> pl.Expr:
+def _between(node: exp.Between) -> pl.Expr:
     if node.args.get("symmetric"):
         raise ExprError("BETWEEN SYMMETRIC is not allowed")
-    value, low = _operands(node.this, node.args["low"])
-    value, high = _operands(node.this, node.args["high"])
-    if negate:
-        return (value < low) | (value > high)
-    return (value >= low) & (value <= high)
+    value = _compile(node.this)
+    return (value >= _compile(node.args["low"])) & (value <= _compile(node.args["high"]))
 
 
-_RUST_REGEX_META = set("\\.+*?()|[]{}^$#&-~")
-
-
-def _like_regex(pattern: str, case_insensitive: bool) -> str:
-    """A LIKE pattern as an anchored regular expression: % is .*, _ is ., every other character literal."""
-    body = "".join(
-        ".*" if c == "%" else "." if c == "_" else f"\\{c}" if c in _RUST_REGEX_META else c for c in pattern.strip("%")
-    )
-    start = "" if pattern.startswith("%") else "^"
-    end = "" if pattern.endswith("%") else "$"
-    return f"{'(?is)' if case_insensitive else '(?s)'}{start}{body}{end}"
-
-
-def _like_match(value: pl.Expr, pattern: str, case_insensitive: bool) -> pl.Expr:
-    """Polars SQL used the plain text operations where a case-sensitive pattern allowed, else a regex."""
-    if not case_insensitive:
-        if re.fullmatch(r"%[^%_]+%", pattern):
-            return value.str.contains(pattern[1:-1], literal=True)
-        if re.fullmatch(r"[^%_]+%", pattern):
-            return value.str.starts_with(pattern[:-1])
-        if re.fullmatch(r"%[^%_]+", pattern):
-            return value.str.ends_with(pattern[1:])
-    return value.str.contains(_like_regex(pattern, case_insensitive))
+RUST_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")  # what Rust's regex::escape escapes
 
 
 def _like(node: exp.Like | exp.ILike) -> pl.Expr:
-    pattern = _text_literal(node.expression)
-    if pattern is None:
+    """LIKE as an anchored regular expression: % is any text, _ one character, every other one literal."""
+    pattern = node.expression
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
         raise ExprError("the pattern of LIKE must be a text literal, such as 'compute_%'")
-    case_insensitive = isinstance(node, exp.ILike)
-    if pattern == "" or (not case_insensitive and not set(pattern) & {"%", "_"}):
-        matched = _compare("=", *_operands(node.this, node.expression))  # no wildcard: plain equality
-    else:
-        matched = _like_match(_compile(node.this), pattern, case_insensitive)
+    regex = "".join({"%": ".*", "_": "."}.get(c, f"\\{c}" if c in RUST_REGEX_META else c) for c in pattern.this)
+    flags = "(?is)" if isinstance(node, exp.ILike) else "(?s)"  # . matches a newline too; ILIKE ignores case
+    matched = _compile(node.this).str.contains(f"{flags}^{regex}$")
     return matched.not_() if node.args.get("negate") else matched
 
 
 def _case(node: exp.Case) -> pl.Expr:
     """Searched (CASE WHEN c THEN v …) or simple (CASE x WHEN a THEN v …); no ELSE means null."""
-    subject = _compile(node.this) if node.this else None
-    branches = []
-    for branch in node.args["ifs"]:
-        condition = _compile(branch.this)
-        branches.append((condition if subject is None else subject.eq(condition), _compile(branch.args["true"])))
     result = _compile(node.args["default"]) if node.args.get("default") else pl.lit(None)
-    for condition, value in reversed(branches):
-        result = pl.when(condition).then(value).otherwise(result)
+    for branch in reversed(node.args["ifs"]):
+        condition = _compile(node.this) == _compile(branch.this) if node.this else _compile(branch.this)
+        result = pl.when(condition).then(_compile(branch.args["true"])).otherwise(result)
     return result
 
 
-# Types a CAST may name, as spelled; decimal/numeric take a precision and scale.
+# Types a cast may name (and the other spellings sqlglot reads as them: integer, string, numeric, real, …).
 CAST_TYPES = {
-    "integer": pl.Int32,
-    "int": pl.Int32,
-    "bigint": pl.Int64,
-    "smallint": pl.Int16,
-    "double": pl.Float64,
-    "double precision": pl.Float64,
-    "float": pl.Float64,
-    "real": pl.Float32,
-    "numeric": pl.Decimal,
-    "decimal": pl.Decimal,
-    "text": pl.String,
-    "varchar": pl.String,
-    "string": pl.String,
-    "boolean": pl.Boolean,
-    "date": pl.Date,
-    "timestamp": pl.Datetime("us"),
-    "datetime": pl.Datetime("us"),
+    exp.DataType.Type.INT: pl.Int32,
+    exp.DataType.Type.BIGINT: pl.Int64,
+    exp.DataType.Type.SMALLINT: pl.Int16,
+    exp.DataType.Type.DOUBLE: pl.Float64,
+    exp.DataType.Type.FLOAT: pl.Float64,
+    exp.DataType.Type.DECIMAL: pl.Decimal,
+    exp.DataType.Type.TEXT: pl.String,
+    exp.DataType.Type.VARCHAR: pl.String,
+    exp.DataType.Type.BOOLEAN: pl.Boolean,
+    exp.DataType.Type.DATE: pl.Date,
+    exp.DataType.Type.TIMESTAMP: pl.Datetime("us"),
+    exp.DataType.Type.DATETIME: pl.Datetime("us"),
 }
-_SIZED = {"varchar": 1, "numeric": 2, "decimal": 2}  # how many parameters a type may take
-
-
-def _decimal_dtype(params: list[int]) -> pl.Decimal:
-    """numeric is Decimal(38, 9), numeric(p) Decimal(p, 0), numeric(p, s) Decimal(p, s), as in Polars SQL."""
-    precision, scale = (38, 9) if not params else (params[0], 0) if len(params) == 1 else params
-    if not 1 <= precision <= expr_types.MAX_DECIMAL_DIGITS or not 0 <= scale <= precision:
-        raise ExprError(
-            f"numeric({', '.join(map(str, params))}): the precision is 1 to {expr_types.MAX_DECIMAL_DIGITS} "
-            "and the scale 0 to the precision"
-        )
-    return pl.Decimal(precision, scale)
+CAST_NAMES = [kind.name.lower() for kind in CAST_TYPES]
 
 
 def cast_dtype(node: exp.DataType) -> pl.DataType:
-    """The Polars dtype of a whitelisted SQL type, as Polars SQL mapped it (int is Int32, float Float64)."""
-    spelling = node.meta.get("spelling", "")
-    dtype = CAST_TYPES.get(spelling)
-    nested = any(isinstance(param, exp.DataType) for param in node.expressions)
-    if dtype is None or nested:
-        raise ExprError(
-            f"the type {spelling or node.this.name.lower()!r} is not allowed in a cast (allowed: {', '.join(CAST_TYPES)})"
-        )
-    params = []
-    for param in node.expressions:
-        value = param.this if isinstance(param, exp.DataTypeParam) else param
-        if not (isinstance(value, exp.Literal) and value.is_int):
-            raise ExprError(f"the type {spelling!r} takes whole numbers in parentheses")
-        params.append(int(value.this))
-    if len(params) > _SIZED.get(spelling, 0):
-        raise ExprError(f"the type {spelling!r} takes {_SIZED.get(spelling, 'no')} parameters")
-    return _decimal_dtype(params) if dtype is pl.Decimal else dtype
+    """The Polars dtype of a whitelisted SQL type; only decimal takes parameters, (precision[, scale])."""
+    dtype, name = CAST_TYPES.get(node.this), node.this.name.lower()
+    if dtype is None:
+        raise ExprError(f"the type {name!r} is not allowed in a cast (allowed: {', '.join(CAST_NAMES)})")
+    numbers = [int(p.this.this) for p in node.expressions if isinstance(p.this, exp.Literal) and p.this.is_int]
+    if len(numbers) != len(node.expressions) or len(numbers) > (2 if dtype is pl.Decimal else 0):
+        raise ExprError(f"the type {name!r}: only decimal takes parameters, whole numbers: decimal(precision, scale)")
+    if dtype is not pl.Decimal:
+        return dtype
+    precision, scale = [*numbers, 0][:2] if numbers else [38, 0]
+    if not 1 <= precision <= 38 or not 0 <= scale <= precision:
+        raise ExprError(f"numeric({precision}, {scale}): the precision is 1 to 38 and the scale 0 to the precision")
+    return pl.Decimal(precision, scale)
 
 
 def _cast(node: exp.Cast) -> pl.Expr:
-    """CAST(x AS type) and x::type, strict as in Polars SQL: a value that does not convert is an error.
-
-    Polars casts no text column to a date; a text literal, though, Polars SQL parsed (DATE '2024-01-01').
-    """
+    """CAST(x AS type) and x::type, strict; Polars casts no text to a date, but a text literal is read
+    as one here (DATE '2024-01-01')."""
     if node.args.get("format"):
         raise ExprError("CAST … FORMAT is not allowed")
-    dtype, text = cast_dtype(node.to), _text_literal(node.this)
-    if text is not None and (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
-        moment = _temporal_literal(text, dtype)
-        if moment is not None:
-            return moment
-        if dtype == pl.Date:
-            return pl.lit(text).str.to_date(strict=True)
-        return pl.lit(text).str.to_datetime(time_unit=dtype.time_unit, strict=True)
-    return _compile(node.this).cast(dtype, strict=True)
+    dtype, value = cast_dtype(node.to), node.this
+    if dtype in (pl.Date, pl.Datetime) and isinstance(value, exp.Literal) and value.is_string:
+        try:
+            return pl.lit(dt.datetime.fromisoformat(value.this), dtype=dtype)
+        except ValueError:
+            raise ExprError(f"'{value.this}' is not a valid {node.to.this.name.lower()}") from None
+    return _compile(value).cast(dtype, strict=True)
 
 
-def _extract(node: exp.Extract) -> pl.Expr:
-    unit = node.this
-    if not isinstance(unit, exp.Var | exp.Literal):
-        raise ExprError("extract(): the unit must be a name such as epoch")
-    return date_part(unit.name, _compile(node.expression))
+DATE_PARTS = ["epoch", "year", "quarter", "month", "week", "day", "doy", "dow", "isodow", "hour", "minute", "second"]
+
+
+def date_part(unit: str, x: pl.Expr) -> pl.Expr:
+    """date_part('unit', x) and extract(unit FROM x): epoch in seconds as a float, the calendar units
+    Polars' dt accessors (doy is ordinal_day, isodow weekday: 1 to 7; dow 0 to 6 from Sunday)."""
+    unit = unit.lower()
+    if unit not in DATE_PARTS:
+        raise ExprError(f"unknown date part {unit!r} (known: {', '.join(DATE_PARTS)})")
+    if unit == "epoch":  # whole seconds, then the nanoseconds: exact wherever the time is
+        return x.dt.timestamp("ns") // 1_000_000_000 + x.dt.nanosecond() / 1e9
+    if unit == "dow":
+        return x.dt.weekday() % 7
+    return getattr(x.dt, {"doy": "ordinal_day", "isodow": "weekday"}.get(unit, unit))()
+
+
+# --- functions and aggregates -----------------------------------------------------------------------------
+
+
+def _constant(value: pl.Expr, kind: type, what: str):
+    """The value of a literal argument, for a function that needs it while compiling (round's decimals)."""
+    constant = pl.select(value).item() if value.meta.is_literal() else None
+    if not isinstance(constant, kind):
+        raise ExprError(what)
+    return constant
+
+
+def _split_part(text: pl.Expr, separator: pl.Expr, n: pl.Expr) -> pl.Expr:
+    """The n-th part, counted from 1 (from the end when n is negative); null beyond the last part."""
+    index = pl.when(n > 0).then(n - 1).otherwise(pl.when(n < 0).then(n))
+    return text.str.split(separator).list.get(index, null_on_oob=True)
+
+
+def _replace(text: pl.Expr, old: pl.Expr, new: pl.Expr) -> pl.Expr:
+    """Every occurrence of a text literal by one no longer than it: replace(replace(s, 'a', 'aa'), 'a', 'aa')
+    … would double the text sixty times within the bounds (lpad, rpad and repeat are left out for that)."""
+    what = "replace(): what to replace and its replacement must be text literals, the first not empty"
+    old, new = _constant(old, str, what), _constant(new, str, what)
+    if not old:
+        raise ExprError(what)
+    if len(new) > len(old):
+        raise ExprError(f"replace(): the replacement {new!r} is longer than {old!r} (text may not grow)")
+    return text.str.replace_all(old, new, literal=True)
+
+
+def _round(x: pl.Expr, decimals: pl.Expr | None = None) -> pl.Expr:
+    """Polars' round (half to even); it needs the decimals while planning, so they are a literal."""
+    what = "round(): the number of decimals must be a whole-number literal from 0 to 38"
+    places = 0 if decimals is None else _constant(decimals, int, what)
+    if not 0 <= places <= 38:
+        raise ExprError(what)
+    return x.round(places)
+
+
+# Each function is called with its arguments compiled: its parameters say how many it takes.
+FUNCTIONS = {
+    "lower": lambda text: text.str.to_lowercase(),
+    "upper": lambda text: text.str.to_uppercase(),
+    "length": lambda text: text.str.len_chars(),
+    "trim": lambda text: text.str.strip_chars(),
+    "ltrim": lambda text, characters=None: text.str.strip_chars_start(characters),
+    "rtrim": lambda text, characters=None: text.str.strip_chars_end(characters),
+    "substr": lambda text, start, length=None: text.str.slice((start - 1).clip(0), length),  # from 1
+    "substring": lambda text, start, length=None: text.str.slice((start - 1).clip(0), length),
+    "split_part": _split_part,
+    "replace": _replace,
+    "concat": lambda value, *more: pl.concat_str([value, *more], ignore_nulls=True),
+    "starts_with": lambda text, prefix: text.str.starts_with(prefix),
+    "ends_with": lambda text, suffix: text.str.ends_with(suffix),
+    "regexp_like": lambda text, pattern: text.str.contains(pattern),  # Rust's regex: linear time
+    "left": lambda text, n: text.str.head(n),  # a negative n drops the last -n characters
+    "right": lambda text, n: text.str.tail(n),  # a negative n drops the first -n
+    "abs": lambda x: x.abs(),
+    "round": _round,
+    "floor": lambda x: x.floor(),
+    "ceil": lambda x: x.ceil(),
+    "coalesce": lambda value, *more: pl.coalesce(value, *more),
+    "greatest": lambda value, *more: pl.max_horizontal(value, *more),  # nulls skipped
+    "least": lambda value, *more: pl.min_horizontal(value, *more),
+    "nullif": lambda value, other: pl.when(value == other).then(None).otherwise(value),
+    "date_part": lambda unit, x: date_part(_constant(unit, str, "date_part(): the unit must be a text literal"), x),
+}
+# Each aggregate is called with its first argument narrowed to the rows its FILTER (WHERE …) keeps.
+AGGREGATES = {
+    "min": lambda x: x.min(),
+    "max": lambda x: x.max(),
+    "sum": lambda x: x.sum(),
+    "avg": lambda x: x.mean(),
+    "count": lambda x: x.count().cast(pl.Int64),
+    "first": lambda x: x.first(),
+    "last": lambda x: x.last(),
+    "median": lambda x: x.median(),
+    "quantile_cont": lambda x, fraction: x.quantile(fraction, interpolation="linear"),
+}
+KNOWN_FUNCTIONS = FUNCTIONS.keys() | AGGREGATES.keys()
+
+
+def _arguments(name: str, function, nodes: list[exp.Expression]) -> list[pl.Expr]:
+    """The compiled arguments of a call, refused when `function` does not take that many."""
+    try:
+        inspect.signature(function).bind(*nodes)
+    except TypeError as exc:  # "missing a required argument: 'start'", "too many positional arguments"
+        raise ExprError(f"{name}(): {exc}") from None
+    return [_compile(node) for node in nodes]
 
 
 def _call(node: exp.Anonymous, keep: pl.Expr | None = None) -> pl.Expr:
-    """A whitelisted function or aggregate; `keep` is the mask of an aggregate's FILTER (WHERE …)."""
-    name = node.name.lower()
-    function = AGGREGATES.get(name) or FUNCTIONS.get(name)
-    if function is None:  # the tree check refuses unknown names first; this guards a direct call
-        raise ExprError(f"unknown function '{node.name}'")
-    if keep is not None and name not in AGGREGATES:
-        raise ExprError(f"FILTER (WHERE …) follows an aggregate such as max(x), not {node.name}()")
-    args = Args(name, node.expressions, _compile)
-    if not function.min_args <= len(args) <= function.max_args:
-        raise ExprError(f"wrong number of arguments to {node.name}(): {len(args)} (expected {function.usage})")
-    return function.build(args, keep) if name in AGGREGATES else function.build(args)
+    """A function, or an aggregate of the rows where `keep` (its FILTER) is true. count(*) counts rows,
+    count(DISTINCT x) distinct non-null values; counts are Int64."""
+    name, nodes = node.name.lower(), node.expressions
+    if name in FUNCTIONS:
+        return FUNCTIONS[name](*_arguments(name, FUNCTIONS[name], nodes))
+    if name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Star):
+        return (pl.len() if keep is None else keep.sum()).cast(pl.Int64)
+    distinct = name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Distinct)
+    x, *rest = _arguments(name, AGGREGATES[name], nodes[0].expressions if distinct else nodes)
+    x = x if keep is None else x.filter(keep)
+    return x.drop_nulls().n_unique().cast(pl.Int64) if distinct else AGGREGATES[name](x, *rest)
 
 
 def _filter(node: exp.Filter) -> pl.Expr:
     """max(x) FILTER (WHERE c): the aggregate of the rows where c is true (null counts as false)."""
-    aggregate, where = node.this, node.expression
-    if not (isinstance(aggregate, exp.Anonymous) and aggregate.name.lower() in AGGREGATES):
+    if not (isinstance(node.this, exp.Anonymous) and node.this.name.lower() in AGGREGATES):
         raise ExprError("FILTER (WHERE …) follows an aggregate such as max(x)")
-    keep = pl.when(_compile(where.this)).then(True).otherwise(False)
-    return _call(aggregate, keep)
-
-
-def _star(node: exp.Star) -> pl.Expr:
-    raise ExprError("'*' is only allowed in count(*)")
-
-
-def _distinct(node: exp.Distinct) -> pl.Expr:
-    raise ExprError("DISTINCT is only allowed in count(DISTINCT x)")
+    return _call(node.this, keep=_compile(node.expression.this).fill_null(False))
 
 
 BUILDERS = {
     exp.Column: _column,
     exp.Literal: _literal,
-    exp.Null: _null,
-    exp.Boolean: _boolean,
-    exp.Paren: _paren,
-    exp.Neg: _negate,
-    **dict.fromkeys(ARITHMETIC, _arithmetic),
-    exp.DPipe: _concat,
-    **dict.fromkeys(COMPARISONS, _comparison),
-    exp.And: _and,
-    exp.Or: _or,
-    exp.Not: _not,
+    exp.Null: lambda node: pl.lit(None),
+    exp.Boolean: lambda node: pl.lit(node.this),
+    exp.Paren: lambda node: _compile(node.this),
+    exp.Neg: lambda node: -_compile(node.this),
+    exp.Add: functools.partial(_binary, operator.add),
+    exp.Sub: functools.partial(_binary, operator.sub),
+    exp.Mul: functools.partial(_binary, operator.mul),
+    exp.Div: functools.partial(_binary, operator.truediv),  # true division: 7 / 2 is 3.5
+    exp.Mod: functools.partial(_binary, operator.mod),  # Polars' %: the sign of the divisor
+    exp.DPipe: lambda node: pl.concat_str([_compile(node.this), _compile(node.expression)]),  # null if one is
+    exp.EQ: functools.partial(_binary, operator.eq),
+    exp.NEQ: functools.partial(_binary, operator.ne),
+    exp.LT: functools.partial(_binary, operator.lt),
+    exp.LTE: functools.partial(_binary, operator.le),
+    exp.GT: functools.partial(_binary, operator.gt),
+    exp.GTE: functools.partial(_binary, operator.ge),
+    exp.And: functools.partial(_binary, operator.and_),  # three-valued, as Polars' & and |
+    exp.Or: functools.partial(_binary, operator.or_),
+    exp.Not: lambda node: _compile(node.this).not_(),
     exp.Is: _is,
     exp.In: _in,
     exp.Between: _between,
@@ -664,17 +405,13 @@ BUILDERS = {
     exp.ILike: _like,
     exp.Case: _case,
     exp.Cast: _cast,
-    exp.Extract: _extract,
+    exp.Extract: lambda node: date_part(node.this.name, _compile(node.expression)),
     exp.Anonymous: _call,
     exp.Filter: _filter,
-    exp.Star: _star,
-    exp.Distinct: _distinct,
 }
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(text: str) -> pl.Expr:
-    return _compile(_checked(text))
+# The whitelist: the nodes that compile to a value, and the parts of constructs (a CAST's type, a WHEN).
+PARTS = {exp.Identifier, exp.DataType, exp.DataTypeParam, exp.Var, exp.If, exp.Where, exp.Distinct, exp.Star}
+ALLOWED = BUILDERS.keys() | PARTS
 
 
 # --- public API -------------------------------------------------------------------------------------------
@@ -689,24 +426,17 @@ def compile_expr(sql: str | int | float | bool) -> pl.Expr:
     return _compiled(sql)
 
 
-def columns_of(sql: str | int | float | bool) -> set[str]:
-    """The column names an expression reads (qualified ones as 'alias.column'). Raises ExprError like
-    compile_expr, so that `engine validate` refuses whatever a run would."""
-    if isinstance(sql, bool | int | float):
-        return set()
-    compile_expr(sql)
-    return set(_columns(sql))
-
-
 @functools.lru_cache(maxsize=4096)
-def _columns(text: str) -> frozenset[str]:
-    stack, names = [_checked(text)], set()
-    while stack:
-        node = stack.pop()
-        if isinstance(node, exp.Column):
-            names.add(_column_name(node))
-        stack.extend(_children(node))
-    return frozenset(names)
+def _compiled(text: str) -> pl.Expr:
+    """Parsed, checked, then compiled (cached: specs ask for the same text many times)."""
+    tree = _parse(text)
+    _check_tree(tree)
+    return _compile(tree)
+
+
+def columns_of(sql: str | int | float | bool) -> set[str]:
+    """The columns an expression reads ('alias.column' for a joined one); refuses what compile_expr does."""
+    return set(compile_expr(sql).meta.root_names())
 
 
 def did_you_mean(name: str, known) -> str:
