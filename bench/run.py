@@ -29,7 +29,7 @@ SHARED = {"spans": ("spans", ["spans"]), "hierarchy": ("hierarchy", ["hierarchy"
 
 def site(size: str) -> Path:
     """The simulated raw directory for a size, generated on first use."""
-    from engine.simulate import simulate
+    from simulator.chameleon import simulate
 
     raw = ROOT / "bench" / "data" / size
     if not (raw / "simulation" / "simulation.json").is_file():

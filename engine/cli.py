@@ -21,7 +21,6 @@ from engine.report.summary import plain, printable
 from engine.sites import load_sites, select
 from engine.spec.load import load_specs
 
-MAX_HOST_DAYS = 25_000_000  # the largest benchmark site is 4,000 hosts x 10 years (14.6 M host-days)
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 
 out = Console(highlight=False, soft_wrap=True)
@@ -349,33 +348,42 @@ def _written(out_dir: Path) -> str:
 
 @main.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Raw directory to write.")
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Random seed: the same seed gives the same files.",
-)
-@click.option("--hosts", default=60, show_default=True, type=click.IntRange(2, 100_000), help="Number of hosts.")
-@click.option("--days", default=120, show_default=True, type=click.IntRange(1, 36_500), help="Days of history.")
-@click.option("--kind", type=click.Choice(["baremetal", "kvm", "edge"]), default="baremetal", show_default=True)
-@click.option("--clean", is_flag=True, help="A site without injected defects (the same site otherwise).")
+@click.option("--generator", help="An installed generator [default: the only one installed].")
+@click.argument("params", nargs=-1, metavar="[NAME=VALUE]...")
 @friendly
-def simulate(out_dir, seed, hosts, days, kind, clean):
-    """Write a synthetic site in the upstream table layout, with known defects and its ground truth."""
-    from engine.io.output import OutputDir
-    from engine.simulate import simulate as make_site
+def simulate(out_dir, generator, params):
+    """Write a synthetic site in the upstream table layout with its ground truth, by an installed generator,
+    given its parameters as NAME=VALUE (see the generator's own documentation)."""
+    from importlib.metadata import entry_points
 
-    if hosts * days > MAX_HOST_DAYS:
-        raise EngineError(f"--hosts {hosts} x --days {days} is more than {MAX_HOST_DAYS:,} host-days (about 40 M rows)")
+    from engine.io.output import OutputDir
+    from engine.sites import GENERATORS, generate
+
+    installed = sorted(ep.name for ep in entry_points(group=GENERATORS))
+    chosen = {"generator": generator or (installed[0] if len(installed) == 1 else None)}
+    for param in params:
+        name, sep, value = param.partition("=")
+        if not sep or not name:
+            raise EngineError(f"{param!r}: expected NAME=VALUE")
+        chosen[name] = _scalar(value)
     target = OutputDir(out_dir, kind="simulate")
     try:
-        summary = make_site(target.tmp, seed=seed, hosts=hosts, days=days, kind=kind, defects=not clean)
+        summary = generate(target.tmp, chosen)
         target.commit()
     finally:
         target.abandon()
-    rows = summary.get("tables", summary.get("rows", {}))
-    out.print(f"[green]✓[/] {out_dir}: {len(rows)} tables, {sum(rows.values()):,} rows (seed {seed})")
+    rows = summary.get("tables", {})
+    out.print(f"[green]✓[/] {plain(out_dir)}: {len(rows)} tables, {sum(rows.values()):,} rows")
+
+
+def _scalar(text: str):
+    """A parameter's value as the generator expects it: a whole number, a number, true/false, or text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):

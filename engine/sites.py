@@ -1,6 +1,14 @@
-"""Sites (etc/sites.yaml): each site's raw data, spec set and databases; `--site` picks some or all."""
+"""Sites (etc/sites.yaml): each site's raw data, spec set and databases; `--site` picks some or all.
 
+A site without data is simulated: its `simulate:` names a generator, an installed plugin (an entry point of
+the group GENERATORS) that writes a raw directory from the other parameters; it is generated once into the
+user's cache.
+"""
+
+import os
+import shutil
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from engine.errors import EngineError
@@ -24,9 +32,7 @@ class Site:
         """The site's raw directory; a simulated site is generated into the cache on first use."""
         if self.data is not None:
             return self.data
-        from engine.simulate import cached_site
-
-        return cached_site(self.key, self.simulate, announce)
+        return cached(self.key, self.simulate, announce)
 
 
 def load_sites(path: str | Path) -> dict[str, Site]:
@@ -55,3 +61,37 @@ def select(sites: dict[str, Site], names: tuple[str, ...]) -> list[Site]:
             f"--site: unknown site '{unknown[0]}'{did_you_mean(unknown[0], sites)}; known: {', '.join(sites)}"
         )
     return [sites[n] for n in names]
+
+
+GENERATORS = "testbed_usage_engine.generators"
+
+
+def generate(out: Path, params: dict) -> dict:
+    """Write a raw directory with the generator `params["generator"]` names, given the other parameters;
+    a parameter the generator refuses is one line."""
+    installed = {ep.name: ep for ep in entry_points(group=GENERATORS)}
+    name = params.get("generator")
+    if name not in installed:
+        known = ", ".join(sorted(installed)) or "none"
+        raise EngineError(f"generator: unknown generator '{name}'{did_you_mean(name, installed)}; installed: {known}")
+    arguments = {k: v for k, v in params.items() if k != "generator"}
+    try:
+        return installed[name].load()(out, **arguments)
+    except (TypeError, ValueError) as exc:  # an unknown or out-of-range parameter
+        raise EngineError(f"generator {name}: {exc}") from None
+
+
+def cached(key: str, params: dict, announce=lambda path: None) -> Path:
+    """A simulated site generated once into the user's cache, keyed by its parameters and the engine version."""
+    from engine import __version__
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "testbed-usage-engine"
+    label = "-".join(f"{k}{v}" for k, v in sorted(params.items()) if k != "generator")
+    path = root / f"{key}-{params.get('generator')}-{label}-v{__version__}"
+    if not path.is_dir():
+        announce(path)
+        tmp = root / f".{path.name}.partial-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate(tmp, params)
+        tmp.rename(path)
+    return path

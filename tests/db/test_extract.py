@@ -10,7 +10,7 @@ import uuid
 import polars as pl
 import pytest
 
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests import mariadb
 from tests.conftest import SPECS, run_cli
 

@@ -8,7 +8,7 @@ import shutil
 import polars as pl
 import pytest
 
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 
 ENTITIES = {

@@ -4,7 +4,7 @@ import json
 
 import polars as pl
 
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 from tests.rawdata import day, tiny_site, write_raw
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from engine.run import RunConfig, run
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests.conftest import ROOT, SPECS, run_cli
 from tests.hardening.support import WINDOW, one_error
 from tests.rawdata import tiny_site, write_raw

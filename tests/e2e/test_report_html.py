@@ -18,7 +18,7 @@ from PIL import Image
 
 from engine.report import html as report
 from engine.report.html import SECTIONS, stack_series, write_report
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")

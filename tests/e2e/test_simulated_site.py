@@ -6,7 +6,7 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from engine.simulate import simulate
+from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 
 BASE = ["total", "reservable", "committed", "occupied_reservation", "occupied_ondemand"]

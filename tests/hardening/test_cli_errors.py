@@ -70,7 +70,7 @@ def test_why_with_an_unknown_group_column(tmp_path):
 
 def test_simulate_into_a_file(tmp_path):
     (tmp_path / "file").write_text("a file")
-    result = run_cli("simulate", "--out", tmp_path / "file", "--hosts", "2", "--days", "2")
+    result = run_cli("simulate", "--out", tmp_path / "file", "hosts=2", "days=2")
     assert one_error(result) == f"{tmp_path / 'file'}: output path exists and is not a directory"
 
 

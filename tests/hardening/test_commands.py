@@ -84,14 +84,20 @@ def test_export_writes_the_same_wide_table_as_csv_and_json(out, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--hosts", "0"), "engine simulate: Invalid value for '--hosts': 0 is not in the range 2<=x<=100000."),
-        (("--days", "-1"), "engine simulate: Invalid value for '--days': -1 is not in the range 1<=x<=36500."),
-        (("--seed", "-5"), "engine simulate: Invalid value for '--seed': -5 is not in the range 0<=x<=4294967295."),
-        (("--hosts", "abc"), "engine simulate: Invalid value for '--hosts': 'abc' is not a valid integer range."),
-        (("--hosts", "100000", "--days", "36500"), "--hosts 100000 x --days 36500 is more than 25,000,000 host-days "
-         "(about 40 M rows)"),
+        (("hosts=0",), "generator chameleon: hosts: expected a whole number from 2 to 100,000, got 0"),
+        (("days=-1",), "generator chameleon: days: expected a whole number from 1 to 36,500, got -1"),
+        (("seed=-5",), "generator chameleon: seed: expected a whole number from 0 to 4,294,967,295, got -5"),
+        (("hosts=abc",), "generator chameleon: hosts: expected a whole number from 2 to 100,000, got 'abc'"),
+        (("kind=cloud",), "generator chameleon: kind: expected one of baremetal, kvm, edge, got 'cloud'"),
+        (("colour=red",), "generator chameleon: generate() got an unexpected keyword argument 'colour'"),
+        (("hosts",), "'hosts': expected NAME=VALUE"),
+        (("--generator", "nope"), "generator: unknown generator 'nope'; installed: chameleon"),
+        (
+            ("hosts=100000", "days=36500"),
+            "generator chameleon: hosts 100000 x days 36500 is more than 25,000,000 host-days (about 40 M rows)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_simulate_arguments_out_of_range_are_one_line(tmp_path, args, message):
     result = run_cli("simulate", "--out", tmp_path / "sim", *args)
     assert result.exit_code in (1, 2) and "Traceback" not in result.output + result.stderr
@@ -102,7 +108,7 @@ def test_simulate_arguments_out_of_range_are_one_line(tmp_path, args, message):
 @pytest.mark.parametrize("days", ["1", "2"])
 def test_the_smallest_simulated_sites_work(tmp_path, days):
     for kind in ("baremetal", "kvm", "edge"):
-        result = run_cli("simulate", "--out", tmp_path / kind, "--hosts", "2", "--days", days, "--kind", kind)
+        result = run_cli("simulate", "--out", tmp_path / kind, "hosts=2", f"days={days}", f"kind={kind}")
         assert result.exit_code == 0, result.stderr
 
 

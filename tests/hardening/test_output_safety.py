@@ -83,7 +83,7 @@ def test_a_foreign_directory_is_refused_an_empty_one_or_an_earlier_output_replac
 
 
 def test_a_simulated_site_is_not_a_run_output(tmp_path, raw):
-    assert run_cli("simulate", "--out", tmp_path / "sim", "--hosts", "2", "--days", "2").exit_code == 0
+    assert run_cli("simulate", "--out", tmp_path / "sim", "hosts=2", "days=2").exit_code == 0
     message = one_error(run(raw, tmp_path / "sim"))
     assert "not empty and an output of another command" in message
     assert (tmp_path / "sim" / "nova.instances.parquet").is_file()
@@ -160,12 +160,10 @@ def test_a_read_only_disk_is_one_line_and_the_previous_output_stays(tmp_path, ra
 
 def test_simulate_never_overwrites_a_real_raw_directory(tmp_path, raw):
     before = snapshot(raw)
-    result = run_cli("simulate", "--out", raw, "--hosts", "2", "--days", "2")
+    result = run_cli("simulate", "--out", raw, "hosts=2", "days=2")
     assert "refusing to replace it: the directory is not empty and not an output of the engine" in one_error(result)
     assert snapshot(raw) == before
     for seed in ("1", "2"):  # an earlier simulation is replaced
-        assert (
-            run_cli("simulate", "--out", tmp_path / "sim", "--hosts", "2", "--days", "2", "--seed", seed).exit_code == 0
-        )
+        assert run_cli("simulate", "--out", tmp_path / "sim", "hosts=2", "days=2", f"seed={seed}").exit_code == 0
     assert '"seed": 2' in (tmp_path / "sim" / "simulation" / "simulation.json").read_text()
     assert leftovers(tmp_path) == []

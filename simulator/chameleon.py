@@ -701,21 +701,23 @@ def _ids(values) -> list:
     return pl.Series(values).to_list()
 
 
-def cached_site(key: str, params: dict | None, announce=lambda path: None) -> Path:
-    """A simulated site generated once into the user's cache, keyed by its parameters and the engine version."""
-    import os
-    import shutil
+MAX_HOST_DAYS = 25_000_000  # the largest benchmark site is 4,000 hosts x 10 years (14.6 M host-days)
+BOUNDS = {"seed": (0, 2**32 - 1), "hosts": (2, 100_000), "days": (1, 36_500)}
 
-    from engine import __version__
 
-    args = {"kind": "baremetal", "seed": 0, "hosts": 60, "days": 120, "defects": True} | (params or {})
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "testbed-usage-engine"
-    clean = "" if args["defects"] else "-clean"
-    path = root / f"{key}-{args['kind']}-s{args['seed']}-h{args['hosts']}-d{args['days']}{clean}-v{__version__}"
-    if not path.is_dir():
-        announce(path)
-        tmp = root / f".{path.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        simulate(tmp, **args)
-        tmp.rename(path)
-    return path
+def generate(
+    out: Path, kind: str = "baremetal", seed: int = 0, hosts: int = 60, days: int = 120, defects: bool = True
+) -> dict:
+    """The engine's entry point (`simulate: {generator: chameleon, ...}` in a sites file, `engine simulate`):
+    the parameters checked, each refusal one line (ValueError), then `simulate`."""
+    if kind not in SITES:
+        raise ValueError(f"kind: expected one of {', '.join(SITES)}, got {kind!r}")
+    for name, (low, high) in BOUNDS.items():
+        value = {"seed": seed, "hosts": hosts, "days": days}[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name}: expected a whole number from {low:,} to {high:,}, got {value!r}")
+    if hosts * days > MAX_HOST_DAYS:
+        raise ValueError(f"hosts {hosts} x days {days} is more than {MAX_HOST_DAYS:,} host-days (about 40 M rows)")
+    if not isinstance(defects, bool):
+        raise ValueError(f"defects: expected true or false, got {defects!r}")
+    return simulate(out, seed=seed, hosts=hosts, days=days, kind=kind, defects=defects)

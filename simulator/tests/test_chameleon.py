@@ -6,7 +6,8 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from engine.simulate import DEFECTS, METRICS, SITES, cached_site, simulate
+from engine.sites import cached
+from simulator.chameleon import DEFECTS, METRICS, SITES, simulate
 
 S, N, F, B, T = pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Datetime("us")
 SOFT = {"created_at": T, "updated_at": T, "deleted_at": T}
@@ -378,7 +379,8 @@ def test_edge_containers_meet_their_device_allocations(other):
     assert wide["occupied_reservation"].sum() == pytest.approx(cut, rel=1e-9)
 
 
-def test_cached_site_passes_the_kind(tmp_path, monkeypatch):
+def test_the_engine_reaches_the_generator_by_its_entry_point_and_caches_the_site(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = cached_site("edge1", {"kind": "edge", "hosts": HOSTS, "days": DAYS})
-    assert "-edge-" in path.name and (path / "blazar.devices.parquet").is_file()
+    path = cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS})
+    assert "-kindedge" in path.name and (path / "blazar.devices.parquet").is_file()
+    assert cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS}) == path
