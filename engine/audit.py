@@ -70,11 +70,11 @@ def trace(out_dir, entity: str, key: str) -> dict:
     """One raw row's journey: raw values, rejection or span pieces with hierarchy status, parents, hours per day."""
     run = Run(out_dir)
     spec = run.entity(entity)
-    raw = _raw_rows(RawDir(run.manifest["data"]), spec["source"], key)
+    raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key)
     rejected, inactive = (_with_key(run.frame(stage, entity), key) for stage in ("rejected", "inactive"))
     validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
     if not raw.height and not rejected.height and not inactive.height and not validated.height:
-        raise EngineError(f"{entity} {key}: no such row in {spec['source']['table']} or in this run's outputs")
+        raise EngineError(f"{entity} {key}: no such row in {spec.source.table} or in this run's outputs")
     out = {
         "entity": entity,
         "key": key,
@@ -84,15 +84,15 @@ def trace(out_dir, entity: str, key: str) -> dict:
     out["rejected"] = rejected.select("rejection_reason", "rejection_detail").to_dicts() if rejected.height else []
     out["inactive"] = inactive.select("inactive_reason", "inactive_detail").to_dicts() if inactive.height else []
     out["validated"] = rows_of(validated)
-    parent = spec.get("parent")
+    parent = spec.parent
     if parent and validated.height:
-        theirs = run.frame("validated", parent["entity"]).filter(pl.col("hierarchy_status").is_in(COUNTED))
+        theirs = run.frame("validated", parent.entity).filter(pl.col("hierarchy_status").is_in(COUNTED))
         mine = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
-        links = mine.select(*parent["on"], "valid_start", "valid_end").join(
+        links = mine.select(*parent.on, "valid_start", "valid_end").join(
             theirs.rename(
-                {t: m for m, t in parent["on"].items() if t != m} | {"valid_start": "p_start", "valid_end": "p_end"}
+                {t: m for m, t in parent.on.items() if t != m} | {"valid_start": "p_start", "valid_end": "p_end"}
             ),
-            on=list(parent["on"]),
+            on=list(parent.on),
         )
         far = datetime.max
         overlap = (pl.col("p_start") < pl.col("valid_end").fill_null(far)) & (
@@ -100,7 +100,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
         )
         out["parents"] = (
             links.filter(overlap)
-            .select(pl.lit(parent["entity"]).alias("entity"), "entity_id", "p_start", "p_end")
+            .select(pl.lit(parent.entity).alias("entity"), "entity_id", "p_start", "p_end")
             .unique()
             .sort("p_start")
             .pipe(rows_of)
@@ -127,9 +127,9 @@ def _with_key(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     return rows.filter(pl.col("entity_id") == key) if rows.height else rows
 
 
-def _raw_rows(data: RawDir, source: dict, key: str) -> pl.DataFrame:
+def _raw_rows(data: RawDir, source, key: str) -> pl.DataFrame:
     """The raw rows with this key, as the run read them (none if the table is a lookup or has no such column)."""
-    table, column = source.get("table"), source.get("key")
+    table, column = source.table, source.key
     if not data.has(table):
         return pl.DataFrame()
     scan = data.scan(table)
@@ -142,10 +142,10 @@ def _raw_rows(data: RawDir, source: dict, key: str) -> pl.DataFrame:
 def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = "nodes") -> dict:
     """The counted spans making up one daily cell, with their signed contributions, checked against daily.parquet."""
     run = Run(out_dir)
-    metrics = run.specs.metrics["metrics"]
+    metrics = run.specs.metrics.metrics
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
-    groups = ["site", *run.specs.metrics.get("group_by", [])]
+    groups = ["site", *run.specs.metrics.group_by]
     for col in where:
         if col not in groups:
             raise EngineError(
@@ -169,7 +169,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     for base, sign in expand(metrics)[metric].items():
         for name, spec in run.specs.entities.items():
             df = run.frame("validated", name)
-            if spec["metric"] != base or not df.height or resource not in df.columns:
+            if spec.metric != base or not df.height or resource not in df.columns:
                 continue
             df = df.filter(
                 pl.col("hierarchy_status").is_in(COUNTED),

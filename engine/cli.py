@@ -1,6 +1,5 @@
 """The `engine` command line. User mistakes end in one clear line and exit 1; only bugs show a traceback."""
 
-import contextlib
 import functools
 import json
 import os
@@ -9,7 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from engine import __version__
 from engine.errors import EngineError, SpecError
@@ -17,45 +15,17 @@ from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid,
 from engine.expr import did_you_mean
 from engine.graph import build_graph
 from engine.io.output import refuse_overlap
-from engine.report.summary import plain, printable
+from engine.report.console import err, live, out, plain, printable, wide
 from engine.sites import load_sites, select
 from engine.spec.load import load_specs
 
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def beside(specs_dir: str, name: str) -> str:
     """etc/NAME beside the specs directory: a run finds its site's files from the specs, not the current
     directory, so `engine run path/to/specs` does the same from anywhere."""
     return str(Path(specs_dir).resolve().parent / "etc" / name)
-
-
-def _if_there(path: str) -> str | None:
-    return path if Path(path).is_file() else None
-
-
-@contextlib.contextmanager
-def live(label: str):
-    """A progress line on the terminal (stderr, gone when done): the stage and the item being worked on, with
-    the time elapsed since the command began. Yields report(stage, item=None)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"{label}…")
-
-        def report(stage: str, item: str | None = None) -> None:
-            bar.update(task, description=f"{label} · {stage}" + (f": {plain(item)}" if item else "") + "…")
-
-        yield report
-
-
-def _wide(columns: int) -> Console:
-    """stdout at the terminal's width, or, when piped, at `columns` so that long lines stay whole."""
-    return Console(width=None if out.is_terminal else columns, highlight=False)
 
 
 def friendly(command):
@@ -127,7 +97,7 @@ def validate(specs_dir, as_json):
         "valid": True,
         "entities": len(specs.entities),
         "lookups": len(specs.lookups),
-        "metrics": len(specs.metrics["metrics"]),
+        "metrics": len(specs.metrics.metrics) if specs.metrics else 0,
         "notes": specs.notes,
         "sha256": specs.digest,
     }
@@ -155,7 +125,7 @@ def explain(specs_dir, fmt, entity):
         raise EngineError(f"--entity: unknown entity '{entity}'{did_you_mean(entity, specs.entities)}")
     if fmt == "tree":
         # Piped output keeps long lines whole instead of wrapping them at 80 columns.
-        _wide(200).print(render_tree(specs, graph, entity), soft_wrap=False)
+        wide(200).print(render_tree(specs, graph, entity), soft_wrap=False)
     else:
         render = {"mermaid": render_mermaid, "dot": render_dot, "markdown": render_markdown}[fmt]
         out.out(render(specs, graph, entity), end="")
@@ -218,132 +188,98 @@ def explain(specs_dir, fmt, entity):
 @click.option("--no-report", is_flag=True, help="Skip report.html (faster for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, site_keys, sites_file, out_dir, start, end, resample, lens, as_of, as_of_series,
-        exclusions_file, plots_dir, workers, no_report, as_json):  # fmt: skip
+def run(specs_dir, data_dir, site_keys, sites_file, out_dir, lens, as_of, **options):
     """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
 
     With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
     (the simulated demo site when none is named).
     """
-    from engine.run import RunConfig
-    from engine.run import run as run_pipeline
+    from engine.fleet import SiteOutcome, run_sites
+    from engine.pipeline import Progress
+    from engine.pipeline import run as run_pipeline
+    from engine.report.console import print_fleet, print_summary
 
     if (lens == "projected") != (as_of is not None):
         raise EngineError("--lens projected needs --as-of T, and --as-of needs --lens projected")
+    workers, as_json = options.pop("workers"), options.pop("as_json")
+    jobs = _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, as_of=as_of, **options)
+    specs = {path: load_specs(path) for path in dict.fromkeys(job.specs for job in jobs)}
+    if len(jobs) == 1:  # one site: its errors are the command's errors, and its specs are the ones loaded
+        with live(f"site {plain(jobs[0].site)}") as report:
+            manifest = run_pipeline(jobs[0], specs=specs[jobs[0].specs], hooks=[Progress(report)])
+        outcomes = [SiteOutcome(jobs[0].site, manifest=manifest)]
+    else:
+        with live(f"{len(jobs)} sites") as report:
+            outcomes = run_sites(jobs, workers, on_done=functools.partial(_done, report), progress=report)
+    if as_json:
+        found = [o.manifest or {"site": o.site, "error": o.error} for o in outcomes]
+        out.out(json.dumps(found[0] if len(jobs) == 1 else found, default=str))
+    else:
+        for job, o in zip(jobs, outcomes, strict=True):
+            if o.manifest and len(jobs) > 1:
+                err.print(f"\n[bold]site {plain(o.site)}[/]")
+            if o.manifest:
+                print_summary(o.manifest, specs[job.specs].metrics, job.out)
+        if len(jobs) > 1:
+            print_fleet(outcomes, [job.out for job in jobs])
+    if any(o.error for o in outcomes):
+        sys.exit(1)
+
+
+def _done(report, outcome, n: int, total: int) -> None:
+    """One line per site as it finishes, in a fleet run."""
+    mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
+    err.print(f"{mark} site {plain(outcome.site)} ({n}/{total})")
+    report(f"{n} of {total} sites done")
+
+
+def _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exclusions_file, no_report, **common):
+    """One RunConfig per site to run: the raw directory given (as the site of that name, if the sites file has
+    it), or the sites of the sites file (the demo when none is named), each into its own --out subdirectory."""
+    from engine.pipeline import RunConfig
+
     explicit = sites_file is not None
     sites_file = sites_file or beside(specs_dir, "sites.yaml")
-    exclusions_file = exclusions_file or _if_there(beside(specs_dir, "exclusions.yaml"))
-    common = {"start": start, "end": end, "resample": resample, "as_of": as_of, "as_of_series": as_of_series,
-              "exclusions": exclusions_file, "report": not no_report,
-              "command": (click.get_current_context().obj or {}).get("command")}  # fmt: skip
+    exclusions = exclusions_file or beside(specs_dir, "exclusions.yaml")
+    common |= {
+        "exclusions": exclusions if exclusions_file or Path(exclusions).is_file() else None,
+        "report": not no_report,
+        "command": (click.get_current_context().obj or {}).get("command"),
+    }
     sites = load_sites(sites_file) if explicit or Path(sites_file).is_file() else {}
     if data_dir is not None:
         if len(site_keys) > 1:
             raise EngineError("--data is one site's raw data: give at most one --site with it")
         key = site_keys[0] if site_keys else Path(data_dir).name
         site = sites.get(key)  # a site of the sites file, read from this raw directory instead
-        jobs = [RunConfig(specs=str(site.specs or specs_dir) if site else specs_dir, data=data_dir, out=out_dir,
-                          site=key, entities=site.entities if site else None, sites=sites_file if site else None,
-                          site_name=site.name if site else None,
-                          plots=plots_dir, **common)]  # fmt: skip
+        if site is None:
+            return [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=key, plots=plots_dir, **common)]
+        chosen, data = [site], {key: data_dir}
+    elif not sites:
+        raise EngineError(f"{sites_file}: no sites file beside the specs; give --data RAW_DIR or --sites FILE")
     else:
-        if not sites:
-            raise EngineError(f"{sites_file}: no sites file beside the specs; give --data RAW_DIR or --sites FILE")
-        chosen = select(sites, site_keys or ("demo",))
-        announce = lambda path: err.print(f"generating the simulated site into {plain(path)} (once)…")  # noqa: E731
-        jobs = [
-            RunConfig(specs=str(site.specs or specs_dir), data=str(site.raw_dir(announce)), site=site.key,
-                      sites=sites_file, entities=site.entities, site_name=site.name,
-                      out=out_dir if len(chosen) == 1 else str(Path(out_dir) / site.key),
-                      plots=plots_dir and (plots_dir if len(chosen) == 1 else str(Path(plots_dir) / site.key)), **common)
-            for site in chosen
-        ]  # fmt: skip
-    if len(jobs) == 1:  # one site: its errors are the command's errors
-        with live(f"site {plain(jobs[0].site)}") as report:
-            manifests = [run_pipeline(jobs[0], progress=report)]
-        if as_json:
-            out.out(json.dumps(manifests[0], default=str))
-        else:
-            _print_summary(manifests[0], load_specs(jobs[0].specs).metrics["metrics"], jobs[0].out)
-        return
-    outcomes = _run_fleet(jobs, workers)
-    if as_json:
-        out.out(json.dumps([o.manifest or {"site": o.site, "error": o.error} for o in outcomes], default=str))
-    else:
-        for job, o in zip(jobs, outcomes, strict=True):
-            if o.manifest:
-                err.print(f"\n[bold]site {plain(o.site)}[/]")
-                _print_summary(o.manifest, load_specs(job.specs).metrics["metrics"], job.out)
-        _print_fleet(outcomes, [job.out for job in jobs])
-    if any(o.error for o in outcomes):
-        sys.exit(1)
+        chosen, data = select(sites, site_keys or ("demo",)), {}
 
+    def announce(path):
+        err.print(f"generating the simulated site into {plain(path)} (once)…")
 
-def _run_fleet(jobs: list, workers: int) -> list:
-    """Run the sites (in parallel when workers > 1) under one live status line."""
-    from engine.fleet import run_sites
+    def inside(path, site):
+        return path if path is None or len(chosen) == 1 else str(Path(path) / site.key)
 
-    with live(f"{len(jobs)} sites") as report:
-
-        def done(outcome, n, total):
-            mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
-            err.print(f"{mark} site {plain(outcome.site)} ({n}/{total})")
-            report(f"{n} of {total} sites done")
-
-        def step(site, stage, item=None):
-            report(f"site {plain(site)} · {stage}", item)
-
-        return run_sites(jobs, workers, on_done=done, progress=step)
-
-
-def _print_fleet(outcomes: list, outs: list[str]) -> None:
-    """One line per site: done with its counted node-hours and time, or its error."""
-    failed = [o for o in outcomes if o.error]
-    out.print(f"\n[bold]{len(outcomes) - len(failed)} of {len(outcomes)} sites done[/]")
-    for o, path in zip(outcomes, outs, strict=True):
-        if o.error:
-            out.out(f"  ✗ {o.site}: {printable(o.error)}")
-        else:
-            seconds = sum(t["seconds"] for t in o.manifest["timings"].values())
-            out.out(f"  ✓ {o.site}: {seconds:.1f} s, outputs in {path}/")
-
-
-FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours", "rel_diff", "flagged", "explained_hours",
-         "explanation"}  # fmt: skip
-
-
-def _print_summary(manifest: dict, metrics: dict, out_path: str) -> None:
-    from engine.report.summary import entity_table, invariant_line, metric_table, partition_lines, rejection_lines
-
-    wide = _wide(140)
-    for notice in manifest.get("notices", []):
-        err.print(f"[dim]notice: {plain(notice)}[/]")
-    for warning in manifest["warnings"]:
-        err.print(f"[yellow]warning:[/] {plain(warning)}")
-    wide.print(entity_table(manifest))
-    for line in [*rejection_lines(manifest, out_path), *partition_lines(manifest)]:
-        wide.print(line)
-    wide.print(metric_table(manifest, metrics))
-    if manifest.get("comparison", {}).get("largest"):
-        comparison = manifest["comparison"]
-        wide.print(
-            f"largest gaps with the legacy report ({comparison['flagged']} of {comparison['cells']} cells flagged):"
+    return [
+        RunConfig(
+            specs=str(site.specs or specs_dir),
+            data=data.get(site.key) or str(site.raw_dir(announce)),
+            out=inside(out_dir, site),
+            plots=inside(plots_dir, site),
+            site=site.key,
+            sites=sites_file,
+            entities=site.entities,
+            site_name=site.name,
+            **common,
         )
-        for c in comparison["largest"][:5]:
-            why = f" — {c['explanation']}" if c.get("explanation") else ""
-            where = " ".join(str(v) for k, v in c.items() if k not in FIXED)
-            wide.print(printable(f"  {c['date']} {where} {c['metric']}: engine {c['engine_hours']:,.1f} h, "
-                       f"legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f}){why}"), markup=False)  # fmt: skip
-    wide.print(invariant_line(manifest))
-    wide.print(f"[green]✓[/] outputs in {plain(out_path)}/: {plain(_written(Path(out_path)))}", soft_wrap=True)
-
-
-def _written(out_dir: Path) -> str:
-    """What a run wrote: its files, then its folders of checkpoints with how many files each holds."""
-    entries = sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name))
-    files = [p.name for p in entries if p.is_file() and not p.name.startswith(".")]
-    folders = [f"{p.name}/ ({len(list(p.iterdir()))})" for p in entries if p.is_dir()]
-    return ", ".join(files + folders)
+        for site in chosen
+    ]
 
 
 @main.command()
@@ -406,11 +342,10 @@ def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
 @friendly
 def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
-    from rich.table import Table
-
     from engine.extract import ABSENT, Database
     from engine.extract import extract as run_extract
     from engine.graph import entity_tables, tables_for
+    from engine.report.console import print_extract
 
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
     uri = db_uri or (site.db_uri if site else None)
@@ -428,19 +363,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     reading = {n: st for n, st in entity_tables(graph, entities).items() if st[0] in chosen}  # whole entities only
     with live("extracting") as status:
         report = run_extract(db, Path(target), chosen, reading, site.schemas if site else {}, status, timeout)
-    table = Table(title=plain(f"{db.shown} → {target}"), title_justify="left")
-    for col in ("table", "rows", "status", "seconds"):
-        table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
-    for t in report["tables"]:
-        colour = "green" if t["status"] == "ok" else ("red" if t["table"] in report["failed"] else "yellow")
-        rows = "" if t["rows"] is None else f"{t['rows']:,}"
-        table.add_row(t["table"], rows, f"[{colour}]{t['status']}[/]", f"{t['seconds']:.2f}")
-    _wide(140).print(table)
-    for name, state in report["entities"].items():
-        if state.startswith("not on"):  # the site has no such service: information, not a failure
-            err.print(f"[dim]notice: {plain(name)} {plain(state)}[/]")
-        elif state != "ok":
-            err.print(f"[red]{plain(name)}: {plain(state)}[/]")
+    print_extract(report, f"{db.shown} → {target}")
     if tables:  # asked for by name: absent is a failure, whatever reads it
         report["failed"] = sorted({*report["failed"], *(t["table"] for t in report["tables"] if t["status"] != "ok")})
     if report["failed"]:
@@ -502,22 +425,6 @@ def export(out_dir, target, db_uri, csv_file, json_file):
         out.print(f"[green]✓[/] {rows:,} rows into {plain(target)} on {plain(db.shown)}")
 
 
-def _rows_table(title: str, rows: list[dict], columns: list[str]):
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(
-            *(
-                "" if row.get(c) is None else (f"{row[c]:,.4g}" if isinstance(row[c], float) else plain(row[c]))
-                for c in columns
-            )
-        )
-    return table
-
-
 @main.command()
 @click.argument("out_dir", type=click.Path())
 @click.argument("entity")
@@ -527,27 +434,13 @@ def _rows_table(title: str, rows: list[dict], columns: list[str]):
 def trace(out_dir, entity, key, as_json):
     """Follow one raw row through a run: raw values, span or rejection, hierarchy, parent, hours per day."""
     from engine.audit import trace as follow
+    from engine.report.console import print_trace
 
     t = follow(out_dir, entity, key)
     if as_json:
         out.out(json.dumps(t, default=str))
         return
-    wide = _wide(160)
-    wide.print(f"[bold]{plain(entity)} {plain(key)}[/]")
-    for row in t["raw"]:
-        wide.print("raw: " + plain(", ".join(f"{k}={v}" for k, v in row.items())))
-    for r in t["rejected"]:
-        wide.print(f"[red]rejected (a defect): {plain(r['rejection_reason'])}[/] — {plain(r['rejection_detail'])}")
-    for r in t["inactive"]:
-        wide.print(f"never active (not a defect): {plain(r['inactive_reason'])} — {plain(r['inactive_detail'])}")
-    if t["validated"]:
-        cols = ["valid_start", "valid_end", "hierarchy_status", "original_start", "original_end"]
-        wide.print(_rows_table("span pieces after validation", t["validated"], cols))
-    if t.get("parents"):
-        wide.print(_rows_table("inside its parent", t["parents"], ["entity", "entity_id", "p_start", "p_end"]))
-    if t["hours_per_day"]:
-        wide.print(_rows_table("hours counted per day", t["hours_per_day"], ["date", "hours"]))
-        wide.print(f"total: {sum(d['hours'] for d in t['hours_per_day']):,.4g} h")
+    print_trace(t, entity, key)
 
 
 @main.command()
@@ -563,6 +456,7 @@ def trace(out_dir, entity, key, as_json):
 def why(out_dir, metric, day, conditions, resource, as_json):
     """List the spans that make up one cell of daily.parquet, with their hours, and check they add up."""
     from engine.audit import why as explain_cell
+    from engine.report.console import print_why
 
     where = dict(c.split("=", 1) for c in conditions if "=" in c)
     if len(where) != len(conditions):
@@ -571,21 +465,4 @@ def why(out_dir, metric, day, conditions, resource, as_json):
     if as_json:
         out.out(json.dumps(w, default=str))
         return
-    cols = [
-        "metric",
-        "sign",
-        "entity",
-        "entity_id",
-        "valid_start",
-        "valid_end",
-        "hierarchy_status",
-        "value",
-        "hours",
-        "contribution",
-    ]
-    label = " ".join(f"{k}={v}" for k, v in where.items())
-    _wide(180).print(_rows_table(f"{plain(metric)} on {w['date']} {plain(label)}", w["spans"], cols))
-    mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
-    out.print(
-        f"{len(w['spans'])} spans, total {w['total']:,.6g} {resource.removesuffix('s')}-hours — {mark} daily.parquet ({w['daily']:,.6g})"
-    )
+    print_why(w, metric, where, resource)

@@ -57,7 +57,7 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
             (pl.col("day_hours") - pl.col("__k").fill_null(0.0)).alias("day_hours"), pl.lit("clamped").alias("cause")
         )
         for part in (day_hours(rejected, window), day_hours(orphans, window), lost):
-            frames.append(part.select("date", pl.lit(res.spec["metric"]).alias("metric"), *groups,
+            frames.append(part.select("date", pl.lit(res.spec.metric).alias("metric"), *groups,
                                       pl.lit(name).alias("entity"), "cause", "entity_id", "day_hours"))  # fmt: skip
     audit = pl.concat(frames).filter(pl.col("day_hours") > 1e-9)
     return (
@@ -67,29 +67,24 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
     )
 
 
-def tolerance(legacy: dict) -> dict:
-    """When a cell is flagged: its gap above both `hours` and `relative` of the larger value."""
-    return {"hours": 1.0, "relative": 0.05} | legacy.get("tolerance", {})
-
-
 def compare(
-    legacy: dict, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of=None
+    legacy, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of=None
 ) -> pl.DataFrame:
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
     explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table.
 
     The legacy report records what happened: a projected run (as_of) is compared on the days that ended by
     its as-of time only (a later day holds bookings not yet made at T)."""
-    groups = legacy.get("group_by", {})
+    groups = legacy.group_by
     theirs = table.select(
-        expr("date", legacy["date"]).cast(pl.Date).alias("date"),
+        expr("date", legacy.date).cast(pl.Date).alias("date"),
         *(expr(f"group_by.{g}", e).cast(pl.String).alias(g) for g, e in groups.items()),
-        *(expr(f"metrics.{m}", e).cast(pl.Float64).alias(m) for m, e in legacy["metrics"].items()),
+        *(expr(f"metrics.{m}", e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
     ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
     theirs = theirs.group_by("date", *groups, "metric").agg(pl.col("legacy_hours").sum())
-    ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy["metrics"])))
+    ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy.metrics)))
     ours = ours.group_by("date", "site", *groups, "metric").agg(pl.col("hours").sum().alias("engine_hours"))
-    tol = tolerance(legacy)
+    tol = legacy.tolerance
     diff = pl.col("engine_hours") - pl.col("legacy_hours")
     big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
     # Compare the days both cover: the window, and the legacy report's first to last day.

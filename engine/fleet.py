@@ -5,7 +5,6 @@ thread pools do not survive a fork) and each gets an equal share of the cores fo
 The same partition by site is what a distributed engine would schedule (docs/performance.md).
 """
 
-import functools
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,11 +21,13 @@ class SiteOutcome:
 
 
 def run_one(cfg, progress=None) -> SiteOutcome:
-    """Run one site; a user-caused error becomes the outcome's one-line error, a bug propagates."""
-    from engine.run import run
+    """Run one site; a user-caused error becomes the outcome's one-line error, a bug propagates.
+    `progress(stage, item)` hears each stage, prefixed with the site."""
+    from engine.pipeline import Progress, run
 
+    hooks = [Progress(progress, f"site {cfg.site} · ")] if progress else []
     try:
-        return SiteOutcome(cfg.site, manifest=run(cfg, progress))
+        return SiteOutcome(cfg.site, manifest=run(cfg, hooks))
     except EngineError as exc:
         return SiteOutcome(cfg.site, error=str(exc).replace("\n", "; "))
     except OSError as exc:
@@ -36,14 +37,14 @@ def run_one(cfg, progress=None) -> SiteOutcome:
 def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: None, progress=None) -> list[SiteOutcome]:
     """Outcomes in the order of `configs`; at most `jobs` sites run at once.
 
-    `progress(site, stage, item)` reports each stage as it starts, when the sites run one after the other
-    in this process; in parallel only `on_done` reports.
+    `progress(stage, item)` reports each stage as it starts (prefixed with the site), when the sites run one
+    after the other in this process; in parallel only `on_done` reports.
     """
     jobs = max(1, min(jobs, len(configs)))
     if jobs == 1:
         outcomes = []
         for i, cfg in enumerate(configs):
-            outcomes.append(run_one(cfg, progress and functools.partial(progress, cfg.site)))
+            outcomes.append(run_one(cfg, progress))
             on_done(outcomes[-1], i + 1, len(configs))
         return outcomes
     threads = str(max(1, (os.cpu_count() or 1) // jobs))

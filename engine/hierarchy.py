@@ -11,25 +11,24 @@ from engine.temporal import claim, clip, closed, merge_intervals
 COUNTED = ("root", "direct", "clamped")
 
 
-def parent_keys(spec: dict, parent: pl.DataFrame) -> pl.LazyFrame:
+def parent_keys(spec, parent: pl.DataFrame) -> pl.LazyFrame:
     """Key tuples of the parent's accepted rows, named as the child's attributes (a miss is missing_fk)."""
-    on = spec["parent"]["on"]
-    return parent.lazy().select(pl.col(theirs).alias(mine) for mine, theirs in on.items()).unique()
+    return parent.lazy().select(pl.col(theirs).alias(mine) for mine, theirs in spec.parent.on.items()).unique()
 
 
-def parent_islands(spec: dict, parent: pl.DataFrame) -> pl.LazyFrame:
+def parent_islands(spec, parent: pl.DataFrame) -> pl.LazyFrame:
     """Union of the parent's counted time per child key and inherited attributes."""
-    on, inherit = spec["parent"]["on"], spec.get("inherit", [])
+    on, inherit = spec.parent.on, list(spec.inherit)
     counted = parent.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED))
     counted = counted.select(*(pl.col(t).alias(m) for m, t in on.items()), *inherit, "valid_start", "valid_end")
     return merge_intervals(counted, [*on, *inherit], "valid_start", "valid_end")
 
 
-def validate(spans: pl.DataFrame, spec: dict, parent: pl.DataFrame | None) -> pl.DataFrame:
+def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataFrame:
     """Each span piece cut to its parent's counted time: direct, clamped (original times kept) or orphan."""
     if parent is None:
         return spans.with_columns(pl.lit("root").alias("hierarchy_status"))
-    keys, inherit = list(spec["parent"]["on"]), spec.get("inherit", [])
+    keys, inherit = list(spec.parent.on), list(spec.inherit)
     child = spans.lazy().with_columns(pl.int_range(pl.len()).alias("__piece"))
     cut = clip(
         child.select("__piece", *keys, "valid_start", "valid_end"),
@@ -75,9 +74,9 @@ def validate(spans: pl.DataFrame, spec: dict, parent: pl.DataFrame | None) -> pl
     return out.sort("__row", "valid_start").collect()
 
 
-def outside_parent(validated: pl.DataFrame, spec: dict, parent: pl.DataFrame) -> pl.DataFrame:
+def outside_parent(validated: pl.DataFrame, spec, parent: pl.DataFrame) -> pl.DataFrame:
     """INV-4 check: counted child pieces not wholly inside one island of their parent."""
-    keys = list(spec["parent"]["on"])
+    keys = list(spec.parent.on)
     pieces = validated.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED)).with_row_index("__i")
     islands = parent_islands(spec, parent).rename({"valid_start": "__ps", "valid_end": "__pe"})
     inside = pieces.join(islands, on=keys).filter(

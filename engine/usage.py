@@ -7,22 +7,18 @@ timestamp): each is one more sweep over its base metrics' spans with the formula
 import polars as pl
 
 from engine.hierarchy import COUNTED
-from engine.invariants import record
-from engine.spec.checks import formula_terms
+from engine.invariants import TOLERANCE, usage_checks
 from engine.sweep import bucket_boundaries, clipped, integrate, sweep, weighted_hours
-
-TOLERANCE = 1e-9  # levels are sums of floats: below this share of the largest level, a negative one is rounding
 
 
 def expand(metrics: dict) -> dict[str, dict[str, int]]:
     """Each metric as signed base metrics: available_ondemand -> {total: 1, reservable: -1, occupied_ondemand: -1}."""
 
     def terms(name: str) -> dict[str, int]:
-        formula = metrics[name].get("formula")
-        if not formula:
+        if not metrics[name].formula:
             return {name: 1}
         out: dict[str, int] = {}
-        for sign, part in formula_terms(formula):
+        for sign, part in metrics[name].terms:
             for base, coef in terms(part).items():
                 out[base] = out.get(base, 0) + sign * coef
         return {b: c for b, c in out.items() if c}
@@ -98,7 +94,7 @@ def signed_spans(
     return spans, series
 
 
-def usage_stage(validated, metrics: dict, group: list[str], window, every: list[str]):
+def usage_stage(validated, metrics, group: list[str], window, every: list[str]):
     """(usage series as a plan, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
@@ -106,7 +102,7 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
     The sweep is collected first and the buckets computed from it: one plan sharing a lazy sub-plan
     between several outputs has deadlocked Polars' executor.
     """
-    spans, keys = signed_spans(validated, metrics, group, window)
+    spans, keys = signed_spans(validated, metrics.metrics, group, window)
     series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     series = series.collect()
     plans = [_buckets(series.lazy(), ["__sid"], window, e) for e in every]
@@ -123,7 +119,7 @@ def usage_stage(validated, metrics: dict, group: list[str], window, every: list[
 
     expected = named(expected.lazy()).group_by("metric", "resource").agg(pl.col("hours", "scale").sum()).collect()
     tables = [named(t.lazy()).collect() for t in tables]
-    checks = _checks(named(below.lazy()).collect(), tables[0], expected, metrics)
+    checks = usage_checks(named(below.lazy()).collect(), tables[0], expected, metrics)
     series = named(series.lazy())  # left a plan: named, the series are GB on a decade-long site; callers stream
     return series, dict(zip(every, tables, strict=True)), checks
 
@@ -148,29 +144,3 @@ def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.Lazy
         .sort("bucket", maintain_order=True)  # two stable single-key sorts: by series, then time
         .sort(*by, maintain_order=True)
     )
-
-
-def _checks(below: pl.DataFrame, buckets: pl.DataFrame, expected: pl.DataFrame, metrics: dict) -> list[dict]:
-    """INV-8 and INV-9 from the levels below zero; INV-10 with a tolerance relative to the hours' magnitude
-    (the sum of |value x hours| of the spans: a difference of huge opposite terms keeps their rounding)."""
-    derived = [m for m, d in metrics.items() if "formula" in d]
-    sample = lambda df: df.sort("value").head(5).with_columns(pl.col("timestamp").cast(pl.String)).to_dicts()  # noqa: E731
-    inv8 = below.filter(pl.col("metric").is_in(derived))
-    inv9 = below.filter(~pl.col("metric").is_in(derived))
-    got = buckets.group_by("metric", "resource").agg(pl.col("hours").sum().alias("integral"))
-    diff = (
-        expected.join(got, on=["metric", "resource"], how="full", coalesce=True)
-        .fill_null(0.0)
-        .filter((pl.col("hours") - pl.col("integral")).abs() > 1e-6 * pl.max_horizontal(pl.col("scale"), pl.lit(1.0)))
-    )
-    return [
-        record("INV-8", None, inv8.height, detail="no derived metric below zero at any instant", sample=sample(inv8)),
-        record("INV-9", None, inv9.height, detail="no base series below zero at any instant", sample=sample(inv9)),
-        record(
-            "INV-10",
-            None,
-            diff.height,
-            detail="per metric and resource: span hours in the window = integral of the series",
-            sample=diff.to_dicts()[:5],
-        ),  # fmt: skip
-    ]

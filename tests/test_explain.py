@@ -2,7 +2,7 @@
 
 import re
 
-from engine.graph import build_graph, entity_order, raw_tables
+from engine.graph import build_graph, entity_order, tables_for
 from engine.spec.load import load_specs
 from tests.conftest import SPECS, run_cli
 
@@ -12,6 +12,7 @@ description: An edge device enrolled in Blazar.
 metric: reservable
 source: {table: blazar.devices, key: id}
 valid: {start: created_at, end: deleted_at}
+tx: {start: created_at, end: deleted_at}
 attributes: {id: id, node_type: device_type}
 resources: {nodes: 1}
 """
@@ -26,6 +27,7 @@ joins:
 valid:
   start: l.start_date
   end: least(l.end_date, l.deleted_at)
+tx: {start: created_at, end: deleted_at}
 parent: {entity: device_host, on: {device_id: id}}
 attributes: {device_id: device_id}
 inherit: [node_type]
@@ -115,7 +117,7 @@ def test_execution_order_puts_parents_first_and_lists_raw_tables():
         < order.index("allocation")
         < order.index("reserved_instance")
     )
-    assert raw_tables(graph) == [
+    assert tables_for(graph)[0] == [
         "blazar.computehost_allocations",
         "blazar.computehost_extra_capabilities",
         "blazar.computehosts",

@@ -17,7 +17,6 @@ import pytest
 from polars.testing import assert_series_equal
 
 from engine.expr import columns_of, compile_expr
-from engine.spec.checks import expressions
 from engine.spec.load import load_specs
 from tests.conftest import SPECS
 
@@ -36,10 +35,10 @@ def bundled_expressions() -> list[tuple[str, str, object]]:
     specs = load_specs(SPECS)
     found = []
     for kind in (specs.entities, specs.lookups, specs.reports):
-        found += [(name, field, text) for name, spec in kind.items() for field, text in expressions(spec)]
-    legacy = specs.metrics["legacy"]
-    found += [("legacy", "date", legacy["date"])] + [("legacy", g, e) for g, e in legacy["group_by"].items()]
-    return found + [("legacy", f"metrics.{m}", e) for m, e in legacy["metrics"].items()]
+        found += [(name, field, text) for name, spec in kind.items() for field, text in spec.expressions()]
+    legacy = specs.metrics.legacy
+    found += [("legacy", "date", legacy.date)] + [("legacy", g, e) for g, e in legacy.group_by.items()]
+    return found + [("legacy", f"metrics.{m}", e) for m, e in legacy.metrics.items()]
 
 
 BUNDLED = bundled_expressions()

@@ -1,4 +1,5 @@
-"""Checkpoint schemas, checked at each stage boundary, and atomic writing of a run's output directory."""
+"""Checkpoint schemas, checked at each stage boundary, the checkpoints themselves, and atomic writing of a
+run's output directory."""
 
 import glob
 import json
@@ -9,8 +10,10 @@ from pathlib import Path
 import polars as pl
 
 from engine.errors import EngineError
+from engine.temporal import hours
 
 TIME = pl.Datetime("us")
+TIMES = ("valid_start", "valid_end", "planned_end", "tx_start", "tx_end", "tx_updated")  # every span's times
 SPAN = {
     "entity": pl.String, "entity_id": pl.String, "site": pl.String, "metric": pl.String,
     "valid_start": TIME, "valid_end": TIME, "tx_start": TIME, "tx_end": TIME, "span_hours": pl.Float64,
@@ -45,6 +48,42 @@ def check_schema(
         if nulls[col].item():
             raise EngineError(f"stage {stage}: column '{col}' has {nulls[col].item()} nulls, expected none")
     return df
+
+
+def write_entity(out: "OutputDir", res, *, site: str, window, resources: list[str]) -> None:
+    """An entity's checkpoints: spans/, validated/, rejected/ and inactive/, each checked against its schema."""
+    spec, name = res.spec, res.spec.name
+    dynamic = {a: pl.String for a in spec.attributes} | {r: pl.Float64 for r in spec.resources}
+    inherited = {a: pl.Float64 if a in resources else pl.String for a in spec.inherit}
+    span_hours = hours(pl.col("valid_start"), pl.col("valid_end").fill_null(pl.lit(window[1])))
+    extra = [pl.lit(site).alias("site"), span_hours.alias("span_hours")]
+    for stage, df, declared, own in (
+        ("spans", res.spans.accepted, SPAN, dynamic),
+        ("validated", res.validated, VALIDATED, dynamic | inherited),
+    ):
+        df = df.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
+        out.parquet(f"{stage}/{name}.parquet", check_schema(df, f"{stage}/{name}", declared, own))
+    rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
+    rejected = check_schema(rejected, f"rejected/{name}", REJECTED, nullable={"entity_id"})  # a null source key
+    out.parquet(f"rejected/{name}.parquet", rejected)
+    inactive = res.spans.inactive.with_columns(pl.lit(site).alias("site"))
+    inactive = inactive.rename({"rejection_reason": "inactive_reason", "rejection_detail": "inactive_detail"})
+    out.parquet(f"inactive/{name}.parquet", check_schema(inactive, f"inactive/{name}", INACTIVE))
+
+
+def write_usage(out: "OutputDir", series: pl.LazyFrame, buckets: dict, group: list[str]) -> None:
+    """usage.parquet (streamed: GB on a decade-long site), daily.parquet and resampled_<every>.parquet."""
+    keys = ["site", "metric", "resource", *group[1:]]
+    dynamic = {g: pl.String for g in group}
+    usage = series.select("timestamp", *keys, "value")  # ordered by keys, then time
+    out.sink("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
+    for every, table in buckets.items():
+        daily = every == "1d"
+        name, declared = ("daily", DAILY) if daily else (f"resampled_{every}", {**DAILY, "bucket": TIME})
+        table = table.select(pl.col("bucket").alias("date" if daily else "bucket"), *keys, "hours", "mean")
+        table = table.with_columns(pl.col("date").cast(pl.Date)) if daily else table
+        declared = {k: v for k, v in declared.items() if k in table.columns}
+        out.parquet(f"{name}.parquet", check_schema(table, name, declared, dynamic))
 
 
 MARKER = ".engine-output"  # written into every output directory: only such a directory is ever replaced

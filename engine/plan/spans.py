@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from engine.errors import EngineError, InvariantViolation
+from engine.io.output import TIMES
 from engine.io.raw import as_text, as_timestamp, unreadable_time
-from engine.plan.frames import Tables, collect
-from engine.spec.checks import inactive_reasons, scope_aliases
 from engine.temporal import EARLIEST, LATEST, claim
 
-TIMES = ("valid_start", "valid_end", "planned_end", "tx_start", "tx_end", "tx_updated")
 MAX_QUANTITY = 1e15  # a resource above this is no real quantity: value x hours would lose whole units
+TIME_FIELDS = ("valid.start", "valid.end", "valid.planned_end", "tx.start", "tx.end", "tx.updated")  # of TIMES
 
 
-@dataclass
+@dataclass(frozen=True)
 class Lens:
     """effective (as_of None): what happened; projected: what the databases said at as_of."""
 
@@ -34,18 +33,158 @@ class Lens:
 
 @dataclass
 class EntitySpans:
-    """An entity's rows after span building: accepted pieces, rejected rows and the counts between."""
+    """An entity's rows after span building: accepted pieces, rejected and inactive rows, the counts between."""
 
     accepted: pl.DataFrame
     rejected: pl.DataFrame
+    inactive: pl.DataFrame
     input_rows: int
     out_of_scope: int
     not_recorded: int
     duplicates_clamped: int
     raw_times: pl.DataFrame  # valid times of every kept row before any cut, for the hour accounts
-    inactive: pl.DataFrame = field(default_factory=pl.DataFrame)  # rows legitimately never active
-    owned: pl.Series = field(default_factory=pl.Series)  # source row numbers in scope: this entity's rows (INV-13)
+    owned: pl.Series  # source row numbers in scope: this entity's rows (INV-13)
     excluded: set = field(default_factory=set)  # the manual exclusions that matched a row
+
+
+@dataclass
+class _Checks:
+    """What span building learns while it compiles a spec: values the engine cannot use, as (condition,
+    detail), and times beyond the documented bounds, as (field, expression, condition, what was done)."""
+
+    invalid: list = field(default_factory=list)
+    far: list = field(default_factory=list)
+
+
+def build_spans(frames, spec, *, lens: Lens, parent_keys=None, exclusions=None, claims: bool = False) -> EntitySpans:
+    """Accepted span pieces, rejected and inactive rows of one entity; INV-3 holds by construction and is asserted.
+
+    `claims`: this entity owns the rows of its source table whose scope cannot be decided (a required join
+    the scope reads found nothing); they are rejected as missing_fk. Other entities leave them out of scope."""
+    lf, required = frames.frame(spec)
+    checks = _Checks()
+    lf = lf.with_columns(*_span_columns(frames, lf, spec, checks), _in_scope(frames, lf, spec, claims))
+    if lens.as_of is not None:
+        versioned = [f"{j.alias}.__versioned" for j in spec.joins if j.history]
+        lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
+    lf, cases = _cases(lf, spec, required, parent_keys, exclusions, checks)
+    lf = lf.with_columns(
+        _chain([(c, r) for c, r, _ in cases]).alias("rejection_reason"),
+        _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
+        *(flag.alias(f"__far{i}") for i, (_, _, flag, _) in enumerate(checks.far)),
+    )
+    rows = frames.collect(lf.sort("__row"), spec.where)
+    frames.notes += _notes(spec, rows, checks)
+    return _split(spec, rows)
+
+
+def _span_columns(frames, lf: pl.LazyFrame, spec, checks: _Checks) -> list[pl.Expr]:
+    """Every column a span carries, compiled from the spec: its identity, times, attributes, resources,
+    measures, and each rule's condition and detail."""
+    where = spec.where
+    columns = [
+        pl.lit(spec.name).alias("entity"),
+        as_text(*frames.typed(lf, where, "source.key", spec.source.key)).alias("entity_id"),
+        pl.lit(spec.metric).alias("metric"),
+    ]
+    for column, name in zip(TIMES, TIME_FIELDS, strict=True):
+        part, key = name.split(".")
+        columns.append(_timestamp(frames, lf, spec, name, getattr(spec, part)[key], checks).alias(column))
+    columns += [
+        pl.lit(False).alias("tx_uncertain"),
+        *(as_text(*frames.typed(lf, where, f"attributes.{a}", e)).alias(a) for a, e in spec.attributes.items()),
+        *(_resource(frames, lf, spec, r, e, checks) for r, e in spec.resources.items()),
+        *(frames.expr(lf, where, f"measures.{m}", e).alias(f"__measure.{m}") for m, e in spec.measures.items()),
+    ]
+    for i, rule in enumerate(spec.rules):
+        columns.append(frames.condition(lf, where, f"rules[{i}].when", rule.when).fill_null(False).alias(f"__rule{i}"))
+        detail = frames.expr(lf, where, f"rules[{i}].detail", rule.detail) if rule.detail else pl.lit(rule.when)
+        columns.append(detail.cast(pl.String).alias(f"__detail{i}"))
+    return columns
+
+
+def _in_scope(frames, lf: pl.LazyFrame, spec, claims: bool) -> pl.Expr:
+    """A condition false on known values takes the row out of scope; one that cannot be decided because a
+    required join it reads found nothing leaves the row to the entity that claims such rows."""
+    scope = [frames.condition(lf, spec.where, f"scope[{i}]", c) for i, c in enumerate(spec.scope)]
+    decided = pl.all_horizontal(scope) if scope else pl.lit(True)  # Kleene: false if any condition is false
+    deciders = spec.deciding_joins()
+    missing = pl.any_horizontal(pl.col(f"__matched.{a}").is_null() for a in deciders) if deciders else False
+    return (decided.fill_null(False) | (decided.is_null() & missing & claims)).alias("__in_scope")
+
+
+def _timestamp(frames, lf: pl.LazyFrame, spec, field: str, text, checks: _Checks) -> pl.Expr:
+    """The expression as a timestamp. Text that is not one, and a start after LATEST, are invalid values; an
+    end after LATEST is an open end, and a start before EARLIEST is kept: both are named in a note."""
+    if text is None:
+        return pl.lit(None, dtype=pl.Datetime("us"))
+    expr, dtype = frames.typed(lf, spec.where, field, text)
+    out = as_timestamp(expr, dtype)
+    if out is None:
+        raise EngineError(f"{spec.where}: {field}: expected a timestamp, got {dtype} from {text!r}")
+    if (bad := unreadable_time(expr, dtype)) is not None:
+        checks.invalid.append((bad, pl.format(f"{field} ({text}) is '{{}}', not a timestamp", expr)))
+    beyond = out >= pl.lit(LATEST)
+    if field.endswith(".start"):
+        detail = pl.format(f"{field} ({text}) is {{}}, after {LATEST:%Y-%m-%d}", out)
+        checks.invalid.append((beyond.fill_null(False), detail))
+        early = f"before {EARLIEST:%Y-%m-%d}, kept (the default window does not reach back to them)"
+        checks.far.append((field, text, (out < pl.lit(EARLIEST)).fill_null(False), early))
+        return out
+    checks.far.append((field, text, beyond.fill_null(False), f"after {LATEST:%Y-%m-%d}, read as an open end"))
+    return pl.when(beyond).then(None).otherwise(out)
+
+
+def _resource(frames, lf: pl.LazyFrame, spec, name: str, text, checks: _Checks) -> pl.Expr:
+    """A resource quantity as a float; null, NaN, infinite, negative and absurdly large values (beyond
+    MAX_QUANTITY, where sums of hours lose their precision) are invalid values."""
+    expr, dtype = frames.typed(lf, spec.where, f"resources.{name}", text)
+    if not (dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)):
+        raise EngineError(f"{spec.where}: resources.{name}: expected a number, got {dtype} from {text!r}")
+    value = pl.col(f"__res.{name}")
+    why = pl.when(~value.is_finite()).then(pl.lit("")).when(value < 0).then(pl.lit(", below 0"))
+    why = why.when(value > MAX_QUANTITY).then(pl.lit(", above 1e15")).otherwise(pl.lit(""))
+    detail = pl.format(f"resources.{name} ({text}) is {{}}{{}}", value.cast(pl.String).fill_null("null"), why)
+    checks.invalid.append((value.is_null() | ~value.is_finite() | (value < 0) | (value > MAX_QUANTITY), detail))
+    return expr.cast(pl.Float64).alias(f"__res.{name}")
+
+
+def _cases(lf: pl.LazyFrame, spec, required, parent_keys, exclusions, checks: _Checks):
+    """(the rows with what the cases read joined on, [(condition, reason, detail)] in the order they apply)."""
+    cases = []
+    if exclusions is not None and exclusions.height:
+        marks = exclusions.select(
+            "entity_id", *(pl.col(c).alias(f"__ex.{c}") for c in ("valid_from", "valid_to", "detail", "exclusion"))
+        )
+        lf = lf.join(marks.lazy(), on="entity_id", how="left")
+        frm, to = pl.col("__ex.valid_from"), pl.col("__ex.valid_to")
+        reaches = frm.is_null() | pl.col("valid_end").is_null() | (pl.col("valid_end") > frm)
+        starts = to.is_null() | pl.col("valid_start").is_null() | (pl.col("valid_start") < to)
+        cases.append((pl.col("__ex.exclusion").is_not_null() & reaches & starts, "excluded", pl.col("__ex.detail")))
+    for join in required:
+        keys = ", ".join(f"{right}={{}}" for right in join.on.values())
+        values = [pl.col(left).cast(pl.String).fill_null("null") for left in join.on]
+        detail = pl.format(f"{join.alias}: no {join.table} row with {keys}", *values)
+        cases.append((pl.col(f"__matched.{join.alias}").is_null(), "missing_fk", detail))
+    if parent_keys is not None:
+        on = spec.parent.on
+        lf = lf.join(parent_keys.with_columns(pl.lit(True).alias("__parent_found")), on=list(on), how="left")
+        keys = ", ".join(f"{theirs}={{}}" for theirs in on.values())
+        detail = pl.format(
+            f"parent: no accepted {spec.parent.entity} with {keys}", *(pl.col(m).fill_null("null") for m in on)
+        )
+        cases.append((pl.col("__parent_found").is_null(), "missing_fk", detail))
+    cases += [(pl.col(f"__rule{i}"), rule.reason, pl.col(f"__detail{i}")) for i, rule in enumerate(spec.rules)]
+    invalid = [(pl.col("entity_id").is_null(), pl.lit(f"source.key ({spec.source.key}) is null")), *checks.invalid]
+    cases += [(cond, "invalid_value", detail) for cond, detail in invalid]
+    start, end, t0, t1 = (pl.col(c) for c in ("valid_start", "valid_end", "tx_start", "tx_end"))
+    cases += [
+        (start.is_null(), "null_start", pl.lit(f"valid.start ({spec.valid['start']}) is null")),
+        (end == start, "zero_length", pl.format("valid_end equals valid_start {}: a span of no time", start)),
+        (end < start, "invalid_time_range", pl.format("valid_end {} is before valid_start {}", end, start)),
+        (t1 < t0, "invalid_tx_range", pl.format("tx_end {} is before tx_start {}", t1, t0)),
+    ]
+    return lf, [(cond, pl.lit(reason), detail) for cond, reason, detail in cases]
 
 
 def _chain(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
@@ -58,186 +197,53 @@ def _chain(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
     return out.otherwise(None)
 
 
-def _timestamp(tables: Tables, lf: pl.LazyFrame, where: str, field: str, text, checks: dict) -> pl.Expr:
-    """The expression as a timestamp. Text that is not one, and a start after LATEST, are added to
-    checks["invalid"] as (condition, detail); an end after LATEST is an open end, flagged in checks["far"]."""
-    if text is None:
-        return pl.lit(None, dtype=pl.Datetime("us"))
-    expr, dtype = tables.typed(lf, where, field, text)
-    out = as_timestamp(expr, dtype)
-    if out is None:
-        raise EngineError(f"{where}: {field}: expected a timestamp, got {dtype} from {text!r}")
-    if (bad := unreadable_time(expr, dtype)) is not None:
-        checks["invalid"].append((bad, pl.format(f"{field} ({text}) is '{{}}', not a timestamp", expr)))
-    beyond = out >= pl.lit(LATEST)
-    if field.split(".")[1] in ("start",):
-        detail = pl.format(f"{field} ({text}) is {{}}, after {LATEST:%Y-%m-%d}", out)
-        checks["invalid"].append((beyond.fill_null(False), detail))
-        early = f"before {EARLIEST:%Y-%m-%d}, kept (the default window does not reach back to them)"
-        checks["far"].append((field, text, (out < pl.lit(EARLIEST)).fill_null(False), early))
-        return out
-    checks["far"].append((field, text, beyond.fill_null(False), f"after {LATEST:%Y-%m-%d}, read as an open end"))
-    return pl.when(beyond).then(None).otherwise(out)
-
-
-def _resource(tables: Tables, lf: pl.LazyFrame, where: str, name: str, text, invalid: list) -> pl.Expr:
-    """A resource quantity as a float; null, NaN, infinite, negative and absurdly large values (beyond
-    MAX_QUANTITY, where sums of hours lose their precision) are added to `invalid`."""
-    expr, dtype = tables.typed(lf, where, f"resources.{name}", text)
-    if not (dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)):
-        raise EngineError(f"{where}: resources.{name}: expected a number, got {dtype} from {text!r}")
-    value = pl.col(f"__res.{name}")
-    why = (
-        pl.when(~value.is_finite())
-        .then(pl.lit(""))
-        .when(value < 0)
-        .then(pl.lit(", below 0"))
-        .when(value > MAX_QUANTITY)
-        .then(pl.lit(", above 1e15"))
-    )
-    detail = pl.format(
-        f"resources.{name} ({text}) is {{}}{{}}", value.cast(pl.String).fill_null("null"), why.otherwise(pl.lit(""))
-    )
-    absurd = value.is_null() | ~value.is_finite() | (value < 0) | (value > MAX_QUANTITY)
-    invalid.append((absurd, detail))
-    return expr.cast(pl.Float64).alias(f"__res.{name}")
-
-
-def build_spans(
-    tables: Tables,
-    spec: dict,
-    lens: Lens,
-    parent_keys: pl.LazyFrame | None,
-    exclusions: pl.DataFrame | None = None,
-    claims: bool = False,
-) -> EntitySpans:
-    """Accepted span pieces, rejected and inactive rows of one entity; INV-3 holds by construction and is asserted.
-
-    `claims`: this entity owns the rows of its source table whose scope cannot be decided (a required join
-    the scope reads found nothing); they are rejected as missing_fk. Other entities leave them out of scope."""
-    where, name = tables.specs.where(spec), spec["entity"]
-    lf, required = tables.frame(spec)
-    invalid: list[tuple[pl.Expr, pl.Expr]] = []  # (condition, detail): values the engine cannot use
-    checks = {"invalid": invalid, "far": []}  # far: (field, expression, condition) of ends read as open
-    ex = lambda field, text: tables.expr(lf, where, field, text)  # noqa: E731
-    ts = lambda field, text: _timestamp(tables, lf, where, field, text, checks)  # noqa: E731
-    txt = lambda field, text: as_text(*tables.typed(lf, where, field, text))  # noqa: E731
-    valid, tx = spec["valid"], spec["tx"]
-    scope = [tables.condition(lf, where, f"scope[{i}]", c) for i, c in enumerate(spec.get("scope", []))]
-    decided = pl.all_horizontal(scope) if scope else pl.lit(True)  # Kleene: false if any condition is false
-    deciders = [j for j in required if j["as"] in scope_aliases(tables.specs, spec)]
-    missing = pl.any_horizontal(pl.col(f"__matched.{j['as']}").is_null() for j in deciders) if deciders else False
-    lf = lf.with_columns(
-        pl.lit(name).alias("entity"),
-        txt("source.key", spec["source"]["key"]).alias("entity_id"),
-        pl.lit(spec["metric"]).alias("metric"),
-        # A condition false on known values takes the row out of scope; one that cannot be decided because
-        # the join it reads found nothing leaves the row to the entity that claims such rows.
-        (decided.fill_null(False) | (decided.is_null() & missing & claims)).alias("__in_scope"),
-        ts("valid.start", valid["start"]).alias("valid_start"),
-        ts("valid.end", valid.get("end")).alias("valid_end"),
-        ts("valid.planned_end", valid.get("planned_end")).alias("planned_end"),
-        ts("tx.start", tx.get("start")).alias("tx_start"),
-        ts("tx.end", tx.get("end")).alias("tx_end"),
-        ts("tx.updated", tx.get("updated")).alias("tx_updated"),
-        pl.lit(False).alias("tx_uncertain"),
-        *(txt(f"attributes.{a}", e).alias(a) for a, e in spec.get("attributes", {}).items()),
-        *(_resource(tables, lf, where, r, e, invalid) for r, e in spec["resources"].items()),
-        *(ex(f"measures.{m}", e).alias(f"__measure.{m}") for m, e in spec.get("measures", {}).items()),
-        *(
-            tables.condition(lf, where, f"rules[{i}].when", r["when"]).fill_null(False).alias(f"__rule{i}")
-            for i, r in enumerate(spec.get("rules", []))
-        ),
-        *(
-            (ex(f"rules[{i}].detail", r["detail"]) if "detail" in r else pl.lit(f"{r['when']}"))
-            .cast(pl.String)
-            .alias(f"__detail{i}")
-            for i, r in enumerate(spec.get("rules", []))
-        ),
-    )
-    if lens.as_of is not None:
-        versioned = [f"{j['as']}.__versioned" for j in spec.get("joins", []) if "history" in j]
-        lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
-    cases = []
-    if exclusions is not None and exclusions.height:
-        marks = exclusions.select(
-            "entity_id", *(pl.col(c).alias(f"__ex.{c}") for c in ("valid_from", "valid_to", "detail", "exclusion"))
-        )
-        lf = lf.join(marks.lazy(), on="entity_id", how="left")
-        frm, to = pl.col("__ex.valid_from"), pl.col("__ex.valid_to")
-        reaches = frm.is_null() | pl.col("valid_end").is_null() | (pl.col("valid_end") > frm)
-        starts = to.is_null() | pl.col("valid_start").is_null() | (pl.col("valid_start") < to)
-        cases.append(
-            (pl.col("__ex.exclusion").is_not_null() & reaches & starts, pl.lit("excluded"), pl.col("__ex.detail"))
-        )
-    for join in required:
-        keys = ", ".join(f"{right}={{}}" for right in join["on"].values())
-        values = [pl.col(left).cast(pl.String).fill_null("null") for left in join["on"]]
-        detail = pl.format(f"{join['as']}: no {join['table']} row with {keys}", *values)
-        cases.append((pl.col(f"__matched.{join['as']}").is_null(), pl.lit("missing_fk"), detail))
-    if parent_keys is not None:
-        lf = lf.join(
-            parent_keys.with_columns(pl.lit(True).alias("__parent_found")), on=list(spec["parent"]["on"]), how="left"
-        )
-        keys = ", ".join(f"{theirs}={{}}" for theirs in spec["parent"]["on"].values())
-        values = [pl.col(mine).fill_null("null") for mine in spec["parent"]["on"]]
-        detail = pl.format(f"parent: no accepted {spec['parent']['entity']} with {keys}", *values)
-        cases.append((pl.col("__parent_found").is_null(), pl.lit("missing_fk"), detail))
-    for i, rule in enumerate(spec.get("rules", [])):
-        cases.append((pl.col(f"__rule{i}"), pl.lit(rule["reason"]), pl.col(f"__detail{i}")))
-    invalid.insert(0, (pl.col("entity_id").is_null(), pl.lit(f"source.key ({spec['source']['key']}) is null")))
-    cases += [(cond, pl.lit("invalid_value"), detail) for cond, detail in invalid]
-    start, end, t0, t1 = (pl.col(c) for c in ("valid_start", "valid_end", "tx_start", "tx_end"))
-    cases += [
-        (start.is_null(), pl.lit("null_start"), pl.lit(f"valid.start ({valid['start']}) is null")),
-        (end == start, pl.lit("zero_length"), pl.format("valid_end equals valid_start {}: a span of no time", start)),
-        (end < start, pl.lit("invalid_time_range"), pl.format("valid_end {} is before valid_start {}", end, start)),
-        (t1 < t0, pl.lit("invalid_tx_range"), pl.format("tx_end {} is before tx_start {}", t1, t0)),
-    ]
-    lf = lf.with_columns(
-        _chain([(c, r) for c, r, _ in cases]).alias("rejection_reason"),
-        _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
-        *(flag.alias(f"__far{i}") for i, (_, _, flag, _) in enumerate(checks["far"])),
-    )
-    rows = collect(lf.sort("__row"), where, tables)
-    for i, (name_of, text, _, what) in enumerate(checks["far"]):
+def _notes(spec, rows: pl.DataFrame, checks: _Checks) -> list[str]:
+    """Warnings for the manifest: times beyond the bounds, source keys on several rows."""
+    notes = []
+    for i, (name, text, _, what) in enumerate(checks.far):
         far = rows.filter(pl.col(f"__far{i}"))["entity_id"]
         if far.len():
-            tables.notes.append(f"{where}: {name_of} ({text}): {far.len()} row(s) {what} (e.g. entity_id {far[0]})")
+            notes.append(f"{spec.where}: {name} ({text}): {far.len()} row(s) {what} (e.g. entity_id {far[0]})")
     repeated = rows.filter(pl.col("entity_id").is_duplicated() & pl.col("entity_id").is_not_null())["entity_id"]
     if repeated.len():
-        tables.notes.append(
-            f"{where}: source.key: {repeated.n_unique()} {spec['source']['key']} value(s) of {spec['source']['table']} "
+        notes.append(
+            f"{spec.where}: source.key: {repeated.n_unique()} {spec.source.key} value(s) of {spec.source.table} "
             f"are on more than one row (e.g. {repeated[0]}); each row is kept, so entity_id is not unique"
         )
+    return notes
+
+
+def _split(spec, rows: pl.DataFrame) -> EntitySpans:
+    """Each row out of scope, not recorded, rejected, inactive or accepted (then INV-7 between the accepted);
+    INV-3 asserted."""
     in_lens = pl.col("__recorded") if "__recorded" in rows.columns else pl.lit(True)
     kept = rows.filter(pl.col("__in_scope") & in_lens)
-    never = pl.col("rejection_reason").is_in(inactive_reasons(spec))
+    never = pl.col("rejection_reason").is_in(spec.inactive_reasons)
     rejected = kept.filter(pl.col("rejection_reason").is_not_null() & ~never)
-    inactive = kept.filter(never)
-    accepted = kept.filter(pl.col("rejection_reason").is_null())
-    accepted, duplicates, clamped = _resolve_duplicates(accepted, spec["identity"])
+    accepted, duplicates, clamped = _resolve_duplicates(
+        kept.filter(pl.col("rejection_reason").is_null()), spec.identity
+    )
     rejected = pl.concat([rejected, duplicates], how="diagonal_relaxed").sort("__row")
     out = EntitySpans(
-        accepted=accepted.select(_span_columns(spec)),
+        accepted=accepted.select(_accepted_columns(spec)),
         rejected=rejected.select(pl.exclude("^__.*$")),
-        inactive=inactive.select(pl.exclude("^__.*$")),
-        owned=rows.filter(pl.col("__in_scope"))["__row"],
+        inactive=kept.filter(never).select(pl.exclude("^__.*$")),
         input_rows=rows.height,
         out_of_scope=rows.filter(~pl.col("__in_scope")).height,
         not_recorded=rows.filter(pl.col("__in_scope") & ~in_lens).height,
         duplicates_clamped=clamped,
         raw_times=kept.select("__row", "valid_start", "valid_end"),
+        owned=rows.filter(pl.col("__in_scope"))["__row"],
         excluded=set(rejected.filter(pl.col("rejection_reason") == "excluded")["__ex.exclusion"])
         if "__ex.exclusion" in rejected.columns
         else set(),
     )
-    counted_rows = accepted.select(pl.col("__row").n_unique()).item() if accepted.height else 0
-    accounted = counted_rows + rejected.height + inactive.height + out.out_of_scope + out.not_recorded
+    counted = accepted["__row"].n_unique() if accepted.height else 0
+    accounted = counted + rejected.height + out.inactive.height + out.out_of_scope + out.not_recorded
     if out.input_rows != accounted:
         raise InvariantViolation(
-            f"INV-3 violated for entity '{spec['entity']}': {out.input_rows} input rows != {counted_rows} accepted + "
-            f"{rejected.height} rejected + {inactive.height} inactive + {out.out_of_scope} out of scope + "
+            f"INV-3 violated for entity '{spec.name}': {out.input_rows} input rows != {counted} accepted + "
+            f"{rejected.height} rejected + {out.inactive.height} inactive + {out.out_of_scope} out of scope + "
             f"{out.not_recorded} not recorded (engine bug)"
         )
     return out
@@ -259,20 +265,20 @@ def _project(lf: pl.LazyFrame, as_of, versioned: list[str]) -> pl.LazyFrame:
     )
 
 
-def _span_columns(spec: dict) -> list:
+def _accepted_columns(spec) -> list:
     """Columns of an accepted span; resources are kept apart from raw columns of the same name until here."""
-    attrs = list(spec.get("attributes", {}))
-    resources = [pl.col(f"__res.{r}").alias(r) for r in spec["resources"]]
-    measures = [pl.col(f"__measure.{m}").alias(m) for m in spec.get("measures", {})]
-    return ["__row", "entity", "entity_id", "metric", *TIMES[:2], *TIMES[3:5], "original_start", "original_end",
-            "tx_uncertain", *attrs, *resources, *measures]  # fmt: skip
+    resources = [pl.col(f"__res.{r}").alias(r) for r in spec.resources]
+    measures = [pl.col(f"__measure.{m}").alias(m) for m in spec.measures]
+    times = ["valid_start", "valid_end", "tx_start", "tx_end", "original_start", "original_end", "tx_uncertain"]
+    return ["__row", "entity", "entity_id", "metric", *times, *spec.attributes, *resources, *measures]
 
 
-def _resolve_duplicates(accepted: pl.DataFrame, identity: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _resolve_duplicates(accepted: pl.DataFrame, identity) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """INV-7: rows sharing an identity never count the same instant twice; the earlier-recorded row wins.
 
     Returns (pieces, rows rejected as duplicate, number of rows cut to their uncovered part).
     """
+    identity = list(identity)
     pieces, conflicts = claim(
         accepted.lazy(), identity, "valid_start", "valid_end", ["tx_start", "entity_id", "__row"], "__row"
     )
@@ -281,18 +287,18 @@ def _resolve_duplicates(accepted: pl.DataFrame, identity: list[str]) -> tuple[pl
     conflicts = conflicts.join(owners, on="covered_by")
     lost = accepted.join(pieces.select("__row").unique(), on="__row", how="anti")
     ident = ", ".join(f"{c}={{}}" for c in identity)
-    duplicates = lost.join(conflicts, on="__row").with_columns(
-        pl.lit("duplicate").alias("rejection_reason"),
-        pl.format(f"covered by entity_id {{}} with the same identity ({ident})", "__owner_id", *identity).alias(
-            "rejection_detail"
-        ),
+    detail = pl.format(f"covered by entity_id {{}} with the same identity ({ident})", "__owner_id", *identity)
+    duplicates = lost.join(conflicts, on="__row")
+    duplicates = duplicates.with_columns(
+        pl.lit("duplicate").alias("rejection_reason"), detail.alias("rejection_detail")
     )
     cut = conflicts.join(pieces.select("__row").unique(), on="__row").select("__row")
+    was_cut = pl.col("__row").is_in(cut["__row"].implode())
     spans = (
         accepted.join(pieces.rename({"valid_start": "__s", "valid_end": "__e"}), on="__row")
         .with_columns(
-            pl.when(pl.col("__row").is_in(cut["__row"].implode())).then(pl.col("valid_start")).alias("original_start"),
-            pl.when(pl.col("__row").is_in(cut["__row"].implode())).then(pl.col("valid_end")).alias("original_end"),
+            pl.when(was_cut).then(pl.col("valid_start")).alias("original_start"),
+            pl.when(was_cut).then(pl.col("valid_end")).alias("original_end"),
         )
         .with_columns(pl.col("__s").alias("valid_start"), pl.col("__e").alias("valid_end"))
         .sort("__row", "valid_start")

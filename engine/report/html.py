@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
-from engine.report.summary import printable
+from engine.report.console import printable
 
 SECTIONS = ("Provenance", "Definitions", "Utilization stack", "Daily node-hours by group", "Engine vs legacy",
             "Rows: defects and never active", "Invariants", "Taking a number apart")  # fmt: skip
@@ -110,9 +110,11 @@ def stack_series(
     return wide["t"].to_numpy(), {m: wide[m].to_numpy() for m in names}
 
 
-def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict, groups: list[str]) -> str:
+def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict | None, groups: list[str]) -> str:
     """Filled steps bottom to top, the whole as a line, group tops dashed: a fill that misses its line shows at
     once. The legend reads top to bottom, as the stack does."""
+    if stack is None:
+        return _none("metrics.yaml declares no stack")
     t, series = stack_series(out_dir, window, stack, groups)
     if not any(np.any(v) for v in series.values()):
         return _none(f"no {stack['resource']} of any stacked metric in the window")
@@ -130,12 +132,12 @@ def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict, groups: l
     return _chart(fig, "stack", title, plots_dir, reverse=True)
 
 
-def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, stack: dict, group: str) -> str:
+def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, resource: str, group: str) -> str:
     """One chart per base metric of the spec (no formula): a line of daily node-hours per value of `group`."""
-    daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=stack["resource"])
+    daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=resource)
     colour = {nt: f"C{i % 10}" for i, nt in enumerate(sorted(daily[group].unique()))}  # same in every chart
     out = []
-    for metric in (m for m, spec in metrics.items() if "formula" not in spec):
+    for metric in (m for m, spec in metrics.items() if spec.formula is None):
         d = daily.filter(metric=metric).sort("date")
         if not d.height or not (d["hours"] != 0).any():
             out.append(f"<h3>{html.escape(metric)}</h3>" + _none(f"no {metric} on this site in the window"))
@@ -144,7 +146,7 @@ def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, stack: dict, gr
         for (nt,), part in d.group_by(group, maintain_order=True):
             ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=_legend(nt))
         ax.set(ylabel="node-hours")
-        out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric]['description']}", plots_dir))
+        out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].description}", plots_dir))
     return "".join(out)
 
 
@@ -266,7 +268,7 @@ def _definitions(manifest: dict, metrics: dict) -> str:
         if e["status"] == "ok":
             fed.setdefault(e["metric"], []).append(f"{name}: {e['description']}")
     rows = [
-        [m, spec["description"], f"= {spec['formula']}" if "formula" in spec else "; ".join(fed.get(m, [])) or "(none)"]
+        [m, spec.description, f"= {spec.formula}" if spec.formula else "; ".join(fed.get(m, [])) or "(none)"]
         for m, spec in metrics.items()
     ]
     return _table(["metric", "definition", "on this site"], rows)
@@ -302,12 +304,12 @@ why, its hierarchy status, its parent and its hours per day (the defects above n
 </ul><p>OUT_DIR is the directory that holds this report.</p>"""
 
 
-def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = None) -> Path:
+def write_report(out_dir: Path, metrics_file, plots_dir: Path | None = None) -> Path:
     """Write out_dir/report.html (self-contained: opens offline, no CDN, no external files) from the run's
     outputs in out_dir; with plots_dir, also write every chart there as a PNG. Returns the report path.
 
-    `metrics_spec` is the metrics file: its `metrics` (names, formulas, descriptions) and `stack`."""
-    metrics, stack, groups = metrics_spec["metrics"], metrics_spec["stack"], metrics_spec.get("group_by", [])
+    `metrics_file` is the specs' metrics (names, formulas, descriptions, group columns and stack)."""
+    metrics, stack, groups = metrics_file.metrics, metrics_file.stack, list(metrics_file.group_by)
     group = groups[0] if groups else "site"  # per-group charts split by the first group column
     out_dir, plots_dir = Path(out_dir), Path(plots_dir) if plots_dir else None
     if plots_dir:
@@ -317,7 +319,7 @@ def write_report(out_dir: Path, metrics_spec: dict, plots_dir: Path | None = Non
     with mpl.rc_context({"text.parse_math": False}):  # text from the data is text: "$x$" is no formula
         charts = (
             _stack(plots_dir, out_dir, window, stack, groups),
-            _daily(plots_dir, out_dir, metrics, stack, group),
+            _daily(plots_dir, out_dir, metrics, stack["resource"] if stack else "nodes", group),
             _comparison(plots_dir, out_dir, manifest, metrics, group),
         )
     bodies = (_provenance(manifest), _definitions(manifest, metrics), *charts, _accounts(manifest),

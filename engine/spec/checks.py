@@ -1,309 +1,191 @@
-"""Checks across spec files that JSON Schema cannot express: names, references, cycles, expressions."""
+"""Checks across spec files that JSON Schema cannot express, one function per concern: the metrics, names
+and references, cycles (found in the one spec graph), expressions, claims on undecided rows, attributes.
+Every problem is collected, so `engine validate` shows them all at once."""
 
-import re
+from engine.errors import ExprError, SpecError
+from engine.expr import columns_of, did_you_mean
+from engine.graph import build_graph, cycle
+from engine.io.output import INACTIVE, REJECTED, TIMES, VALIDATED
 
-import networkx as nx
-
-from engine.errors import SpecError
-from engine.expr import ExprError, columns_of, did_you_mean
-
-# Rejection reasons the engine assigns itself; entity rules may not reuse them.
-BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "zero_length", "invalid_time_range",
-                   "invalid_tx_range", "duplicate")  # fmt: skip
-TX_DEFAULTS = {"start": "created_at", "end": "deleted_at"}
+# Rejection reasons the engine assigns itself (engine/plan/spans.py); entity rules may not reuse them.
+BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "zero_length", "invalid_time_range")
+BUILTIN_REASONS += ("invalid_tx_range", "duplicate")
 # Columns every span carries: an attribute, resource or measure of the same name would overwrite one.
-ENGINE_COLUMNS = frozenset(
-    [
-        "entity",
-        "entity_id",
-        "metric",
-        "site",
-        "valid_start",
-        "valid_end",
-        "planned_end",
-        "tx_start",
-        "tx_end",
-        "tx_updated",
-        "tx_uncertain",
-        "original_start",
-        "original_end",
-        "hierarchy_status",
-        "rejection_reason",
-        "rejection_detail",
-        "span_hours",
-    ]
-)
-
-
-def expressions(spec: dict):
-    """Yield (field path, expression) for every SQL expression in an entity or lookup spec."""
-    for name, col in spec.get("columns", {}).items():
-        yield f"columns.{name}", col["json"] if isinstance(col, dict) else col
-    for i, cond in enumerate(spec.get("scope", [])):
-        yield f"scope[{i}]", cond
-    for part in ("valid", "tx"):
-        for key, expr in spec.get(part, {}).items():
-            if expr is not None:
-                yield f"{part}.{key}", expr
-    for i, rule in enumerate(spec.get("rules", [])):
-        yield f"rules[{i}].when", rule["when"]
-        if "detail" in rule:
-            yield f"rules[{i}].detail", rule["detail"]
-    for part in ("attributes", "resources", "measures", "aggregate"):
-        for key, expr in spec.get(part, {}).items():
-            yield f"{part}.{key}", expr
-    for part in ("order_by", "group_by"):
-        for i, col in enumerate(spec.get(part, [])):
-            yield f"{part}[{i}]", col
-
-
-def formula_terms(formula: str) -> list[tuple[int, str]]:
-    """'a - b + c' -> [(1, 'a'), (-1, 'b'), (1, 'c')]."""
-    return [(-1 if sign == "-" else 1, name) for sign, name in re.findall(r"([-+]?)\s*([a-z_][a-z0-9_]*)", formula)]
-
-
-def _check_expressions(specs, spec: dict, problems: list[str]) -> None:
-    where = specs.where(spec)
-    aliases = [j["as"] for j in spec.get("joins", [])]
-    readable = specs.lookups | (specs.reports if "report" in spec else {})  # only reports read reports
-    for i, join in enumerate(spec.get("joins", []) + ([spec["source"]] if "table" in spec["source"] else [])):
-        field = f"joins[{i}].table" if "on" in join else "source.table"
-        if join["table"] not in readable and "." not in join["table"]:
-            problems.append(
-                f"{where}: {field}: unknown lookup '{join['table']}'{did_you_mean(join['table'], readable)}"
-            )
-        if "on" not in join:
-            continue
-        for left in join["on"]:
-            if "." in left and left.split(".")[0] not in aliases[:i]:
-                problems.append(f"{where}: joins[{i}].on: '{left}' does not name an earlier join's alias")
-    for alias in {a for a in aliases if aliases.count(a) > 1}:
-        problems.append(f"{where}: joins: alias '{alias}' is used twice")
-    for path, expr in expressions(spec):
-        try:
-            refs = columns_of(expr)
-        except ExprError as exc:
-            problems.append(f"{where}: {path}: cannot parse {expr!r}: {exc}")
-            continue
-        for ref in sorted(r for r in refs if "." in r and r.split(".")[0] not in aliases):
-            alias = ref.split(".")[0]
-            problems.append(
-                f"{where}: {path}: '{ref}' uses alias '{alias}', which no join declares{did_you_mean(alias, aliases)}"
-            )
-
-
-def _cycle(graph: nx.DiGraph) -> str | None:
-    try:
-        edges = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return None
-    return " --> ".join([edges[0][0]] + [v for _, v in edges])
-
-
-def scope_aliases(specs, spec: dict) -> set[str]:
-    """Aliases of the joins an entity's scope reads, directly or through its derived columns."""
-    columns, seen, aliases = spec.get("columns", {}), set(), set()
-    pending = [c for cond in spec.get("scope", []) for c in columns_of(cond)]
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if "." in name:
-            aliases.add(name.split(".")[0])
-        elif name in columns:
-            derived = columns[name]
-            pending += [derived["json"]] if isinstance(derived, dict) else list(columns_of(derived))
-    return aliases
-
-
-def claimers(specs, names: list[str]) -> set[str]:
-    """Of the given entities, those that own their source table's undecided rows: per table, the lowest
-    `claims_undecided` rank among the entities given."""
-    best: dict[str, tuple[int, str]] = {}
-    for name in names:
-        spec = specs.entities[name]
-        if "claims_undecided" in spec:
-            rank = (spec["claims_undecided"], name)
-            best[spec["source"]["table"]] = min(best.get(spec["source"]["table"], rank), rank)
-    return {name for _, name in best.values()}
-
-
-def inactive_reasons(spec: dict) -> list[str]:
-    """Reasons that mark a row never active rather than a defect: the rules declared `inactive`, and a span
-    of no time."""
-    return [r["reason"] for r in spec.get("rules", []) if r.get("inactive")] + ["zero_length"]
-
-
-def resources_of(specs, name: str) -> list[str]:
-    """Resources of an entity's validated spans: its own, then those it inherits (over time) from its parent."""
-    spec = specs.entities[name]
-    parent = spec.get("parent", {}).get("entity")
-    inherited = [r for r in spec.get("inherit", []) if parent in specs.entities and r in resources_of(specs, parent)]
-    return [*spec["resources"], *inherited]
-
-
-def provided(specs, name: str) -> set[str]:
-    """Attributes an entity offers its children and outputs: its own, inherited ones and entity_id."""
-    spec = specs.entities[name]
-    return (set(spec.get("attributes", {})) | set(spec.get("inherit", [])) | {"entity_id"}) - set(
-        resources_of(specs, name)
-    )
+ENGINE_COLUMNS = frozenset({*VALIDATED, *REJECTED, *INACTIVE, *TIMES})
 
 
 def check_specs(specs) -> None:
-    """Raise SpecError with every cross-file problem; fill defaults on success."""
-    problems: list[str] = []
-    metrics = specs.metrics.get("metrics", {})
-    if not specs.metrics:
-        problems.append(f"{specs.root}: no metrics file (a YAML file with a top-level 'metrics' field)")
-    base = {m for m, d in metrics.items() if "formula" not in d}
-    derived = nx.DiGraph()
-    for name, d in metrics.items():
-        for _, term in formula_terms(d.get("formula", "")):
-            if term not in metrics:
-                problems.append(
-                    f"{specs.metrics['_file']}: metrics.{name}.formula: unknown metric '{term}'{did_you_mean(term, metrics)}"
-                )
-            derived.add_edge(name, term)
-    stack = specs.metrics.get("stack", {})
-    for name in [
-        *(m for g in stack.get("groups", {}).values() for m in g),
-        *stack.get("dashed", []),
-        stack.get("line"),
-    ]:
-        if name and name not in metrics:
-            problems.append(f"{specs.metrics['_file']}: stack: unknown metric '{name}'{did_you_mean(name, metrics)}")
-    if cycle := _cycle(derived):
-        problems.append(f"{specs.metrics['_file']}: metrics: formulas form a cycle: {cycle}")
-
-    parents = nx.DiGraph()
-    for name, spec in specs.entities.items():
-        where = specs.where(spec)
-        parents.add_node(name)
-        if metrics and spec["metric"] not in base:
-            hint = (
-                " (it is derived: entities feed base metrics only)"
-                if spec["metric"] in metrics
-                else did_you_mean(spec["metric"], base)
-            )
-            problems.append(
-                f"{where}: metric: '{spec['metric']}' is not a base metric of {specs.metrics['_file']}{hint}"
-            )
-        for i, rule in enumerate(spec.get("rules", [])):
-            if rule["reason"] in BUILTIN_REASONS:
-                problems.append(f"{where}: rules[{i}].reason: '{rule['reason']}' is a built-in rejection reason")
-        for part in ("attributes", "resources", "measures"):
-            for name in sorted(set(spec.get(part, {})) & ENGINE_COLUMNS):
-                problems.append(
-                    f"{where}: {part}.{name}: '{name}' is a column of the engine's own; choose another name"
-                )
-        parent = spec.get("parent", {}).get("entity")
-        if parent is None:
-            continue
-        if parent not in specs.entities:
-            problems.append(f"{where}: parent.entity: unknown entity '{parent}'{did_you_mean(parent, specs.entities)}")
-        elif parent == name:
-            problems.append(f"{where}: parent.entity: an entity cannot be its own parent")
-        else:
-            parents.add_edge(parent, name)
-    if cycle := _cycle(parents):
-        problems.append(f"{specs.root}: parent links form a cycle: {cycle}")
-
-    lookups = nx.DiGraph()
-    for name, spec in {**specs.lookups, **specs.reports}.items():
-        lookups.add_node(name)
-        for j in spec.get("joins", []) + [spec["source"]]:
-            if j.get("table") in specs.lookups or j.get("table") in specs.reports:
-                lookups.add_edge(j["table"], name)
-    if cycle := _cycle(lookups):
-        problems.append(f"{specs.root}: lookups or reports read each other in a cycle: {cycle}")
-    for spec in specs.reports.values():
-        source = spec["source"].get("entity")
-        if source and source not in specs.entities:
-            problems.append(
-                f"{specs.where(spec)}: source.entity: unknown entity '{source}'{did_you_mean(source, specs.entities)}"
-            )
-
-    for spec in [*specs.entities.values(), *specs.lookups.values(), *specs.reports.values()]:
-        _check_expressions(specs, spec, problems)
-    if not problems:  # the scope's joins are known only once every expression parses
-        _check_claims(specs, problems)
-    if not problems:  # attribute checks need an acyclic hierarchy
-        _check_attributes(specs, nx.topological_sort(parents), problems)
+    """Raise SpecError with every cross-file problem."""
+    problems = _metrics(specs) + _references(specs)
+    for spec in specs.by_name.values():
+        problems += _expressions(specs, spec)
+    if not problems:  # cycles, claims and attributes need every reference and expression to resolve
+        graph = build_graph(specs)
+        problems += _cycles(specs, graph)
+        problems += _claims(specs) if not problems else []
+        problems += _attributes(specs) if not problems else []
     if problems:
         raise SpecError(problems)
+
+
+def _metrics(specs) -> list[str]:
+    """A metrics file; known formula terms and stack metrics."""
+    if specs.metrics is None:
+        return [f"{specs.root}: no metrics file (a YAML file with a top-level 'metrics' field)"]
+    metrics, file, out = specs.metrics.metrics, specs.metrics.file, []
+    for name, metric in metrics.items():
+        out += [
+            f"{file}: metrics.{name}.formula: unknown metric '{term}'{did_you_mean(term, metrics)}"
+            for _, term in metric.terms
+            if term not in metrics
+        ]
+    stack = specs.metrics.stack or {}
+    drawn = [*(m for g in stack.get("groups", {}).values() for m in g), *stack.get("dashed", []), stack.get("line")]
+    return out + [
+        f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics
+    ]
+
+
+def _references(specs) -> list[str]:
+    """Every name a spec refers to exists: metrics, parents, reports' entities; rule reasons and attribute
+    names do not take the engine's own."""
+    out, base = [], specs.metrics.base() if specs.metrics else []
     for spec in specs.entities.values():
-        spec["tx"] = {**TX_DEFAULTS, **spec.get("tx", {})}
-        spec.setdefault("identity", ["entity_id"])
+        where = spec.where
+        if specs.metrics and spec.metric not in base:
+            hint = " (it is derived: entities feed base metrics only)" if spec.metric in specs.metrics.metrics else ""
+            hint = hint or did_you_mean(spec.metric, base)
+            out.append(f"{where}: metric: '{spec.metric}' is not a base metric of {specs.metrics.file}{hint}")
+        out += [
+            f"{where}: rules[{i}].reason: '{rule.reason}' is a built-in rejection reason"
+            for i, rule in enumerate(spec.rules)
+            if rule.reason in BUILTIN_REASONS
+        ]
+        for part in ("attributes", "resources", "measures"):
+            out += [
+                f"{where}: {part}.{name}: '{name}' is a column of the engine's own; choose another name"
+                for name in sorted(set(getattr(spec, part)) & ENGINE_COLUMNS)
+            ]
+        if spec.parent and spec.parent.entity == spec.name:
+            out.append(f"{where}: parent.entity: an entity cannot be its own parent")
+        elif spec.parent and spec.parent.entity not in specs.entities:
+            name = spec.parent.entity
+            out.append(f"{where}: parent.entity: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
+    for spec in specs.reports.values():
+        name = spec.source.entity
+        if name and name not in specs.entities:
+            out.append(f"{spec.where}: source.entity: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
+    return out
 
 
-def _check_claims(specs, problems: list[str]) -> None:
+def _expressions(specs, spec) -> list[str]:
+    """Tables a spec names exist, aliases are declared before use and once, every expression parses and reads
+    only declared aliases."""
+    out, aliases = [], [j.alias for j in spec.joins]
+    readable = specs.lookups | (specs.reports if spec.kind == "report" else {})  # only reports read reports
+    named = [("source.table", spec.source.table)] + [(f"joins[{i}].table", j.table) for i, j in enumerate(spec.joins)]
+    for field, table in named:
+        if table is not None and "." not in table and table not in readable:
+            out.append(f"{spec.where}: {field}: unknown lookup '{table}'{did_you_mean(table, readable)}")
+    for i, join in enumerate(spec.joins):
+        out += [
+            f"{spec.where}: joins[{i}].on: '{left}' does not name an earlier join's alias"
+            for left in join.on
+            if "." in left and left.split(".")[0] not in aliases[:i]
+        ]
+    out += [
+        f"{spec.where}: joins: alias '{a}' is used twice" for a in sorted({a for a in aliases if aliases.count(a) > 1})
+    ]
+    for field, expr in spec.expressions():
+        try:
+            refs = columns_of(expr)
+        except ExprError as exc:
+            out.append(f"{spec.where}: {field}: cannot parse {expr!r}: {exc}")
+            continue
+        for ref in sorted(r for r in refs if "." in r and r.split(".")[0] not in aliases):
+            alias = ref.split(".")[0]
+            out.append(
+                f"{spec.where}: {field}: '{ref}' uses alias '{alias}', which no join declares{did_you_mean(alias, aliases)}"
+            )
+    return out
+
+
+def _cycles(specs, graph) -> list[str]:
+    """Parent links, lookups and reports reading each other, and formulas, each acyclic (shown as a path)."""
+    found = [
+        (f"{specs.root}: parent links form a cycle", cycle(graph, "parent")),
+        (f"{specs.root}: lookups or reports read each other in a cycle", cycle(graph, "reads")),
+        (f"{specs.metrics.file}: metrics: formulas form a cycle", cycle(graph, "formula")),
+    ]
+    return [f"{what}: {path}" for what, path in found if path]
+
+
+def _claims(specs) -> list[str]:
     """Rows whose scope cannot be decided need an owner: per source table, some entity whose scope reads a
     required join means one must claim them, and no two may claim with the same rank."""
-    readers: dict[str, list[dict]] = {}
+    out, readers = [], {}
     for spec in specs.entities.values():
-        readers.setdefault(spec["source"]["table"], []).append(spec)
+        readers.setdefault(spec.source.table, []).append(spec)
     for table, group in readers.items():
-        ranks: dict[int, dict] = {}
-        for spec in (s for s in group if "claims_undecided" in s):
-            rank, other = spec["claims_undecided"], ranks.get(spec["claims_undecided"])
-            if other:
-                problems.append(
-                    f"{specs.where(spec)}: claims_undecided: rank {rank} is also claimed by entity "
-                    f"'{other['entity']}' ({other['_file']}) for {table}; give each entity its own rank"
+        ranks: dict[int, object] = {}
+        for spec in (s for s in group if s.claims_undecided is not None):
+            other = ranks.setdefault(spec.claims_undecided, spec)
+            if other is not spec:
+                out.append(
+                    f"{spec.where}: claims_undecided: rank {spec.claims_undecided} is also claimed by entity "
+                    f"'{other.name}' ({other.file}) for {table}; give each entity its own rank"
                 )
-            ranks[rank] = spec
-        deciding = [s for s in group if _deciding_joins(specs, s)]
+        deciding = [s for s in group if s.deciding_joins()]
         if deciding and not ranks:
-            spec, alias = deciding[0], _deciding_joins(specs, deciding[0])[0]
-            problems.append(
-                f"{specs.where(spec)}: scope: it reads the required join '{alias}', so a row where that join finds "
-                f"nothing cannot be decided; declare claims_undecided on one entity of {table} to own such rows"
+            spec = deciding[0]
+            out.append(
+                f"{spec.where}: scope: it reads the required join '{spec.deciding_joins()[0]}', so a row where that "
+                f"join finds nothing cannot be decided; declare claims_undecided on one entity of {table} to own such rows"
             )
+    return out
 
 
-def _deciding_joins(specs, spec: dict) -> list[str]:
-    """Aliases of the required joins an entity's scope reads."""
-    read = scope_aliases(specs, spec)
-    return [j["as"] for j in spec.get("joins", []) if j.get("required") and j["as"] in read]
+def _attributes(specs) -> list[str]:
+    """Identities, parent keys, inherited names and group columns are what the entities provide."""
+    out, group_by = [], specs.metrics.group_by
+    for spec in specs.entities.values():
+        where, own = spec.where, {*spec.attributes, "entity_id"}
+        out += [
+            f"{where}: identity: '{a}' is not an attribute of this entity{did_you_mean(a, own)}"
+            for a in spec.identity
+            if a not in own
+        ]
+        if spec.parent is None and spec.inherit:
+            out.append(f"{where}: inherit: the entity has no parent to inherit from")
+        if spec.parent:
+            out += _parent_keys(specs, spec, own)
+        out += [
+            f"{where}: does not provide group column '{col}' ({specs.metrics.file}: group_by) as an attribute or "
+            "inherited one"
+            for col in group_by
+            if col not in own | set(spec.inherit)
+        ]
+    return out
 
 
-def _check_attributes(specs, order, problems: list[str]) -> None:
-    group_by = specs.metrics.get("group_by", [])
-    for name in order:
-        spec = specs.entities[name]
-        where, own = specs.where(spec), set(spec.get("attributes", {})) | {"entity_id"}
-        for attr in spec.get("identity", []):
-            if attr not in own:
-                problems.append(
-                    f"{where}: identity: '{attr}' is not an attribute of this entity{did_you_mean(attr, own)}"
-                )
-        parent = spec.get("parent")
-        inherited = set(spec.get("inherit", []))
-        if parent is None and inherited:
-            problems.append(f"{where}: inherit: the entity has no parent to inherit from")
-        if parent:
-            offer = provided(specs, parent["entity"])
-            for mine, theirs in parent["on"].items():
-                if mine not in own:
-                    problems.append(
-                        f"{where}: parent.on: '{mine}' is not an attribute of this entity{did_you_mean(mine, own)}"
-                    )
-                if theirs not in offer:
-                    problems.append(
-                        f"{where}: parent.on: parent '{parent['entity']}' does not provide '{theirs}'{did_you_mean(theirs, offer)}"
-                    )
-            offer_all = offer | set(resources_of(specs, parent["entity"]))
-            for attr in sorted(inherited):
-                if attr not in offer_all:
-                    problems.append(
-                        f"{where}: inherit: parent '{parent['entity']}' provides no attribute or resource '{attr}'{did_you_mean(attr, offer_all)}"
-                    )
-                if attr in own | set(spec["resources"]):
-                    problems.append(f"{where}: inherit: '{attr}' is also an attribute or resource of this entity")
-        for col in group_by:
-            if col not in own | inherited:
-                problems.append(
-                    f"{where}: does not provide group column '{col}' ({specs.metrics['_file']}: group_by) as an attribute or inherited one"
-                )
+def _parent_keys(specs, spec, own: set[str]) -> list[str]:
+    """The child's side of its parent link is its own; the parent provides the other side and what is inherited."""
+    out, parent = [], spec.parent.entity
+    offer = specs.provided(parent)
+    for mine, theirs in spec.parent.on.items():
+        if mine not in own:
+            out.append(f"{spec.where}: parent.on: '{mine}' is not an attribute of this entity{did_you_mean(mine, own)}")
+        if theirs not in offer:
+            out.append(
+                f"{spec.where}: parent.on: parent '{parent}' does not provide '{theirs}'{did_you_mean(theirs, offer)}"
+            )
+    everything = offer | set(specs.resources_of(parent))
+    for attr in sorted(spec.inherit):
+        if attr not in everything:
+            out.append(
+                f"{spec.where}: inherit: parent '{parent}' provides no attribute or resource '{attr}'"
+                f"{did_you_mean(attr, everything)}"
+            )
+        if attr in own | set(spec.resources):
+            out.append(f"{spec.where}: inherit: '{attr}' is also an attribute or resource of this entity")
+    return out

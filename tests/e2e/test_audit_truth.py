@@ -55,7 +55,7 @@ def _tables(m: dict) -> dict[str, str]:
     from engine.spec.load import load_specs
 
     specs = load_specs(SPECS)
-    return {name: specs.entities[name]["source"]["table"] for name in m["entities"]}
+    return {name: specs.entities[name].source.table for name in m["entities"]}
 
 
 @pytest.mark.parametrize("defects", [True, False], ids=["with-defects", "clean"])

@@ -9,7 +9,7 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from engine.run import RunConfig, run
+from engine.pipeline import Progress, RunConfig, run
 from simulator.chameleon import simulate
 from tests.conftest import ROOT, SPECS, run_cli
 from tests.hardening.support import WINDOW, one_error
@@ -82,19 +82,31 @@ def test_without_a_sites_file_beside_the_specs_a_run_needs_data(tmp_path, specs_
 
 def test_progress_reports_every_stage_in_order(tmp_path, raw):
     seen: list[tuple[str, str | None]] = []
-    run(RunConfig(specs=str(SPECS), data=str(raw), out=str(tmp_path / "out"), start=datetime(2024, 1, 1),
-                  end=datetime(2024, 1, 31)), progress=lambda stage, item=None: seen.append((stage, item)))  # fmt: skip
+    cfg = RunConfig(
+        specs=str(SPECS),
+        data=str(raw),
+        out=str(tmp_path / "out"),
+        start=datetime(2024, 1, 1),
+        end=datetime(2024, 1, 31),
+    )
+    run(cfg, hooks=[Progress(lambda stage, item=None: seen.append((stage, item)))])
     # the tiny site has no legacy report: no comparison stage
     assert list(dict.fromkeys(stage for stage, _ in seen)) == [
         "load",
+        "lookups",
         "spans",
         "hierarchy",
+        "reports",
         "checkpoints",
         "sweep",
         "report",
     ]
     assert ("spans", "nova_host") in seen and ("hierarchy", "reserved_instance") in seen
     assert seen.index(("spans", "nova_host")) < seen.index(("spans", "blazar_host"))  # parents first
+    # a lookup is built once, just before the first entity that reads it
+    assert [s for s in seen if s == ("lookups", "instance_events")] == [("lookups", "instance_events")]
+    assert seen.index(("lookups", "instance_events")) < seen.index(("spans", "ondemand_instance"))
+    assert seen.index(("reports", "lease_lead_time")) > seen.index(("hierarchy", "allocation"))
 
 
 def test_the_summary_gives_node_hours_per_entity_and_every_file_written(tmp_path):

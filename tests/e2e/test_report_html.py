@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 from PIL import Image
 
 from engine.report import html as report
 from engine.report.html import SECTIONS, stack_series, write_report
+from engine.spec.load import load_specs
 from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0"]  # fmt: skip
-METRICS = yaml.safe_load((SPECS / "metrics.yaml").read_text())  # the metrics file: metrics and stack
-STACK = METRICS["stack"]
+METRICS = load_specs(SPECS).metrics  # the metrics file: metrics and stack
+STACK = METRICS.stack
 WINDOW = (datetime(2024, 1, 1), datetime(2024, 1, 31))
 
 
@@ -80,7 +80,7 @@ def test_the_report_renders_in_headless_chromium(run_dir, tmp_path):
         assert "no legacy report in the raw data" in dom
 
     plots = {p.name: p.stat().st_size for p in (tmp_path / "plots").glob("*.png")}
-    base = [m for m, spec in METRICS["metrics"].items() if "formula" not in spec]
+    base = METRICS.base()
     assert {"stack.png", *(f"daily_{m}.png" for m in base)} <= set(plots)
     assert len(plots) == len(svgs) and min(plots.values()) > 5_000
 
@@ -88,7 +88,7 @@ def test_the_report_renders_in_headless_chromium(run_dir, tmp_path):
 @pytest.mark.parametrize("exact_days", [60, 0], ids=["step functions", "daily means"])
 def test_the_stack_chart_series_integrate_to_the_run_hours(run_dir, monkeypatch, exact_days):
     monkeypatch.setattr(report, "EXACT_DAYS", exact_days)
-    t, series = stack_series(run_dir, WINDOW, STACK, METRICS["group_by"])
+    t, series = stack_series(run_dir, WINDOW, STACK, list(METRICS.group_by))
     hours = np.diff(t).astype("timedelta64[us]").astype(float) / 3.6e9
     run_hours = json.loads((run_dir / "manifest.json").read_text())["metrics"]
     assert t[0] == np.datetime64(WINDOW[0]) and t[-1] == np.datetime64(WINDOW[1])

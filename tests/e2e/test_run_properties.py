@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import EngineError
-from engine.run import RunConfig, run
+from engine.pipeline import RunConfig, run
 from tests.conftest import SPECS
 from tests.rawdata import day, write_raw
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from engine.errors import EngineError
 from engine.graph import build_graph, tables_for
 from engine.hierarchy import COUNTED
-from engine.plan.frames import referenced
-from engine.run import RunConfig, run
+from engine.pipeline import RunConfig, run
+from engine.plan.frames import reads
 from engine.spec.load import load_specs
 from tests.conftest import SPECS
 from tests.rawdata import day, request_spec
@@ -30,7 +30,7 @@ SPEC_SET = load_specs(SPECS)
 def spec_columns(specs, entities: list[str]) -> dict[str, set[str]]:
     """Raw table -> the columns the specs of these entities (and their lookups) read from it."""
     tables, _ = tables_for(build_graph(specs), entities)
-    legacy = specs.metrics.get("legacy", {}).get("table")
+    legacy = specs.metrics.legacy.table if specs.metrics.legacy else None
     columns = {t: set() for t in tables if t != legacy}
 
     def raw(table: str) -> tuple[str | None, set[str]]:
@@ -38,24 +38,24 @@ def spec_columns(specs, entities: list[str]) -> dict[str, set[str]]:
         spec = specs.lookups.get(table)
         if spec is None:
             return (table if table in columns else None), set()
-        return (None, set()) if "group_by" in spec else (spec["source"]["table"], set(spec.get("columns", {})))
+        return (None, set()) if spec.group_by else (spec.source.table, set(spec.columns))
 
     for spec in [*(specs.entities[e] for e in entities), *specs.lookups.values()]:
-        aliases = {j["as"]: raw(j["table"]) for j in spec.get("joins", [])}
-        source = spec["source"].get("table")
+        aliases = {j.alias: raw(j.table) for j in spec.joins}
+        source = spec.source.table
         if source not in columns:
             continue
-        for ref in referenced(spec):
+        for ref in reads(spec):
             alias, _, col = ref.rpartition(".")
-            table, derived = aliases.get(alias, (None, set())) if alias else (source, set(spec.get("columns", {})))
+            table, derived = aliases.get(alias, (None, set())) if alias else (source, set(spec.columns))
             if table and col not in derived:
                 columns[table].add(col)
-        for join in spec.get("joins", []):
-            table, derived = raw(join["table"])
+        for join in spec.joins:
+            table, derived = raw(join.table)
             if table:
-                columns[table] |= set(join["on"].values()) - derived
-                columns[table] |= {join["asof"]["right"]} if "asof" in join else set()
-        columns[source] |= {spec["source"]["key"]} if "key" in spec["source"] else set()
+                columns[table] |= set(join.on.values()) - derived
+                columns[table] |= {join.asof.right} if join.asof else set()
+        columns[source] |= {spec.source.key} if spec.source.key else set()
     return columns
 
 
@@ -68,7 +68,10 @@ EVENTS = ["compute_terminate_instance", "compute_shelve_instance", "compute_unsh
 
 def kind(column: str) -> tuple[pl.DataType, st.SearchStrategy]:
     """Type and values of a column, by its name; a column the specs start reading must be added here."""
-    maybe = lambda s: st.tuples(st.sampled_from([True] * 5 + [False]), s).map(lambda t: t[1] if t[0] else None)  # noqa: E731
+
+    def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
+        return st.tuples(st.sampled_from([True] * 5 + [False]), values).map(lambda t: t[1] if t[0] else None)
+
     if column in ("deleted_at", "end_date", "terminated_at"):  # ends: mostly later than starts, often open
         return STAMP, maybe(st.integers(12, 48).map(lambda q: day(q / 4)))  # quarter days, d3 to d12
     if column.endswith(("_at", "_date", "_time")):
@@ -96,9 +99,8 @@ def kind(column: str) -> tuple[pl.DataType, st.SearchStrategy]:
 
 
 SCHEMAS = {t: {c: kind(c)[0] for c in sorted(cols)} for t, cols in COLUMNS.items()}
-KEYS = {t: {"id"} & cols for t, cols in COLUMNS.items()} | {
-    spec["source"]["table"]: {spec["source"]["key"]} for spec in SPEC_SET.entities.values() if spec["source"]["table"] in COLUMNS
-}  # fmt: skip
+KEYS = {t: {"id"} & cols for t, cols in COLUMNS.items()}
+KEYS |= {e.source.table: {e.source.key} for e in SPEC_SET.entities.values() if e.source.table in COLUMNS}
 ENDS = [("created_at", "deleted_at"), ("start_date", "end_date"), ("created_at", "terminated_at")]
 sites = st.fixed_dictionaries(
     {
@@ -160,7 +162,7 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
     for name in BAREMETAL:
         e, spec = m["entities"][name], SPEC_SET.entities[name]
         # INV-3: every source row is accepted, rejected, inactive or out of scope, counted from the files
-        assert e["input_rows"] == frames[spec["source"]["table"]].height
+        assert e["input_rows"] == frames[spec.source.table].height
         assert e["input_rows"] == e["accepted"] + e["rejected"] + e["inactive"] + e["out_of_scope"]
         assert e["rejected"] == pl.read_parquet(out / "rejected" / f"{name}.parquet").height
         assert e["inactive"] == pl.read_parquet(out / "inactive" / f"{name}.parquet").height
@@ -179,7 +181,7 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
             pl.col("hierarchy_status").is_in(COUNTED)
         )
         node_hours = counted.select((window_hours(counted) * pl.col("nodes")).sum()).item() if counted.height else 0.0
-        fed[spec["metric"]] = fed.get(spec["metric"], 0.0) + node_hours
+        fed[spec.metric] = fed.get(spec.metric, 0.0) + node_hours
     # INV-10: the node-hours of the spans of each base metric = the hours of its daily series
     for metric, hours in fed.items():
         series = daily.filter((pl.col("metric") == metric) & (pl.col("resource") == "nodes"))["hours"].sum()

@@ -70,14 +70,14 @@ def test_no_wall_clock_value_inside_the_data_files(tmp_path):
 
 KILLED_RUN = """
 import sys, time, pathlib
-import engine.plan.spans, engine.run
+import engine.plan.spans, engine.pipeline
 from engine.cli import main
 
 def stuck(*args, **kwargs):  # the spans stage of the first entity: signal, then wait to be killed
     pathlib.Path(sys.argv[1]).touch()
     time.sleep(120)
 
-engine.run.build_spans = engine.plan.spans.build_spans = stuck
+engine.pipeline.build_spans = engine.plan.spans.build_spans = stuck
 main(sys.argv[2:])
 """
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from engine.io.raw import RawDir
-from engine.spec.load import SpecLoader, load_specs
+from engine.spec.load import load_specs
+from engine.spec.yaml import SpecLoader
 from tests.conftest import ROOT, SPECS, run_cli
 from tests.hardening.support import WINDOW, one_error, spec_problems
 from tests.rawdata import tiny_site, write_raw
@@ -209,10 +210,10 @@ def test_table_names_cannot_leave_the_data_dir(specs_copy, name):
 
 
 def test_every_table_of_the_bundled_specs_is_a_file_inside_the_data_dir(tmp_path):
-    from engine.graph import build_graph, raw_tables
+    from engine.graph import build_graph, tables_for
 
     raw = RawDir(tmp_path)
-    tables = raw_tables(build_graph(load_specs(SPECS)))
+    tables, _ = tables_for(build_graph(load_specs(SPECS)))
     assert len(tables) > 10
     for table in tables:
         assert raw.file(table).resolve().parent == tmp_path.resolve()

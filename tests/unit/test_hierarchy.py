@@ -1,16 +1,18 @@
 """Hierarchy validation on hand-made parents and children, and properties on random ones."""
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.hierarchy import COUNTED, outside_parent, validate
+from engine.spec.model import Parent
 from engine.temporal import overlapping
 
 T0 = datetime(2024, 1, 1)
-SPEC = {"parent": {"entity": "p", "on": {"host": "name"}}, "inherit": ["kind"]}
+SPEC = SimpleNamespace(parent=Parent(entity="p", on={"host": "name"}), inherit=("kind",))
 
 
 def t(h):

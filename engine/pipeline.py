@@ -1,0 +1,516 @@
+"""`engine run`: the spec graph, executed node by node in its order (graph.py), with one run context.
+
+    table        rows counted                                          -> manifest tables
+    lookup       built once, when an entity that runs reads it          -> lookups/
+    entity       raw rows -> spans, rejected and inactive rows (plan/spans.py),
+                 then cut to the parent's counted time (hierarchy.py)
+    checkpoints  the window; row and hour accounts; invariants        -> spans/ validated/ rejected/ inactive/
+    report       rows over the validated spans                        -> reports/
+    usage        the sweep: series, daily and resampled hours (usage.py) -> usage, daily, resampled_*
+    comparison   the legacy report, cell by cell (compare.py)          -> comparison.parquet
+    snapshots    lookups, entities and usage again, under the projected lens of each as-of time
+then manifest.json and report.html. Everything is written into a temporary directory that replaces OUT_DIR
+only once the run is complete. Progress and timings are hooks around each stage (Hamilton's lifecycle hooks).
+"""
+
+import functools
+import resource
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from engine import __version__
+from engine.accounts import by_reason, entity_account, metric_totals
+from engine.compare import audit_daily, compare
+from engine.errors import EngineError
+from engine.exclusions import load_exclusions, stale
+from engine.expr import did_you_mean
+from engine.graph import build_graph, entity_order, needed, order
+from engine.hierarchy import COUNTED, parent_keys, validate
+from engine.invariants import entity_checks, hours_check, partition_checks
+from engine.io.output import OutputDir, write_entity, write_usage
+from engine.io.raw import RawDir
+from engine.plan.frames import Frames, MissingTable
+from engine.plan.spans import EntitySpans, Lens, build_spans
+from engine.spec.load import load_specs
+from engine.temporal import EARLIEST, LATEST, hours_in
+from engine.usage import usage_stage
+
+MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    specs: str
+    data: str
+    out: str
+    start: datetime | None = None
+    end: datetime | None = None
+    site: str | None = None
+    as_of: datetime | None = None
+    resample: tuple[str, ...] = ()
+    as_of_series: str | None = None  # e.g. "7d": projected snapshots every 7 days through the window
+    exclusions: str | None = None  # etc/exclusions.yaml: known-bad records to reject as `excluded`
+    report: bool = True  # write report.html
+    plots: str | None = None  # also write the report's charts as PNG files here
+    entities: list[str] | None = None  # the site's entities (default: all)
+    sites: str | None = None  # the sites file the site came from, if any
+    site_name: str | None = None  # its display name (CHI@TACC)
+    command: str | None = None  # the command line that asked for the run, for the report's provenance
+
+
+class Timings:
+    """Hook: wall time, CPU time and peak memory per stage, summed over its items (the manifest's timings)."""
+
+    def __init__(self):
+        self.seconds: dict[str, dict] = {}
+
+    @contextmanager
+    def stage(self, name: str, item: str | None):
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        stage = self.seconds.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0})
+        stage["seconds"] = round(stage["seconds"] + time.perf_counter() - wall, 3)
+        stage["cpu_seconds"] = round(stage["cpu_seconds"] + time.process_time() - cpu, 3)
+        stage["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class Progress:
+    """Hook: `report(stage, item)` as each stage starts (the terminal's progress line)."""
+
+    def __init__(self, report, prefix: str = ""):
+        self.report, self.prefix = report, prefix
+
+    @contextmanager
+    def stage(self, name: str, item: str | None):
+        self.report(self.prefix + name, item)
+        yield
+
+
+@dataclass
+class EntityResult:
+    spec: object
+    spans: EntitySpans | None = None
+    validated: pl.DataFrame | None = None
+    skipped: str | None = None  # why the entity did not run on this site
+
+
+class Catalog:
+    """The frames of one run by name (Kedro's DataCatalog): raw tables scanned lazily, lookups and reports
+    once built (or the MissingTable that stopped them), and the entities' results."""
+
+    def __init__(self, raw: RawDir, site: str):
+        self.raw, self.site = raw, site
+        self.built: dict[str, pl.DataFrame] = {}
+        self.failed: dict[str, MissingTable] = {}
+        self.results: dict[str, EntityResult] = {}
+
+    def table(self, name: str) -> pl.LazyFrame:
+        if name in self.failed:
+            raise self.failed[name]
+        if name in self.built:
+            return self.built[name].lazy()
+        if not self.raw.has(name):
+            raise MissingTable(name)
+        return self.raw.scan(name)
+
+    def spans(self, entity: str) -> pl.LazyFrame:
+        """An entity's validated spans with the site column (what reports read)."""
+        res = self.results.get(entity)
+        if res is None or res.validated is None:
+            raise MissingTable(f"entity {entity}")
+        return res.validated.lazy().with_columns(pl.lit(self.site).alias("site"))
+
+    def live(self) -> dict[str, EntityResult]:
+        return {n: r for n, r in self.results.items() if not r.skipped}
+
+
+@dataclass
+class Run:
+    """The run context every node handler reads and adds to."""
+
+    cfg: RunConfig
+    specs: object
+    graph: object
+    raw: RawDir
+    out: OutputDir | None  # None: a snapshot, which writes nothing
+    lens: Lens
+    hooks: list
+    exclusions: pl.DataFrame | None
+    window: tuple[datetime, datetime] | None = None
+    every: list[str] = field(default_factory=lambda: ["1d"])
+    catalog: Catalog = None
+    frames: Frames = None
+    selected: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    wanted: set[str] = field(default_factory=set)  # the nodes whose output someone that runs reads
+    listed: set[str] = field(default_factory=set)  # the nodes of the site's entities, run or not
+    done: set[str] = field(default_factory=set)
+    manifest: dict = field(default_factory=dict)  # tables, entities, invariants, ... as the nodes add them
+    unmade: dict[str, str] = field(default_factory=dict)  # report -> the entity or table it lacked
+    usage: tuple = ()  # (series, buckets) of the usage node
+
+    def __post_init__(self):
+        self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name)
+        self.frames = Frames(self.specs, self.catalog, history_as_of=self.lens.as_of)
+        self.selected = _selected(self.specs, self.graph, self.cfg.entities)
+        self.skipped = _skipped(self.specs, self.raw, self.selected)
+        live = [n for n in self.selected if n not in self.skipped]
+        self.wanted, self.listed = needed(self.graph, live), needed(self.graph, self.selected)
+        self.manifest = {"tables": {}, "entities": {}, "invariants": []}
+
+    @contextmanager
+    def stage(self, name: str, item: str | None = None):
+        with ExitStack() as stack:
+            for hook in self.hooks:
+                stack.enter_context(hook.stage(name, item))
+            yield
+
+    def execute(self, kinds: set[str]) -> None:
+        """Run the nodes of these kinds that this run needs, in graph order; free each built frame once every
+        node that reads it has run."""
+        nodes = [n for n in order(self.graph) if self.graph.nodes[n]["kind"] in kinds and self._runs(n)]
+        for node in nodes:
+            data = self.graph.nodes[node]
+            HANDLERS[data["kind"]](self, data["spec"] or data["name"])
+            self.done.add(node)
+            for before in self.graph.predecessors(node):
+                if all(n in self.done or n not in nodes for n in self.graph.successors(before)):
+                    self.catalog.built.pop(self.graph.nodes[before]["name"], None)
+
+    def _runs(self, node: str) -> bool:
+        kind = self.graph.nodes[node]["kind"]
+        if kind in ("entity", "table"):
+            return node in self.listed
+        return kind == "report" or node in self.wanted
+
+    def under(self, as_of: datetime) -> "Run":
+        """The same run under the projected lens at `as_of`: its own frames, nothing written, progress prefixed."""
+        hooks = [Progress(h.report, f"as-of {as_of:%Y-%m-%d}: ") for h in self.hooks if isinstance(h, Progress)]
+        cfg, lens = self.cfg, Lens(as_of)
+        return Run(cfg, self.specs, self.graph, self.raw, None, lens, hooks, self.exclusions, window=self.window)
+
+
+def _table(run: Run, name: str) -> None:
+    if run.raw.has(name):
+        with run.stage("load", name):
+            run.manifest["tables"][name] = run.raw.row_count(name)
+
+
+def _lookup(run: Run, spec, stage: str = "lookups") -> None:
+    """Collected once; a missing table is kept, to be raised where a node that runs reads it."""
+    with run.stage(stage, spec.name):
+        try:
+            run.catalog.built[spec.name] = run.frames.collect(run.frames.lookup(spec), spec.where)
+        except MissingTable as exc:
+            run.catalog.failed[spec.name] = exc
+            return
+    if run.out:
+        run.out.parquet(f"{spec.kind}s/{spec.name}.parquet", run.catalog.built[spec.name])
+
+
+def _report(run: Run, spec) -> None:
+    """A report over entities that did not run on this site is not made, and the manifest says so."""
+    _lookup(run, spec, "reports")
+    if spec.name in run.catalog.failed:
+        run.unmade[spec.name] = run.catalog.failed[spec.name].table
+
+
+def _entity(run: Run, spec) -> None:
+    """Spans, then the hierarchy: every row kept as a span, a rejection or an inactive row."""
+    res = run.catalog.results[spec.name] = EntityResult(spec, skipped=run.skipped.get(spec.name))
+    if res.skipped:
+        return
+    parent = run.catalog.results[spec.parent.entity].validated if spec.parent else None
+    mine = run.exclusions.filter(pl.col("entity") == spec.name) if run.exclusions is not None else None
+    with run.stage("spans", spec.name):
+        try:
+            res.spans = build_spans(
+                run.frames,
+                spec,
+                lens=run.lens,
+                parent_keys=parent_keys(spec, parent) if parent is not None else None,
+                exclusions=mine,
+                claims=spec.name in run.specs.claimers(run.selected),
+            )
+        except MissingTable as exc:  # the source is here, a table it needs is not
+            raise EngineError(
+                f"{exc.where or spec.where}: table {exc.table} is missing, but the entity's source "
+                f"{spec.source.table} is there: the dump or the extraction account's grants are incomplete"
+            ) from None
+    with run.stage("hierarchy", spec.name):
+        res.validated = validate(res.spans.accepted, spec, parent)
+
+
+def _checkpoints(run: Run, _) -> None:
+    """The window, then every entity's accounts, invariants and checkpoint files."""
+    live, results, m = run.catalog.live(), run.catalog.results, run.manifest
+    if not live:
+        why = "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
+        raise EngineError(f"{run.raw.path}: no entity could run: {why}")
+    run.window = _window(run.cfg, live.values())
+    _refuse_empty(live.values(), run.window)
+    with run.stage("checkpoints"):
+        for name, res in results.items():
+            if res.skipped:
+                m["entities"][name] = {"status": "skipped", "reason": res.skipped}
+                continue
+            parent = live[res.spec.parent.entity].validated if res.spec.parent else None
+            m["invariants"] += entity_checks(res.spec, res.spans, res.validated, parent, run.cfg.as_of)
+            m["entities"][name] = entity_account(res.spec, res.spans, res.validated, run.window)
+            m["invariants"].append(hours_check(name, m["entities"][name]["hours"]))
+            resources = run.specs.resources_of(name)
+            write_entity(run.out, res, site=run.catalog.site, window=run.window, resources=resources)
+        m["invariants"] += partition_checks(live, run.specs, run.catalog.table)
+
+
+def _usage(run: Run, _) -> None:
+    with run.stage("sweep"):
+        group = ["site", *run.specs.metrics.group_by]
+        counted = [(run.catalog.spans(n).collect(), run.specs.resources_of(n)) for n in run.catalog.live()]
+        series, buckets, checks = usage_stage(counted, run.specs.metrics, group, run.window, run.every)
+        run.usage = series, buckets
+        if run.out:
+            run.manifest["invariants"] += checks
+            run.manifest["metrics"] = metric_totals(buckets["1d"])
+            write_usage(run.out, series, buckets, group)
+
+
+def _comparison(run: Run, _) -> None:
+    legacy = run.specs.metrics.legacy
+    if legacy is None or not run.raw.has(legacy.table):
+        return
+    with run.stage("compare"):
+        table = run.raw.scan(legacy.table)
+        expr = functools.partial(run.frames.expr, table, f"{run.specs.metrics.file}: legacy")
+        daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
+        audit = audit_daily(run.catalog.live(), run.window, list(legacy.group_by))
+        comparison = compare(legacy, table, expr, daily, audit, run.window, run.cfg.as_of)
+        run.out.parquet("comparison.parquet", comparison)
+        worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
+        tol = legacy.tolerance
+        run.manifest["comparison"] = {
+            "cells": comparison.height,
+            "flagged": int(comparison["flagged"].sum()),
+            "tolerance": f"{tol['hours']:g} node-hours and {tol['relative']:.0%} of the larger value",
+            "largest": worst.with_columns(pl.col("date").cast(pl.String)).to_dicts(),
+        }
+        if run.cfg.as_of is not None:
+            run.manifest["comparison"]["days"] = f"the days that ended by the as-of time {run.cfg.as_of} only"
+
+
+def _snapshots(run: Run, _) -> None:
+    """Projected snapshots every `as_of_series` through the window, each swept over the whole window:
+    as_of_usage.parquet and as_of_daily.parquet, with an as_of column (how far ahead was it booked?)."""
+    every = run.cfg.as_of_series
+    if not every:
+        return
+    w0, w1 = run.window
+    snapshots = pl.datetime_range(w0, w1, every, eager=True, time_unit="us").to_list()[1:]
+    if len(snapshots) > MAX_SNAPSHOTS:  # each snapshot is a whole run of the pipeline
+        raise EngineError(
+            f"--as-of-series {every}: {len(snapshots):,} snapshots over the window, at most "
+            f"{MAX_SNAPSHOTS}; choose a longer interval or a shorter window"
+        )
+    keys = ["site", "metric", "resource", *run.specs.metrics.group_by]
+    usage, daily = [], []
+    with run.stage("as_of_series"):
+        for as_of in snapshots:
+            snapshot = run.under(as_of)
+            snapshot.execute({"lookup", "entity", "usage"})
+            series, buckets = snapshot.usage
+            stamp = pl.lit(as_of).cast(pl.Datetime("us")).alias("as_of")
+            usage.append(series.select(stamp, "timestamp", *keys, "value").collect())
+            date = pl.col("bucket").cast(pl.Date).alias("date")
+            daily.append(buckets["1d"].select(stamp, date, *keys, "hours", "mean"))
+    run.out.parquet("as_of_usage.parquet", pl.concat(usage))
+    run.out.parquet("as_of_daily.parquet", pl.concat(daily))
+    run.manifest["as_of_series"] = {"every": every, "snapshots": len(snapshots)}
+
+
+HANDLERS = {
+    "table": _table,
+    "lookup": _lookup,
+    "report": _report,
+    "entity": _entity,
+    "checkpoints": _checkpoints,
+    "usage": _usage,
+    "comparison": _comparison,
+    "snapshots": _snapshots,
+}
+
+
+def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
+    """Run the pipeline (on `specs` if the caller loaded them already); returns the manifest. Nothing is
+    written unless the whole run succeeds."""
+    if cfg.start and cfg.end and cfg.end <= cfg.start:
+        raise EngineError(f"--end {cfg.end:%Y-%m-%d} is not after --start {cfg.start:%Y-%m-%d}")
+    for flag, value in (("--start", cfg.start), ("--end", cfg.end), ("--as-of", cfg.as_of)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise EngineError(
+                f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
+            )
+    specs, raw = specs or load_specs(cfg.specs), RawDir(cfg.data)
+    guarded = {
+        "the raw data directory": cfg.data,
+        "the specs directory": cfg.specs,
+        "the sites file": cfg.sites,
+        "the exclusions file": cfg.exclusions,
+    }
+    out = OutputDir(cfg.out, guarded=guarded)
+    plots = _plots_dir(cfg, out, guarded)
+    outputs = [out, *([plots] if isinstance(plots, OutputDir) else [])]
+    try:
+        timings = Timings()
+        excl = load_exclusions(cfg.exclusions, specs) if cfg.exclusions else None
+        every = ["1d", *(e for e in cfg.resample if e != "1d")]
+        ctx = Run(cfg, specs, build_graph(specs), raw, out, Lens(cfg.as_of), [timings, *hooks], excl, every=every)
+        ctx.execute(set(HANDLERS))
+        manifest = _manifest(ctx) | {"timings": timings.seconds}
+        out.json("manifest.json", manifest)
+        if cfg.report:
+            from engine.report.html import write_report  # matplotlib loads only when a report is wanted
+
+            with ctx.stage("report"):
+                write_report(out.tmp, specs.metrics, plots.tmp if isinstance(plots, OutputDir) else plots)
+            out.json("manifest.json", manifest)  # again, with the report's timing
+        for o in outputs:
+            o.commit()
+    except BaseException:
+        for o in outputs:
+            o.abandon()
+        raise
+    return manifest
+
+
+def _plots_dir(cfg: RunConfig, out: OutputDir, guarded: dict) -> OutputDir | Path | None:
+    """Where the report's PNGs go: inside OUT_DIR they are part of the run's own swap; elsewhere the plots
+    directory is an output directory of its own, with the same rules (and it may not hold OUT_DIR)."""
+    if cfg.plots is None:
+        return None
+    plots = Path(cfg.plots).resolve()
+    if plots == out.path or out.path in plots.parents:
+        return out.tmp / plots.relative_to(out.path)
+    return OutputDir(cfg.plots, kind="plots", guarded=guarded | {"the output directory": cfg.out})
+
+
+def _manifest(run: Run) -> dict:
+    """What the run did, in the order a reader asks: where from, what window, what each entity became."""
+    cfg, m = run.cfg, run.manifest
+    live = run.catalog.live()
+    manifest = {
+        "engine_version": __version__,
+        "command": cfg.command,
+        "generated_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "specs": str(Path(cfg.specs).resolve()),
+        "data": str(run.raw.path.resolve()),
+        "sites": str(Path(cfg.sites).resolve()) if cfg.sites else None,
+        "specs_sha256": run.specs.digest,
+        "site": run.catalog.site,
+        "site_name": cfg.site_name,
+        "timezone": "UTC",
+        "lens": {"name": run.lens.name, "as_of": cfg.as_of},
+        "window": {"start": run.window[0], "end": run.window[1]},
+        "tables": dict(sorted(m["tables"].items())),
+        "entities": m["entities"],
+        "invariants": m["invariants"],
+        "notices": _notices(run),
+        "warnings": run.raw.notes + run.frames.notes,
+    }
+    if run.exclusions is not None:
+        unused = stale(run.exclusions, set().union(*(r.spans.excluded for r in live.values())), set(live))
+        entries = run.exclusions["exclusion"].n_unique()
+        manifest["exclusions"] = {"file": str(cfg.exclusions), "entries": entries, "stale": unused}
+        manifest["warnings"] += [
+            f"stale exclusion: {u['entity']} {', '.join(u['entity_id'])} matched no row ({u['detail']})" for u in unused
+        ]
+    return manifest | {k: m[k] for k in ("metrics", "comparison", "as_of_series") if k in m}
+
+
+def _notices(run: Run) -> list[str]:
+    """What the site does not have, by design: entities left out of its list, services it does not run,
+    reports over entities that did not run."""
+    unlisted = [n for n in sorted(run.specs.entities) if n not in run.selected]
+    notices = (
+        [f"entities of the specs that this site does not list, not run: {', '.join(unlisted)}"] if unlisted else []
+    )
+    notices += [f"entity {n} not run: {why}" for n, why in run.skipped.items()]
+    return notices + [f"report {n} not made: {t} did not run on this site" for n, t in sorted(run.unmade.items())]
+
+
+def _selected(specs, graph, entities: list[str] | None) -> list[str]:
+    """Entities to run, parents first: all, or the site's list (which must hold every parent it needs)."""
+    order = entity_order(graph)
+    if entities is None:
+        return order
+    for name in entities:
+        if name not in specs.entities:
+            raise EngineError(f"site entities: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
+        parent = specs.entities[name].parent
+        if parent and parent.entity not in entities:
+            raise EngineError(
+                f"site entities: '{name}' needs its parent '{parent.entity}', which the site does not list"
+            )
+    return [n for n in order if n in entities]
+
+
+def _skipped(specs, raw: RawDir, selected: list[str]) -> dict[str, str]:
+    """Entities that do not run on this site, with why: a service the site does not have (the raw table its
+    rows come from, through lookups read as a source, is absent), or a parent that did not run."""
+    skipped: dict[str, str] = {}
+    for name in selected:
+        spec = specs.entities[name]
+        source = spec.source.table
+        while source in specs.lookups:
+            source = specs.lookups[source].source.table
+        if spec.parent and spec.parent.entity in skipped:
+            skipped[name] = f"its parent {spec.parent.entity} was skipped"
+        elif not raw.has(source):
+            skipped[name] = f"the site has no {source}"
+    return skipped
+
+
+def _counted(results) -> list[pl.DataFrame]:
+    return [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
+
+
+def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
+    """--start/--end, else from the data: first counted start to the last recorded change, whole UTC days."""
+    counted = _counted(results)
+    first = _bounded(df["valid_start"] for df in counted)
+    last = _bounded((r.spans.accepted[c] for r in results for c in ("tx_start", "tx_end")), latest=True)
+    if cfg.as_of is not None:  # projected: show the future as booked at as_of too
+        ends = _bounded((df["valid_end"] for df in counted), latest=True)
+        last = max([cfg.as_of, *(t for t in (ends, last) if t is not None)])
+    start = cfg.start or (datetime(first.year, first.month, first.day) if first else None)
+    end = cfg.end or (datetime(last.year, last.month, last.day) + timedelta(days=1) if last else None)
+    if start is None or end is None:
+        raise EngineError("no counted spans to derive a window from; give --start and --end")
+    if end <= start:
+        raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
+    return start, end
+
+
+def _refuse_empty(results, window) -> None:
+    """A window with no counted span is no result: stop before anything replaces a previous output."""
+    counted = _counted(results)
+    if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
+        return
+    first = _bounded(df["valid_start"] for df in counted)
+    why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all"
+    rejected = [f"{r.spec.name} {by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
+    why += f"; rejected: {', '.join(rejected)}" if rejected and not first else ""
+    raise EngineError(f"no counted span in the window {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d} ({why})")
+
+
+def _bounded(columns, latest: bool = False) -> datetime | None:
+    """The earliest (or latest) time of the columns inside the documented bounds (EARLIEST, LATEST): a time
+    outside them never stretches the default window (a host enrolled in 1901 is clipped by it), and never
+    reaches Python (whose datetime cannot hold year -64)."""
+    inside = [c.filter(c.is_between(EARLIEST, LATEST)) for c in columns]
+    found = [c.max() if latest else c.min() for c in inside if c.len()]
+    return (max if latest else min)((t for t in found if t is not None), default=None)
