@@ -7,30 +7,32 @@ clamped rows of the entities feeding the metric are what our number leaves out a
 import polars as pl
 
 from engine.hierarchy import COUNTED
-from engine.temporal import hours, window_cut
+from engine.temporal import hours, to_local, to_utc, window_cut
 
 
-def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end") -> pl.LazyFrame:
-    """Each interval's hours per UTC day inside the window (`date`, `day_hours`), one row per day touched."""
+def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end", tz: str = "UTC"):
+    """Each interval's hours per day of the time zone `tz` inside the window (`date`, `day_hours`), one row
+    per day touched."""
     s, e = window_cut(window, start, end)
     day = pl.col("date")
+    first, last = (to_local(pl.col(c), tz).dt.truncate("1d") for c in ("__s", "__e"))
+    midnight, next_midnight = to_utc(day, tz), to_utc(day.dt.offset_by("1d"), tz)
     return (
         lf.filter(pl.col(start).is_not_null())
         .with_columns(s.alias("__s"), e.alias("__e"))
         .filter(pl.col("__s") < pl.col("__e"))
-        .with_columns(
-            pl.datetime_ranges(pl.col("__s").dt.truncate("1d"), pl.col("__e"), "1d", closed="left").alias("date")
-        )
+        .with_columns(pl.datetime_ranges(first, last, "1d").alias("date"))
         .explode("date")
         .with_columns(
-            hours(pl.max_horizontal(day, "__s"), pl.min_horizontal(day.dt.offset_by("1d"), "__e")).alias("day_hours")
+            hours(pl.max_horizontal(midnight, "__s"), pl.min_horizontal(next_midnight, "__e")).alias("day_hours")
         )
+        .filter(pl.col("day_hours") > 0)
         .with_columns(day.cast(pl.Date))
         .drop("__s", "__e")
     )
 
 
-def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
+def audit_daily(results: dict, window, groups: list[str], tz: str = "UTC") -> pl.DataFrame:
     """Node-hours per (date, metric, groups) that the engine did not count, by entity and cause.
 
     A row rejected before it got a group value (one inherited from its parent) has it null.
@@ -46,8 +48,8 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
         validated = grouped(res.validated)
         orphans = validated.filter(pl.col("hierarchy_status") == "orphan").with_columns(pl.lit("orphan").alias("cause"))
         cut = validated.filter(pl.col("original_start").is_not_null())
-        raw = day_hours(cut.unique("entity_id", keep="first"), window, "original_start", "original_end")
-        kept = day_hours(cut.filter(pl.col("hierarchy_status").is_in(COUNTED)), window)
+        raw = day_hours(cut.unique("entity_id", keep="first"), window, "original_start", "original_end", tz)
+        kept = day_hours(cut.filter(pl.col("hierarchy_status").is_in(COUNTED)), window, tz=tz)
         lost = raw.join(
             kept.group_by("entity_id", "date").agg(pl.col("day_hours").sum().alias("__k")),
             on=["entity_id", "date"],
@@ -56,7 +58,7 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
         lost = lost.with_columns(
             (pl.col("day_hours") - pl.col("__k").fill_null(0.0)).alias("day_hours"), pl.lit("clamped").alias("cause")
         )
-        for part in (day_hours(rejected, window), day_hours(orphans, window), lost):
+        for part in (day_hours(rejected, window, tz=tz), day_hours(orphans, window, tz=tz), lost):
             frames.append(part.select("date", pl.lit(res.spec.metric).alias("metric"), *groups,
                                       pl.lit(name).alias("entity"), "cause", "entity_id", "day_hours"))  # fmt: skip
     audit = pl.concat(frames).filter(pl.col("day_hours") > 1e-9)
@@ -67,9 +69,7 @@ def audit_daily(results: dict, window, groups: list[str]) -> pl.DataFrame:
     )
 
 
-def compare(
-    legacy, table: pl.LazyFrame, expr, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of=None
-) -> pl.DataFrame:
+def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of, tz):
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
     explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table.
 
@@ -89,10 +89,11 @@ def compare(
     big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
     # Compare the days both cover: the window, and the legacy report's first to last day.
     first, last = theirs.select(pl.col("date").min().alias("a"), pl.col("date").max().alias("b")).collect().row(0)
-    w0, w1 = (pl.lit(w).cast(pl.Date) for w in window)
+    w0, w1 = (to_local(pl.lit(w, pl.Datetime("us")), tz).cast(pl.Date) for w in window)
     covered = pl.col("date").is_between(w0, w1, closed="left") & pl.col("date").is_between(pl.lit(first), pl.lit(last))
     if as_of is not None:
-        covered &= pl.col("date").cast(pl.Datetime("us")).dt.offset_by("1d") <= pl.lit(as_of, pl.Datetime("us"))
+        day_end = to_utc(pl.col("date").cast(pl.Datetime("us")).dt.offset_by("1d"), tz)
+        covered &= day_end <= pl.lit(as_of, pl.Datetime("us"))
     both = (
         ours.join(theirs, on=["date", *groups, "metric"], how="full", coalesce=True)
         .filter(covered)

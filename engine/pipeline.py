@@ -13,12 +13,13 @@ then manifest.json and report.html. Everything is written into a temporary direc
 only once the run is complete. Progress and timings are hooks around each stage (Hamilton's lifecycle hooks).
 """
 
+import dataclasses
 import functools
 import resource
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -37,7 +38,8 @@ from engine.io.raw import RawDir
 from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
-from engine.temporal import EARLIEST, LATEST, hours_in
+from engine.sweep import clock_range
+from engine.temporal import EARLIEST, LATEST, hours_in, to_local, to_utc
 from engine.usage import usage_stage
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
@@ -61,6 +63,7 @@ class RunConfig:
     sites: str | None = None  # the sites file the site came from, if any
     site_name: str | None = None  # its display name (CHI@TACC)
     command: str | None = None  # the command line that asked for the run, for the report's provenance
+    timezone: str = "UTC"  # the day boundaries (an IANA name); --start, --end and --as-of are its clock times
 
 
 class Timings:
@@ -272,7 +275,9 @@ def _usage(run: Run, _) -> None:
     with run.stage("sweep"):
         group = ["site", *run.specs.metrics.group_by]
         counted = [(run.catalog.spans(n).collect(), run.specs.resources_of(n)) for n in run.catalog.live()]
-        series, buckets, checks = usage_stage(counted, run.specs.metrics, group, run.window, run.every)
+        series, buckets, checks = usage_stage(
+            counted, run.specs.metrics, group, run.window, run.every, tz=run.cfg.timezone
+        )
         run.usage = series, buckets
         if run.out:
             run.manifest["invariants"] += checks
@@ -288,8 +293,11 @@ def _comparison(run: Run, _) -> None:
         table = run.raw.scan(legacy.table)
         expr = functools.partial(run.frames.expr, table, f"{run.specs.metrics.file}: legacy")
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
-        audit = audit_daily(run.catalog.live(), run.window, list(legacy.group_by))
-        comparison = compare(legacy, table, expr, daily, audit, run.window, run.cfg.as_of)
+        tz = run.cfg.timezone
+        audit = audit_daily(run.catalog.live(), run.window, list(legacy.group_by), tz=tz)
+        comparison = compare(
+            legacy, table, expr, daily=daily, audit=audit, window=run.window, as_of=run.cfg.as_of, tz=tz
+        )
         run.out.parquet("comparison.parquet", comparison)
         worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
         tol = legacy.tolerance
@@ -309,8 +317,7 @@ def _snapshots(run: Run, _) -> None:
     every = run.cfg.as_of_series
     if not every:
         return
-    w0, w1 = run.window
-    snapshots = pl.datetime_range(w0, w1, every, eager=True, time_unit="us").to_list()[1:]
+    snapshots = clock_range(*run.window, every, run.cfg.timezone)[1:]
     if len(snapshots) > MAX_SNAPSHOTS:  # each snapshot is a whole run of the pipeline
         raise EngineError(
             f"--as-of-series {every}: {len(snapshots):,} snapshots over the window, at most "
@@ -354,6 +361,7 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
             raise EngineError(
                 f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
             )
+    cfg = _in_utc(cfg)
     specs, raw = specs or load_specs(cfg.specs), RawDir(cfg.data)
     guarded = {
         "the raw data directory": cfg.data,
@@ -412,7 +420,7 @@ def _manifest(run: Run) -> dict:
         "specs_sha256": run.specs.digest,
         "site": run.catalog.site,
         "site_name": cfg.site_name,
-        "timezone": "UTC",
+        "timezone": cfg.timezone,
         "lens": {"name": run.lens.name, "as_of": cfg.as_of},
         "window": {"start": run.window[0], "end": run.window[1]},
         "tables": dict(sorted(m["tables"].items())),
@@ -486,13 +494,35 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     if cfg.as_of is not None:  # projected: show the future as booked at as_of too
         ends = _bounded((df["valid_end"] for df in counted), latest=True)
         last = max([cfg.as_of, *(t for t in (ends, last) if t is not None)])
-    start = cfg.start or (datetime(first.year, first.month, first.day) if first else None)
-    end = cfg.end or (datetime(last.year, last.month, last.day) + timedelta(days=1) if last else None)
+    start = cfg.start or (_day_start(first, cfg.timezone) if first else None)
+    end = cfg.end or (_day_start(last, cfg.timezone, days=1) if last else None)
     if start is None or end is None:
         raise EngineError("no counted spans to derive a window from; give --start and --end")
     if end <= start:
         raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
     return start, end
+
+
+def _day_start(t: datetime, tz: str, days: int = 0) -> datetime:
+    """The UTC time at which the day of `tz` holding the UTC time `t` begins (or the day `days` later)."""
+    midnight = to_local(pl.lit(t, pl.Datetime("us")), tz).dt.truncate("1d").dt.offset_by(f"{days}d")
+    return pl.select(to_utc(midnight, tz)).item()
+
+
+def _in_utc(cfg: RunConfig) -> RunConfig:
+    """The config with its --start, --end and --as-of (clock times of its time zone) as UTC times."""
+    try:
+        pl.select(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(cfg.timezone))
+    except pl.exceptions.PolarsError:
+        raise EngineError(f"--timezone {cfg.timezone!r}: not a time zone name (IANA, e.g. America/Chicago)") from None
+    times = {}
+    for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
+        value = getattr(cfg, name)
+        if value is not None:
+            times[name] = pl.select(to_utc(pl.lit(value, pl.Datetime("us")), cfg.timezone)).item()
+            if times[name] is None:
+                raise EngineError(f"{flag} {value}: the clocks of {cfg.timezone} skip this time; give another")
+    return dataclasses.replace(cfg, **times)
 
 
 def _refuse_empty(results, window) -> None:

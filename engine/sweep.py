@@ -9,7 +9,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.temporal import hours, window_cut
+from engine.temporal import hours, to_local, window_cut
 
 
 def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
@@ -84,10 +84,19 @@ def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, val
     return spans.group_by(by).agg(weighted.sum().alias("hours"), weighted.abs().sum().alias("scale"))
 
 
-def bucket_boundaries(window: tuple[datetime, datetime], every: str) -> list[datetime]:
-    """Bucket starts through the window end: calendar days for "1d" (from the day holding the window start),
-    and for any other length buckets that start at the window start itself."""
-    w0, w1 = window
-    first = pl.select(pl.lit(w0).dt.truncate("1d")).item() if every == "1d" else w0
-    points = pl.datetime_range(first, w1, every, eager=True, time_unit="us").to_list()
-    return points + ([w1] if points[-1] < w1 else [])
+def clock_range(start: datetime, end: datetime, every: str, tz: str = "UTC", day: bool = False) -> list[datetime]:
+    """UTC times from `start` (or the start of its day, with `day`) through `end`, `every` apart on the clocks
+    of the time zone `tz` (so a "1d" step is a calendar day, 23 or 25 hours long across a clock change)."""
+    first, last = pl.select(
+        to_local(pl.lit(t, pl.Datetime("us")), tz).alias(f"t{i}") for i, t in enumerate((start, end))
+    )
+    first = first.dt.truncate("1d") if day else first
+    points = pl.datetime_range(first.item(), last.item(), every, eager=True, time_unit="us", time_zone=tz)
+    return points.dt.convert_time_zone("UTC").dt.replace_time_zone(None).to_list()
+
+
+def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "UTC") -> list[datetime]:
+    """Bucket starts through the window end: the calendar days of `tz` for "1d" (from the day holding the
+    window start), and for any other length buckets that start at the window start itself."""
+    points = clock_range(*window, every, tz, day=every == "1d")
+    return points + ([window[1]] if points[-1] < window[1] else [])

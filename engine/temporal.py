@@ -29,6 +29,21 @@ def hours(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     return ((end - start).dt.total_microseconds() / 3.6e9).clip(lower_bound=0).fill_null(0.0)
 
 
+def to_local(expr: pl.Expr, tz: str) -> pl.Expr:
+    """UTC times (naive, as the engine holds every time) as wall-clock times of the time zone `tz`."""
+    if tz == "UTC":
+        return expr
+    return expr.dt.replace_time_zone("UTC").dt.convert_time_zone(tz).dt.replace_time_zone(None)
+
+
+def to_utc(expr: pl.Expr, tz: str) -> pl.Expr:
+    """Wall-clock times of `tz` as UTC times; a time the clocks skip is null, a repeated one its first."""
+    if tz == "UTC":
+        return expr
+    local = expr.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    return local.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+
+
 def window_cut(window, start: str, end: str) -> tuple[pl.Expr, pl.Expr]:
     """[start, end) cut to the window (an open end runs to the window end); may come out empty."""
     w0, w1 = (pl.lit(w, pl.Datetime("us")) for w in window)

@@ -9,6 +9,7 @@ import polars as pl
 from engine.hierarchy import COUNTED
 from engine.invariants import TOLERANCE, usage_checks
 from engine.sweep import bucket_boundaries, clipped, integrate, sweep, weighted_hours
+from engine.temporal import to_local
 
 
 def expand(metrics: dict) -> dict[str, dict[str, int]]:
@@ -94,7 +95,7 @@ def signed_spans(
     return spans, series
 
 
-def usage_stage(validated, metrics, group: list[str], window, every: list[str]):
+def usage_stage(validated, metrics, group: list[str], window, every: list[str], tz: str = "UTC"):
     """(usage series as a plan, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
@@ -105,7 +106,7 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str]):
     spans, keys = signed_spans(validated, metrics.metrics, group, window)
     series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     series = series.collect()
-    plans = [_buckets(series.lazy(), ["__sid"], window, e) for e in every]
+    plans = [_buckets(series.lazy(), ["__sid"], window, e, tz) for e in every]
     expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     # A value below zero by less than rounding (relative to the series' largest level) is no violation.
     scale = pl.max_horizontal(pl.lit(1.0), pl.col("value").abs().max().over("__sid"))
@@ -124,9 +125,10 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str]):
     return series, dict(zip(every, tables, strict=True)), checks
 
 
-def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.LazyFrame:
-    """Hours per bucket and the mean level (hours / the bucket's length inside the window)."""
-    bounds = bucket_boundaries(window, every)
+def _buckets(series: pl.LazyFrame, by: list[str], window, every: str, tz: str) -> pl.LazyFrame:
+    """Hours per bucket and the mean level (hours / the bucket's length inside the window); each bucket is
+    named by its start on the clocks of the time zone `tz`."""
+    bounds = bucket_boundaries(window, every, tz)
     w0, w1 = window
     length = pl.LazyFrame(
         {
@@ -139,7 +141,7 @@ def _buckets(series: pl.LazyFrame, by: list[str], window, every: str) -> pl.Lazy
     return (
         integrate(series, by, "value", bounds)
         .join(length, on="bucket", how="left")
-        .with_columns((pl.col("hours") / pl.col("__len")).alias("mean"))
+        .with_columns((pl.col("hours") / pl.col("__len")).alias("mean"), to_local(pl.col("bucket"), tz))
         .drop("__len")
         .sort("bucket", maintain_order=True)  # two stable single-key sorts: by series, then time
         .sort(*by, maintain_order=True)
