@@ -17,6 +17,7 @@ from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs
+from engine.temporal import scalar, to_local, to_utc
 from engine.usage import expand
 
 
@@ -31,6 +32,7 @@ class Run:
             self.manifest = json.loads((self.out / "manifest.json").read_text())
             specs, window = self.manifest["specs"], self.manifest["window"]
             self.window = tuple(datetime.fromisoformat(window[k]) for k in ("start", "end"))
+            self.tz = self.manifest.get("timezone") or "UTC"
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EngineError(
                 f"{self.out / 'manifest.json'}: damaged, not a manifest of `engine run` ({exc})"
@@ -107,7 +109,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
         )
     counted = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
     days = (
-        day_hours(counted.lazy(), run.window)
+        day_hours(counted.lazy(), run.window, tz=run.tz)
         .group_by("date")
         .agg(pl.col("day_hours").sum().alias("hours"))
         .sort("date")
@@ -151,9 +153,10 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
             raise EngineError(
                 f"--where: '{col}' is not a group column{did_you_mean(col, groups)}; known: {', '.join(groups)}"
             )
-    d0 = datetime(day.year, day.month, day.day)
+    midnight = pl.lit(datetime(day.year, day.month, day.day), pl.Datetime("us"))
+    d0, d1 = (scalar(to_utc(midnight.dt.offset_by(f"{n}d"), run.tz)) for n in (0, 1))
     if not (run.window[0] <= d0 < run.window[1]):
-        w0, w1 = run.window
+        w0, w1 = (scalar(to_local(pl.lit(t, pl.Datetime("us")), run.tz)) for t in run.window)
         raise EngineError(
             f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
         )
@@ -164,7 +167,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
             raise EngineError(
                 f"--where {col}={value}: no such {col} in this run{did_you_mean(value, known)}; known: {', '.join(known)}"
             )
-    window = (max(d0, run.window[0]), min(d0 + timedelta(days=1), run.window[1]))
+    window = (max(d0, run.window[0]), min(d1, run.window[1]))
     rows = []
     for base, sign in expand(metrics)[metric].items():
         for name, spec in run.specs.entities.items():
@@ -175,10 +178,8 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
                 pl.col("hierarchy_status").is_in(COUNTED),
                 *(pl.col(k) == v for k, v in where.items() if k in df.columns),
             )
-            part = day_hours(df.lazy(), window).collect()
-            rows.append(part.select(pl.lit(base).alias("metric"), pl.lit(sign).alias("sign"), pl.lit(name).alias("entity"), "entity_id",
-                                    "valid_start", "valid_end", "hierarchy_status", pl.col(resource).alias("value"),
-                                    pl.col("day_hours").alias("hours"), (pl.col(resource) * pl.col("day_hours") * sign).alias("contribution")))  # fmt: skip
+            part = day_hours(df.lazy(), window, tz=run.tz).collect()
+            rows.append(part.select(*_contribution(base, sign, name, resource)))
     spans = pl.concat(rows) if rows else pl.DataFrame()
     total = float(spans["contribution"].sum()) if spans.height else 0.0
     daily = daily.filter(
@@ -186,5 +187,29 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
         *(pl.col(k) == v for k, v in where.items()),
     )
     reported = float(daily["hours"].sum())
-    return {"metric": metric, "date": str(day), "where": where, "resource": resource, "spans": sorted(rows_of(spans), key=_natural),
-            "total": total, "daily": reported, "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported))}  # fmt: skip
+    return {
+        "metric": metric,
+        "date": str(day),
+        "where": where,
+        "resource": resource,
+        "spans": sorted(rows_of(spans), key=_natural),
+        "total": total,
+        "daily": reported,
+        "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported)),
+    }
+
+
+def _contribution(base: str, sign: int, entity: str, resource: str) -> list:
+    """The columns of one span's share of a daily cell: its level, its hours that day, level x hours x sign."""
+    return [
+        pl.lit(base).alias("metric"),
+        pl.lit(sign).alias("sign"),
+        pl.lit(entity).alias("entity"),
+        "entity_id",
+        "valid_start",
+        "valid_end",
+        "hierarchy_status",
+        pl.col(resource).alias("value"),
+        pl.col("day_hours").alias("hours"),
+        (pl.col(resource) * pl.col("day_hours") * sign).alias("contribution"),
+    ]

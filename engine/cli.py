@@ -146,8 +146,13 @@ def explain(specs_dir, fmt, entity):
     type=click.Path(),
     help="Output directory (replaced atomically); with several sites, one subdirectory each.",
 )
-@click.option("--start", type=DATE, help="Window start (UTC), default: first counted span, whole days.")
-@click.option("--end", type=DATE, help="Window end (UTC), default: last recorded change, whole days.")
+@click.option(
+    "--timezone",
+    metavar="NAME",
+    help="The time zone of the days (an IANA name, e.g. America/Chicago) [default: the site's, else UTC].",
+)
+@click.option("--start", type=DATE, help="Window start (its clock time), default: first counted span, whole days.")
+@click.option("--end", type=DATE, help="Window end (its clock time), default: last recorded change, whole days.")
 @click.option(
     "--resample",
     multiple=True,
@@ -161,7 +166,7 @@ def explain(specs_dir, fmt, entity):
     show_default=True,
     help="effective: what happened; projected: what the databases said at --as-of.",
 )
-@click.option("--as-of", type=DATE, help="The moment the projected lens looks from (UTC).")
+@click.option("--as-of", type=DATE, help="The moment the projected lens looks from (a clock time of --timezone).")
 @click.option(
     "--as-of-series",
     metavar="EVERY",
@@ -233,7 +238,9 @@ def _done(report, outcome, n: int, total: int) -> None:
     report(f"{n} of {total} sites done")
 
 
-def _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exclusions_file, no_report, **common):
+def _jobs(
+    specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exclusions_file, no_report, timezone, **common
+):
     """One RunConfig per site to run: the raw directory given (as the site of that name, if the sites file has
     it), or the sites of the sites file (the demo when none is named), each into its own --out subdirectory."""
     from engine.pipeline import RunConfig
@@ -253,7 +260,12 @@ def _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exc
         key = site_keys[0] if site_keys else Path(data_dir).name
         site = sites.get(key)  # a site of the sites file, read from this raw directory instead
         if site is None:
-            return [RunConfig(specs=specs_dir, data=data_dir, out=out_dir, site=key, plots=plots_dir, **common)]
+            zone = timezone or "UTC"
+            return [
+                RunConfig(
+                    specs=specs_dir, data=data_dir, out=out_dir, site=key, plots=plots_dir, timezone=zone, **common
+                )
+            ]
         chosen, data = [site], {key: data_dir}
     elif not sites:
         raise EngineError(f"{sites_file}: no sites file beside the specs; give --data RAW_DIR or --sites FILE")
@@ -276,6 +288,7 @@ def _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exc
             sites=sites_file,
             entities=site.entities,
             site_name=site.name,
+            timezone=timezone or site.timezone,
             **common,
         )
         for site in chosen

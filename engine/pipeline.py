@@ -39,7 +39,7 @@ from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.sweep import clock_range
-from engine.temporal import EARLIEST, LATEST, hours_in, to_local, to_utc
+from engine.temporal import EARLIEST, LATEST, day_start, hours_in, is_zone, scalar, to_local, to_utc
 from engine.usage import usage_stage
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
@@ -422,7 +422,7 @@ def _manifest(run: Run) -> dict:
         "site_name": cfg.site_name,
         "timezone": cfg.timezone,
         "lens": {"name": run.lens.name, "as_of": cfg.as_of},
-        "window": {"start": run.window[0], "end": run.window[1]},
+        "window": _window_record(run.window, cfg.timezone),
         "tables": dict(sorted(m["tables"].items())),
         "entities": m["entities"],
         "invariants": m["invariants"],
@@ -494,8 +494,8 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     if cfg.as_of is not None:  # projected: show the future as booked at as_of too
         ends = _bounded((df["valid_end"] for df in counted), latest=True)
         last = max([cfg.as_of, *(t for t in (ends, last) if t is not None)])
-    start = cfg.start or (_day_start(first, cfg.timezone) if first else None)
-    end = cfg.end or (_day_start(last, cfg.timezone, days=1) if last else None)
+    start = cfg.start or (day_start(first, cfg.timezone) if first else None)
+    end = cfg.end or (day_start(last, cfg.timezone, days=1) if last else None)
     if start is None or end is None:
         raise EngineError("no counted spans to derive a window from; give --start and --end")
     if end <= start:
@@ -503,24 +503,25 @@ def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _day_start(t: datetime, tz: str, days: int = 0) -> datetime:
-    """The UTC time at which the day of `tz` holding the UTC time `t` begins (or the day `days` later)."""
-    midnight = to_local(pl.lit(t, pl.Datetime("us")), tz).dt.truncate("1d").dt.offset_by(f"{days}d")
-    return pl.select(to_utc(midnight, tz)).item()
+def _window_record(window: tuple[datetime, datetime], tz: str) -> dict:
+    """The window in UTC, and on the clocks of the run's time zone when that is not UTC."""
+    record = {"start": window[0], "end": window[1]}
+    if tz != "UTC":
+        local = (scalar(to_local(pl.lit(t, pl.Datetime("us")), tz)) for t in window)
+        record |= dict(zip(("local_start", "local_end"), local, strict=True))
+    return record
 
 
 def _in_utc(cfg: RunConfig) -> RunConfig:
     """The config with its --start, --end and --as-of (clock times of its time zone) as UTC times."""
-    try:
-        pl.select(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(cfg.timezone))
-    except pl.exceptions.PolarsError:
-        raise EngineError(f"--timezone {cfg.timezone!r}: not a time zone name (IANA, e.g. America/Chicago)") from None
+    if not is_zone(cfg.timezone):
+        raise EngineError(f"time zone {cfg.timezone!r}: not an IANA time zone name (e.g. America/Chicago)")
     times = {}
     for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
         value = getattr(cfg, name)
         if value is not None:
-            times[name] = pl.select(to_utc(pl.lit(value, pl.Datetime("us")), cfg.timezone)).item()
-            if times[name] is None:
+            times[name] = scalar(to_utc(pl.lit(value, pl.Datetime("us")), cfg.timezone))
+            if scalar(to_local(pl.lit(times[name], pl.Datetime("us")), cfg.timezone)) != value:
                 raise EngineError(f"{flag} {value}: the clocks of {cfg.timezone} skip this time; give another")
     return dataclasses.replace(cfg, **times)
 

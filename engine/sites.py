@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.expr import did_you_mean
 from engine.spec.load import read_config
+from engine.temporal import is_zone
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Site:
     schemas: dict = field(default_factory=dict)
     simulate: dict | None = None
     entities: list[str] | None = None
+    timezone: str = "UTC"  # the time zone of its days
     file: Path | None = None  # the sites file it came from
 
     def raw_dir(self, announce=lambda path: None) -> Path:
@@ -47,6 +49,9 @@ def load_sites(path: str | Path) -> dict[str, Site]:
         site.data = base / entry["data"] if "data" in entry else None
         site.specs = base / entry["specs"] if "specs" in entry else None
         site.simulate, site.entities = entry.get("simulate"), entry.get("entities")
+        site.timezone = entry.get("timezone", "UTC")
+        if not is_zone(site.timezone):
+            raise EngineError(f"{path}: site {key}: timezone {site.timezone!r} is not an IANA time zone name")
         sites[key] = site
     return sites
 

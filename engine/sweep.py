@@ -9,7 +9,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.temporal import hours, to_local, window_cut
+from engine.temporal import hours, scalar, to_local, to_utc, window_cut
 
 
 def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
@@ -85,14 +85,15 @@ def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, val
 
 
 def clock_range(start: datetime, end: datetime, every: str, tz: str = "UTC", day: bool = False) -> list[datetime]:
-    """UTC times from `start` (or the start of its day, with `day`) through `end`, `every` apart on the clocks
-    of the time zone `tz` (so a "1d" step is a calendar day, 23 or 25 hours long across a clock change)."""
-    first, last = pl.select(
-        to_local(pl.lit(t, pl.Datetime("us")), tz).alias(f"t{i}") for i, t in enumerate((start, end))
-    )
-    first = first.dt.truncate("1d") if day else first
-    points = pl.datetime_range(first.item(), last.item(), every, eager=True, time_unit="us", time_zone=tz)
-    return points.dt.convert_time_zone("UTC").dt.replace_time_zone(None).to_list()
+    """UTC times from `start` (or the start of its day, with `day`) through `end`, `every` apart: on the
+    clocks of the time zone `tz` for days, weeks and months (a "1d" step is a calendar day, 23 or 25 hours
+    long across a clock change), on UTC for shorter steps."""
+    if not every.endswith(("d", "w", "mo", "y")):
+        tz = "UTC"
+    first, last = (scalar(to_local(pl.lit(t, pl.Datetime("us")), tz)) for t in (start, end))
+    first = scalar(pl.lit(first).dt.truncate("1d")) if day else first
+    local = pl.datetime_range(first, last, every, eager=True, time_unit="us")
+    return pl.select(to_utc(local, tz)).to_series().unique(maintain_order=True).to_list()
 
 
 def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "UTC") -> list[datetime]:

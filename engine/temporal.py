@@ -37,11 +37,33 @@ def to_local(expr: pl.Expr, tz: str) -> pl.Expr:
 
 
 def to_utc(expr: pl.Expr, tz: str) -> pl.Expr:
-    """Wall-clock times of `tz` as UTC times; a time the clocks skip is null, a repeated one its first."""
+    """Wall-clock times of `tz` as UTC times: a repeated time is its first, and a time the clocks skip is the
+    instant they skip to (a local midnight that does not exist starts its day at the jump)."""
     if tz == "UTC":
         return expr
-    local = expr.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    return local.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+
+    def utc(local: pl.Expr) -> pl.Expr:
+        aware = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        return aware.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+
+    return pl.coalesce(utc(expr), utc(expr.dt.offset_by("-1h")).dt.offset_by("1h"))
+
+
+def scalar(expr: pl.Expr):
+    return pl.select(expr).item()
+
+
+def day_start(t: datetime, tz: str, days: int = 0) -> datetime:
+    """The UTC time at which the day of `tz` holding the UTC time `t` begins (or the day `days` later)."""
+    return scalar(to_utc(to_local(pl.lit(t, pl.Datetime("us")), tz).dt.truncate("1d").dt.offset_by(f"{days}d"), tz))
+
+
+def is_zone(name: str) -> bool:
+    try:
+        scalar(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
+    except pl.exceptions.PolarsError:
+        return False
+    return True
 
 
 def window_cut(window, start: str, end: str) -> tuple[pl.Expr, pl.Expr]:

@@ -14,8 +14,9 @@ later; nothing is older than start - 60 days.
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, available_timezones
 
 import numpy as np
 import polars as pl
@@ -588,8 +589,21 @@ def _edge(rng, h: dict, people: dict, users: int, now: float, sink: _Sink) -> tu
     return defects | {"container_past_lease_end": x["uuid"].gather(past["instance_past_lease_end"])}, al, x
 
 
-def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES) -> pl.DataFrame:
-    """Exact node-hours per UTC day, node type and metric of the clean history, by brute force: each intended
+def _midnights(t0: datetime, now: float, tz: str) -> tuple[np.ndarray, pl.Series]:
+    """The days of the time zone `tz` that overlap [t0, t0 + now): their starts in seconds since t0 (one more:
+    the end of the last) and their dates (naive Datetime at midnight), by the standard library's zoneinfo."""
+    zone = ZoneInfo(tz)
+    first = t0.replace(tzinfo=UTC).astimezone(zone).date()
+    starts, dates = [], []
+    while not starts or starts[-1] < now:
+        day = first + timedelta(days=len(dates))
+        dates.append(datetime.combine(day, time()))
+        starts.append((datetime.combine(day, time(), zone).astimezone(UTC).replace(tzinfo=None) - t0).total_seconds())
+    return np.array(starts, dtype=np.int64), pl.Series(dates[:-1], dtype=pl.Datetime("us"))
+
+
+def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES, tz: str = "UTC") -> pl.DataFrame:
+    """Exact node-hours per day (of the time zone `tz`), node type and metric of the clean history, by brute force: each intended
     interval cut to its parent's and to the window, spread over the days it touches, overlaps (whole seconds)
     times the span's nodes (1, or al/x["nodes"] on KVM) summed in a fixed order. Asserts that no host is ever
     counted more than once at an instant in a metric (its nodes summed over the spans covering it)."""
@@ -603,7 +617,8 @@ def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES) ->
         (rh, np.fmax(x["created"][r], al["cs"][ra]), np.fmin(x["end"][r], al["ce"][ra]), xn[r]),
         (oh, np.fmax(x["created"][o], h["n0"][oh]), np.fmin(x["end"][o], h["n1"][oh]), xn[o]),
     ]
-    typ, days, d = np.where(h["nova_only"], len(types) - 1, h["kind"]), int(now // DAY), int(DAY)
+    bounds, dates = _midnights(t0, now, tz)
+    typ, days = np.where(h["nova_only"], len(types) - 1, h["kind"]), dates.len()
     sec = np.zeros((len(METRICS), days * len(types)))
     for m, (host, s, e, w) in enumerate(spans):
         s, e = np.clip(s, 0, now).astype(np.int64), np.clip(np.fmin(e, now), 0, now).astype(np.int64)
@@ -612,15 +627,22 @@ def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES) ->
         dv = np.r_[w, -w]  # per host in time, ends before starts: the level never exceeds one node
         level = np.cumsum(dv[np.lexsort((dv, np.r_[s, e], np.r_[host, host]))])
         assert level.max(initial=0) <= 1 + 1e-9, f"{METRICS[m]}: a host counted more than once"
-        i, j = _spread((e + d - 1) // d - s // d)
-        day = s[i] // d + j
-        overlap = np.minimum(e[i], (day + 1) * d) - np.maximum(s[i], day * d)
+        first = np.searchsorted(bounds, s, "right") - 1
+        i, j = _spread(np.searchsorted(bounds, e - 1, "right") - first)
+        day = first[i] + j
+        overlap = np.minimum(e[i], bounds[day + 1]) - np.maximum(s[i], bounds[day])
         sec[m] = np.bincount(day * len(types) + typ[host][i], weights=overlap * w[i], minlength=days * len(types))
     present = np.unique(typ)
     hours = sec.reshape(len(METRICS), days, len(types))[:, :, present].transpose(1, 2, 0) / HOUR
     di, ti, mi = np.indices(hours.shape).reshape(3, -1)
-    return pl.DataFrame({"date": _ts(di * DAY, t0), "node_type": pl.Series(types).gather(present[ti]),
-                         "metric": pl.Series(METRICS).gather(mi), "hours": hours.ravel()})  # fmt: skip
+    return pl.DataFrame(
+        {
+            "date": dates.gather(di),
+            "node_type": pl.Series(types).gather(present[ti]),
+            "metric": pl.Series(METRICS).gather(mi),
+            "hours": hours.ravel(),
+        }
+    )
 
 
 def _legacy(rng, truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
@@ -647,11 +669,13 @@ def simulate(
     start: datetime = datetime(2024, 1, 1),
     kind: str = "baremetal",
     defects: bool = True,
+    timezone: str = "UTC",
 ) -> dict:
     """Write RAW_DIR/<schema>.<table>.parquet files plus RAW_DIR/simulation/ ground truth; return a summary dict
     (row counts per table, defects per kind). Same arguments, same bytes. `start` should be a midnight (UTC).
     `kind` (SITES): baremetal (Ironic), kvm (libvirt hosts, flavor:instance reservations) or edge (Blazar devices,
-    Zun containers); only bare metal has the legacy report, and its simulation.json omits the kind."""
+    Zun containers); only bare metal has the legacy report, and its simulation.json omits the kind. `timezone`
+    (an IANA name) sets the days of the truth and of the legacy report (Chameleon's splits days in US/Central)."""
     if kind not in SITES:
         raise ValueError(f"kind must be one of {', '.join(SITES)}, not {kind!r}")
     rng, now, out = np.random.default_rng(seed), days * DAY, Path(out)
@@ -675,7 +699,7 @@ def simulate(
         act, ev = _actions(rng, x, inst_defects, now)
         _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
         cases |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
-    truth = _truth(h, al, x, now, start, [*types, "unknown"])
+    truth = _truth(h, al, x, now, start, [*types, "unknown"], timezone)
     truth.write_parquet(out / "simulation" / "truth_daily.parquet", compression="zstd", statistics=False)
     perturbed = pl.DataFrame()
     if kind == "baremetal":
@@ -683,7 +707,8 @@ def simulate(
         sink("chameleon_usage.node_usage_report_cache", legacy)
     summary = {
         "arguments": {"seed": seed, "hosts": hosts, "days": days, "start": start.isoformat()}
-        | ({} if kind == "baremetal" else {"kind": kind}),
+        | ({} if kind == "baremetal" else {"kind": kind})
+        | ({} if timezone == "UTC" else {"timezone": timezone}),
         "window": {"start": start.isoformat(), "end": (start + timedelta(days=days)).isoformat()},
         "tables": sink.counts,
         "defects": {k: _ids(cases[k]) if defects else [] for k in defect_tables if k in REJECTED},
@@ -706,7 +731,13 @@ BOUNDS = {"seed": (0, 2**32 - 1), "hosts": (2, 100_000), "days": (1, 36_500)}
 
 
 def generate(
-    out: Path, kind: str = "baremetal", seed: int = 0, hosts: int = 60, days: int = 120, defects: bool = True
+    out: Path,
+    kind: str = "baremetal",
+    seed: int = 0,
+    hosts: int = 60,
+    days: int = 120,
+    defects: bool = True,
+    timezone: str = "UTC",
 ) -> dict:
     """The engine's entry point (`simulate: {generator: chameleon, ...}` in a sites file, `engine simulate`):
     the parameters checked, each refusal one line (ValueError), then `simulate`."""
@@ -720,4 +751,6 @@ def generate(
         raise ValueError(f"hosts {hosts} x days {days} is more than {MAX_HOST_DAYS:,} host-days (about 40 M rows)")
     if not isinstance(defects, bool):
         raise ValueError(f"defects: expected true or false, got {defects!r}")
-    return simulate(out, seed=seed, hosts=hosts, days=days, kind=kind, defects=defects)
+    if timezone not in available_timezones():
+        raise ValueError(f"timezone: expected an IANA time zone name (e.g. America/Chicago), got {timezone!r}")
+    return simulate(out, seed=seed, hosts=hosts, days=days, kind=kind, defects=defects, timezone=timezone)

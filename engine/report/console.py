@@ -52,8 +52,10 @@ def live(label: str):
 def entity_table(manifest: dict) -> Table:
     """Per entity: rows in, out of scope, accepted, defects, never active, clamped, orphans, hours."""
     window = manifest["window"]
-    title = f"site {plain(manifest['site'])} · {manifest['lens']['name']} · {window['start']:%Y-%m-%d} → "
-    table = Table(title=title + f"{window['end']:%Y-%m-%d}", title_justify="left")
+    start, end = (window.get(f"local_{k}", window[k]) for k in ("start", "end"))
+    zone = "" if manifest.get("timezone", "UTC") == "UTC" else f" ({manifest['timezone']})"
+    title = f"site {plain(manifest['site'])} · {manifest['lens']['name']} · {start:%Y-%m-%d} → {end:%Y-%m-%d}{zone}"
+    table = Table(title=title, title_justify="left")
     columns = ("entity", "input", "out of scope", "accepted", "defects", "never active", "clamped", "orphans")
     for col in (*columns, "node-hours counted"):
         table.add_column(col, justify="left" if col == "entity" else "right")

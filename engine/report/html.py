@@ -242,9 +242,17 @@ def _invariants(manifest: dict) -> str:
     return _table(["id", "entity", "status", "violations", "handled", "detail"], rows, [_status(i) for i in invs])
 
 
+def _window_text(manifest: dict) -> str:
+    """The window on the clocks of the run's time zone, with its UTC times when that is not UTC."""
+    w, tz = manifest["window"], manifest.get("timezone", "UTC")
+    if "local_start" not in w:
+        return f"{w['start']} to {w['end']}"
+    return f"{w['local_start']} to {w['local_end']} {tz} ({w['start']} to {w['end']} UTC)"
+
+
 def _provenance(manifest: dict) -> str:
     """Which engine, specs, data, window and command produced this page: enough to produce it again."""
-    lens, w = manifest["lens"], manifest["window"]
+    lens = manifest["lens"]
     rows = [
         ["engine version", manifest["engine_version"]],
         ["command", manifest.get("command") or "(run from Python)"],
@@ -252,7 +260,7 @@ def _provenance(manifest: dict) -> str:
         ["raw data", manifest["data"]],
         ["sites file", manifest.get("sites") or "none (the raw directory given with --data)"],
         ["exclusions", (manifest.get("exclusions") or {}).get("file", "none")],
-        ["window", f"{w['start']} to {w['end']} (end excluded)"],
+        ["window", _window_text(manifest) + " (end excluded)"],
         ["lens", lens["name"] + (f", as of {lens['as_of']}" if lens.get("as_of") else "")],
         ["timezone", f"{manifest.get('timezone', 'UTC')}: the day boundaries of every daily number"],
         ["generated at", f"{manifest.get('generated_at', '')} (UTC)"],
@@ -277,11 +285,11 @@ def _definitions(manifest: dict, metrics: dict) -> str:
 def _header(manifest: dict) -> str:
     """Site, window, the verdict of the invariants (the failed ones in red with their samples), then what this
     site does not have by design (information) and warnings."""
-    esc, w, lens = html.escape, manifest["window"], manifest["lens"]
+    esc, lens = html.escape, manifest["lens"]
     name = manifest.get("site_name") or manifest["site"]
     out = f"<h1>Usage report: {esc(printable(name))}</h1>"
     as_of = f", as of {lens['as_of']}" if lens.get("as_of") else ""
-    out += _p(f"site {manifest['site']} · {w['start']} to {w['end']} · {lens['name']} lens{as_of}")
+    out += _p(f"site {manifest['site']} · {_window_text(manifest)} · {lens['name']} lens{as_of}")
     failed = [i for i in manifest["invariants"] if i["status"] != "pass"]
     out += f'<p class="pass">invariants: {len(manifest["invariants"]) - len(failed)} pass</p>'
     items = "".join(

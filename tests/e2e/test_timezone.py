@@ -1,0 +1,92 @@
+"""Local-time days: a site run in America/Chicago across both clock changes of 2024 equals the simulator's
+brute-force truth, whose days come from the standard library's zoneinfo (not from the engine's code)."""
+
+import json
+from datetime import date
+
+import polars as pl
+import pytest
+
+from simulator.chameleon import simulate
+from tests.conftest import SPECS, run_cli
+
+ZONE = "America/Chicago"
+BASE = ["total", "reservable", "committed", "occupied_reservation", "occupied_ondemand"]
+
+
+@pytest.fixture(scope="module")
+def chicago(tmp_path_factory):
+    """March through November 2024: clocks go forward on 2024-03-10 and back on 2024-11-03."""
+    from datetime import datetime
+
+    base = tmp_path_factory.mktemp("tz")
+    simulate(base / "raw", seed=5, hosts=10, days=275, start=datetime(2024, 3, 1), timezone=ZONE)
+    args = ["run", SPECS, "--data", base / "raw", "--out", base / "out", "--timezone", ZONE, "--no-report"]
+    window = ["--start", "2024-02-29T18:00:00", "--end", "2024-11-30T18:00:00"]  # the simulated UTC days, in CST
+    result = run_cli(*args, *window, "--resample", "7d", "--resample", "1mo")
+    assert result.exit_code == 0, result.stderr
+    return base
+
+
+def nodes(path, metric: str | None = None) -> pl.DataFrame:
+    df = pl.read_parquet(path).filter(pl.col("resource") == "nodes")
+    return df.filter(pl.col("metric") == metric) if metric else df.filter(pl.col("metric").is_in(BASE))
+
+
+def test_local_days_equal_the_brute_force_truth_across_both_clock_changes(chicago):
+    truth = pl.read_parquet(chicago / "raw" / "simulation" / "truth_daily.parquet").with_columns(
+        pl.col("date").cast(pl.Date)
+    )
+    daily = nodes(chicago / "out" / "daily.parquet")
+    both = truth.join(daily, on=["date", "node_type", "metric"], how="full", coalesce=True)
+    both = both.with_columns(pl.col("hours", "hours_right").fill_null(0.0))
+    assert both["date"].n_unique() == 276 and truth["hours"].sum() > 0
+    assert both.select((pl.col("hours") - pl.col("hours_right")).abs().max()).item() < 1e-6
+
+
+def test_a_clock_change_day_has_23_or_25_hours(chicago):
+    total = nodes(chicago / "out" / "daily.parquet", "total").group_by("date").agg(pl.col("hours", "mean").sum())
+    days = {d: (h, m) for d, h, m in total.rows()}
+    for day, length in ((date(2024, 3, 9), 24), (date(2024, 3, 10), 23), (date(2024, 11, 3), 25)):
+        hours, fleet = days[day]  # no host joins or leaves on these days: the mean level is a whole fleet
+        assert fleet == round(fleet) > 0
+        assert hours == pytest.approx(length * fleet)
+
+
+def test_resampled_buckets_conserve_the_local_days(chicago):
+    daily = nodes(chicago / "out" / "daily.parquet")["hours"].sum()
+    for every in ("7d", "1mo"):
+        buckets = nodes(chicago / "out" / f"resampled_{every}.parquet")
+        assert buckets["hours"].sum() == pytest.approx(daily, rel=1e-12)
+    months = nodes(chicago / "out" / "resampled_1mo.parquet", "total")
+    starts = months["bucket"].unique().sort().dt.strftime("%m-%d %H:%M").to_list()
+    # months from the window start on the local clocks: 18:00 CST and CDT alike (23:00 and 00:00 UTC)
+    assert starts == [f"{m:02}-29 18:00" for m in range(2, 12)]
+
+
+def test_the_legacy_report_in_local_days_flags_only_the_perturbed_cells(chicago):
+    comparison = pl.read_parquet(chicago / "out" / "comparison.parquet")
+    meta = json.loads((chicago / "raw" / "simulation" / "simulation.json").read_text())
+    perturbed = {(p["date"], p["node_type"]) for p in meta["legacy_perturbed"] if p["truth"] != p["legacy"]}
+    flagged = {(str(d), nt) for d, nt in comparison.filter("flagged").select("date", "node_type").rows()}
+    assert flagged == perturbed
+
+
+def test_the_manifest_and_why_use_the_time_zone(chicago):
+    manifest = json.loads((chicago / "out" / "manifest.json").read_text())
+    assert manifest["timezone"] == ZONE
+    assert manifest["window"]["start"] == "2024-03-01 00:00:00"  # 18:00 CST = UTC-6
+    assert manifest["window"]["local_start"] == "2024-02-29 18:00:00"
+    result = run_cli("why", chicago / "out", "--metric", "total", "--date", "2024-03-10", "--json")
+    answer = json.loads(result.stdout)
+    assert answer["matches"] and answer["total"] == pytest.approx(answer["daily"])
+    assert {s["hours"] for s in answer["spans"]} == {23.0}
+
+
+def test_an_unknown_zone_or_a_skipped_clock_time_is_one_line(tmp_path, chicago):
+    out = tmp_path / "out"
+    bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, "--timezone", "Mars/Olympus")
+    assert bad.exit_code == 1 and "not an IANA time zone name" in bad.stderr and not out.exists()
+    skipped = ["--timezone", ZONE, "--start", "2024-03-10T02:30:00"]
+    bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, *skipped)
+    assert bad.exit_code == 1 and "skip this time" in bad.stderr and not out.exists()
