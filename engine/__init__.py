@@ -2,7 +2,7 @@
 
 import polars as pl
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Polars 2 runs plans on its streaming engine by default. On the bench sites it ran this pipeline's
 # sorts, joins and windows about twice as slowly as the in-memory engine, with more memory, and a

@@ -3,7 +3,7 @@ the checks find its cycles, `explain` draws it, extraction and grants list its t
 
 Nodes are `table:SCHEMA.TABLE`, `lookup:NAME`, `report:NAME`, `entity:NAME`, `metric:NAME` and the steps
 that join every entity, in this order: `checkpoints` (the window, the accounts, the files), `usage` (the
-sweep), `comparison` (the legacy report) and `snapshots` (the as-of series). An edge A -> B means B needs A;
+sweep), `breakdowns` (by project, user, and the charges), `comparison` (the legacy report) and `snapshots` (the as-of series). An edge A -> B means B needs A;
 its kind is `reads` (with `optional`), `parent` (the temporal hierarchy, with `on`), `feeds` (an entity's
 spans to its base metric), `formula` (a term of a derived metric, with its `sign`) or `step` (an entity
 into the checkpoints, each step into the next). A reference to an unknown name gets no edge: the checks
@@ -14,7 +14,7 @@ import itertools
 
 import networkx as nx
 
-STEPS = ("checkpoints", "usage", "comparison", "snapshots")
+STEPS = ("checkpoints", "usage", "breakdowns", "comparison", "snapshots")
 
 
 def build_graph(specs) -> nx.DiGraph:

@@ -22,6 +22,8 @@ CATALOGUE = {
     "INV-11": "tx_start <= tx_end (else rejected: invalid_tx_range)",
     "INV-12": "a projected (as-of T) run contains only facts recorded at or before T",
     "INV-13": "entities that share a source table (none the other's ancestor) own each of its rows exactly once",
+    "INV-14": "a breakdown summed over its columns equals daily.parquet, per day, metric, resource and group",
+    "INV-15": "charges summed over who is charged = the charged spans' hours x resource x factor, day by day",
 }
 ALWAYS = ("INV-3",)
 HIERARCHY = ("INV-4", "INV-5", "INV-6")
@@ -172,3 +174,42 @@ def _sample(bad: pl.DataFrame) -> list:
 
 def _levels(below: pl.DataFrame) -> list[dict]:
     return below.sort("value").head(5).with_columns(pl.col("timestamp").cast(pl.String)).to_dicts()
+
+
+def _gaps(ours: pl.DataFrame, truth: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Cells where two tables of `hours` on the same keys differ by more than rounding (relative to the cell)."""
+    both = ours.join(truth, on=keys, how="full", coalesce=True, nulls_equal=True, suffix="_truth")
+    both = both.with_columns(pl.col("hours", "hours_truth").fill_null(0.0))
+    scale = pl.max_horizontal(pl.lit(1.0), pl.col("hours_truth").abs())
+    return both.filter((pl.col("hours") - pl.col("hours_truth")).abs() > 1e-6 * scale)
+
+
+def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, group: list[str], cols) -> dict:
+    """INV-14 for one breakdown: its hours summed over the breakdown columns, against daily.parquet's."""
+    keys = ["date", *group, "metric", "resource"]
+    ours = table.group_by(keys).agg(pl.col("hours").sum())
+    truth = daily.filter(pl.col("metric").is_in(table["metric"].unique().implode())).select(*keys, "hours")
+    gaps = _gaps(ours, truth, keys)
+    detail = f"daily_by_{name} summed over {', '.join(cols)} = daily.parquet ({ours.height:,} cells)"
+    return record("INV-14", None, gaps.height, detail=detail, sample=gaps.head(5).to_dicts())
+
+
+def charges_check(table: pl.DataFrame, spans: list[pl.DataFrame], group: list[str], window, tz: str) -> dict:
+    """INV-15: charges per day and group against each counted span's hours that day (compare.day_hours, not
+    the sweep) x its `su`, summed."""
+    from engine.compare import day_hours
+
+    keys = ["date", *group]
+    parts = [
+        day_hours(df.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED)), window, tz=tz)
+        .group_by(keys)
+        .agg((pl.col("day_hours") * pl.col("su")).sum().alias("hours"))
+        for df in spans
+    ]
+    truth = pl.concat(pl.collect_all(parts)).group_by(keys).agg(pl.col("hours").sum())
+    ours = table.group_by(keys).agg((pl.col("su") + pl.col("encumbered_su")).sum().alias("hours"))
+    gaps = _gaps(
+        ours.with_columns(pl.col(group).cast(pl.String)), truth.with_columns(pl.col(group).cast(pl.String)), keys
+    )
+    detail = f"charges summed over who is charged = hours x factor of the charged spans ({ours.height:,} cells)"
+    return record("INV-15", None, gaps.height, detail=detail, sample=gaps.head(5).to_dicts())

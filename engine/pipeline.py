@@ -26,13 +26,14 @@ import polars as pl
 
 from engine import __version__
 from engine.accounts import by_reason, entity_account, metric_totals
+from engine.breakdowns import breakdown, charge_table, charged_spans
 from engine.compare import audit_daily, compare
 from engine.errors import EngineError
 from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, needed, order
 from engine.hierarchy import COUNTED, parent_keys, validate
-from engine.invariants import entity_checks, hours_check, partition_checks
+from engine.invariants import breakdown_check, charges_check, entity_checks, hours_check, partition_checks
 from engine.io.output import OutputDir, write_entity, write_usage
 from engine.io.raw import RawDir
 from engine.plan.frames import Frames, MissingTable
@@ -285,6 +286,46 @@ def _usage(run: Run, _) -> None:
             write_usage(run.out, series, buckets, group)
 
 
+def _breakdowns(run: Run, _) -> None:
+    """daily_by_<name>.parquet per breakdown of metrics.yaml, and charges.parquet, each checked against
+    what the sweep counted (INV-14, INV-15)."""
+    metrics, live = run.specs.metrics, run.catalog.live()
+    if not (metrics.breakdowns or metrics.charges):
+        return
+    group = ["site", *metrics.group_by]
+    with run.stage("breakdowns"):
+        feeds = {m: [] for m in metrics.base()}
+        for name, res in live.items():
+            feeds[res.spec.metric].append((run.catalog.spans(name).collect(), run.specs.resources_of(name)))
+        daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
+        made = {}
+        for name, cols in metrics.breakdowns.items():
+            table = breakdown(metrics, feeds, cols, group, run.window, run.cfg.timezone)
+            if table is not None:
+                run.out.parquet(f"daily_by_{name}.parquet", table)
+                run.manifest["invariants"].append(breakdown_check(name, table, daily, group, cols))
+                made[name] = {"by": list(cols), "metrics": sorted(table["metric"].unique())}
+        run.manifest["breakdowns"] = made
+        if metrics.charges:
+            _charges(run, [df for df, _ in feeds[metrics.charges.metric]], group)
+
+
+def _charges(run: Run, frames: list[pl.DataFrame], group: list[str]) -> None:
+    charges, tz = run.specs.metrics.charges, run.cfg.timezone
+    table = charge_table(charges, run.specs.metrics, frames, group, run.window, run.cfg.as_of, tz)
+    if table is None:
+        return
+    run.out.parquet("charges.parquet", table)
+    spans = [df for df, _ in charged_spans(charges, frames)]
+    run.manifest["invariants"].append(charges_check(table, spans, group, run.window, tz))
+    run.manifest["charges"] = {
+        "metric": charges.metric,
+        "by": list(charges.by),
+        "su": round(float(table["su"].sum()), 6),
+        "encumbered_su": round(float(table["encumbered_su"].sum()), 6),
+    }
+
+
 def _comparison(run: Run, _) -> None:
     legacy = run.specs.metrics.legacy
     if legacy is None or not run.raw.has(legacy.table):
@@ -346,6 +387,7 @@ HANDLERS = {
     "entity": _entity,
     "checkpoints": _checkpoints,
     "usage": _usage,
+    "breakdowns": _breakdowns,
     "comparison": _comparison,
     "snapshots": _snapshots,
 }
@@ -436,7 +478,7 @@ def _manifest(run: Run) -> dict:
         manifest["warnings"] += [
             f"stale exclusion: {u['entity']} {', '.join(u['entity_id'])} matched no row ({u['detail']})" for u in unused
         ]
-    return manifest | {k: m[k] for k in ("metrics", "comparison", "as_of_series") if k in m}
+    return manifest | {k: m[k] for k in ("metrics", "breakdowns", "charges", "comparison", "as_of_series") if k in m}
 
 
 def _notices(run: Run) -> list[str]:

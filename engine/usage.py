@@ -106,7 +106,7 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str], 
     spans, keys = signed_spans(validated, metrics.metrics, group, window)
     series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     series = series.collect()
-    plans = [_buckets(series.lazy(), ["__sid"], window, e, tz) for e in every]
+    plans = [buckets(series.lazy(), ["__sid"], window, e, tz) for e in every]
     expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
     # A value below zero by less than rounding (relative to the series' largest level) is no violation.
     scale = pl.max_horizontal(pl.lit(1.0), pl.col("value").abs().max().over("__sid"))
@@ -125,7 +125,7 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str], 
     return series, dict(zip(every, tables, strict=True)), checks
 
 
-def _buckets(series: pl.LazyFrame, by: list[str], window, every: str, tz: str) -> pl.LazyFrame:
+def buckets(series: pl.LazyFrame, by: list[str], window, every: str, tz: str) -> pl.LazyFrame:
     """Hours per bucket and the mean level (hours / the bucket's length inside the window); each bucket is
     named by its start on the clocks of the time zone `tz`."""
     bounds = bucket_boundaries(window, every, tz)

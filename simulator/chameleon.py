@@ -51,6 +51,7 @@ DEFECTS = {  # kind: the table whose keys simulation.json lists (instances by uu
     }.items()
     for kind in kinds.split()
 }
+GPU_SU, SU_PROPERTY = "2.5", "5f0c7a1e9d2b4c3a8e6f1a2b3c4d5e6f"  # GPU hosts record su_factor 2.5
 RACKS = (0.7, 0.15, 0.1, 0.05)  # the chance of each rack size (a lease takes 1..all hosts of one rack)
 _KVM = (
     "reenrolled_host lease_deleted_early lease_created_late allocation_without_reservation cancelled_before_start "
@@ -264,22 +265,24 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
     }, defective=bids > res.size)  # fmt: skip
     defects["duplicate_blazar_host"] = bids[res.size :]
     defects["retired_host_capabilities_deleted"] = bids[: res.size][~np.isnan(h["b1"][res])]
-    # Capabilities of every Blazar row: node_type, cpu_arch and, on GPU hosts, gpu.gpu_model.
+    # Capabilities of every Blazar row: node_type, cpu_arch and, on GPU hosts, gpu.gpu_model and su_factor
+    # (the service units a node-hour costs; the other types take the specs' fallback).
     gpu = np.flatnonzero(h["kind"][bhost] == list(NODE_TYPES).index("gpu_rtx_6000"))
-    row = np.r_[np.arange(bids.size), np.arange(bids.size), gpu]
-    prop = np.repeat([0, 1, 2], [bids.size, bids.size, gpu.size])
+    row = np.r_[np.arange(bids.size), np.arange(bids.size), gpu, gpu]
+    prop = np.repeat([0, 1, 2, 3], [bids.size, bids.size, gpu.size, gpu.size])
     order = np.lexsort((prop, row))
     row, prop = row[order], prop[order]
     value = np.where(prop == 0, h["kind"][bhost][row], len(NODE_TYPES) + prop - 1)
-    prop_ids, cap_ids = _uuids(rng, 3), np.arange(1, row.size + 1)
+    prop_ids, cap_ids = pl.concat([_uuids(rng, 3), pl.Series([SU_PROPERTY])]), np.arange(1, row.size + 1)
     sink("blazar.computehost_extra_capabilities", {
         "id": cap_ids, "computehost_id": bids[row], "property_id": prop_ids.gather(prop),
-        "capability_value": pl.Series([*NODE_TYPES, "x86_64", "RTX 6000"]).gather(value), "created_at": made[row],
-        "updated_at": made[row], "deleted_at": gone[row], "deleted": _deleted(cap_ids, gone[row]),
+        "capability_value": pl.Series([*NODE_TYPES, "x86_64", "RTX 6000", GPU_SU]).gather(value),
+        "created_at": made[row], "updated_at": made[row], "deleted_at": gone[row],
+        "deleted": _deleted(cap_ids, gone[row]),
     }, defective=bids[row] > res.size)  # fmt: skip
     sink("blazar.resource_properties", {
         "id": prop_ids, "resource_type": "physical:host", "property_name": pl.Series(["node_type", "cpu_arch",
-        "gpu.gpu_model"]), "private": False, "created_at": np.full(3, -60 * DAY), "deleted": "0",
+        "gpu.gpu_model", "su_factor"]), "private": False, "created_at": np.full(4, -60 * DAY), "deleted": "0",
     })  # fmt: skip
     bid, dup_id, dup_from = np.zeros(n, int), np.zeros(n, int), np.full(n, np.inf)
     bid[res], dup_id[dup], dup_from[dup] = bids[: res.size], bids[res.size :], dup_at
@@ -602,25 +605,33 @@ def _midnights(t0: datetime, now: float, tz: str) -> tuple[np.ndarray, pl.Series
     return np.array(starts, dtype=np.int64), pl.Series(dates[:-1], dtype=pl.Datetime("us"))
 
 
-def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES, tz: str = "UTC") -> pl.DataFrame:
-    """Exact node-hours per day (of the time zone `tz`), node type and metric of the clean history, by brute force: each intended
-    interval cut to its parent's and to the window, spread over the days it touches, overlaps (whole seconds)
-    times the span's nodes (1, or al/x["nodes"] on KVM) summed in a fixed order. Asserts that no host is ever
-    counted more than once at an instant in a metric (its nodes summed over the spans covering it)."""
+def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES, tz: str = "UTC") -> tuple:
+    """Exact node-hours per day (of the time zone `tz`), node type and metric of the clean history, by brute
+    force: each intended interval cut to its parent's and to the window, spread over the days it touches,
+    overlaps (whole seconds) times the span's nodes (1, or al/x["nodes"] on KVM) summed in a fixed order.
+    Asserts that no host is ever counted more than once at an instant in a metric (its nodes summed over the
+    spans covering it). Also returns the same per user (index) for the metrics a user holds: the lease's
+    for committed, the instance's for the occupied ones."""
     res, r, o = np.flatnonzero(~h["nova_only"]), x["alloc"] >= 0, x["alloc"] < 0
     r, o = r & ~np.isnan(x["launched"]), o & ~np.isnan(x["launched"])
     ra, rh, oh, ah, xn = x["alloc"][r], x["host"][r], x["host"][o], al["host"], x.get("nodes", np.ones(r.size))
-    spans = [  # per metric: host, start, end, nodes
-        (np.arange(h["kind"].size), h["n0"], h["n1"], 1.0),
-        (res, np.fmax(h["b0"], h["n0"])[res], np.fmin(h["b1"], h["n1"])[res], 1.0),
-        (ah, np.fmax(al["cs"], h["b0"][ah]), np.fmin(al["ce"], np.fmin(h["b1"], h["n1"])[ah]), al.get("nodes", 1.0)),
-        (rh, np.fmax(x["created"][r], al["cs"][ra]), np.fmin(x["end"][r], al["ce"][ra]), xn[r]),
-        (oh, np.fmax(x["created"][o], h["n0"][oh]), np.fmin(x["end"][o], h["n1"][oh]), xn[o]),
+    spans = [  # per metric: host, start, end, nodes, user
+        (np.arange(h["kind"].size), h["n0"], h["n1"], 1.0, None),
+        (res, np.fmax(h["b0"], h["n0"])[res], np.fmin(h["b1"], h["n1"])[res], 1.0, None),
+        (
+            ah,
+            np.fmax(al["cs"], h["b0"][ah]),
+            np.fmin(al["ce"], np.fmin(h["b1"], h["n1"])[ah]),
+            al.get("nodes", 1.0),
+            al["user"],
+        ),
+        (rh, np.fmax(x["created"][r], al["cs"][ra]), np.fmin(x["end"][r], al["ce"][ra]), xn[r], x["user"][r]),
+        (oh, np.fmax(x["created"][o], h["n0"][oh]), np.fmin(x["end"][o], h["n1"][oh]), xn[o], x["user"][o]),
     ]
     bounds, dates = _midnights(t0, now, tz)
     typ, days = np.where(h["nova_only"], len(types) - 1, h["kind"]), dates.len()
-    sec = np.zeros((len(METRICS), days * len(types)))
-    for m, (host, s, e, w) in enumerate(spans):
+    sec, by_user = np.zeros((len(METRICS), days * len(types))), []
+    for m, (host, s, e, w, user) in enumerate(spans):
         s, e = np.clip(s, 0, now).astype(np.int64), np.clip(np.fmin(e, now), 0, now).astype(np.int64)
         keep = e > s
         host, s, e, w = host[keep], s[keep], e[keep], np.broadcast_to(w, keep.shape)[keep]
@@ -632,16 +643,27 @@ def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES, tz
         day = first[i] + j
         overlap = np.minimum(e[i], bounds[day + 1]) - np.maximum(s[i], bounds[day])
         sec[m] = np.bincount(day * len(types) + typ[host][i], weights=overlap * w[i], minlength=days * len(types))
+        if user is not None:
+            cell = pl.DataFrame({"day": day, "type": typ[host][i], "user": user[keep][i], "sec": overlap * w[i]})
+            by_user.append(cell.group_by("day", "type", "user").agg(pl.col("sec").sum()).with_columns(metric=m))
     present = np.unique(typ)
     hours = sec.reshape(len(METRICS), days, len(types))[:, :, present].transpose(1, 2, 0) / HOUR
     di, ti, mi = np.indices(hours.shape).reshape(3, -1)
-    return pl.DataFrame(
+    truth = pl.DataFrame(
         {
             "date": dates.gather(di),
             "node_type": pl.Series(types).gather(present[ti]),
             "metric": pl.Series(METRICS).gather(mi),
             "hours": hours.ravel(),
         }
+    )
+    users = pl.concat(by_user).filter(pl.col("sec") > 0).sort("metric", "day", "type", "user")
+    return truth, users.select(
+        pl.col("day").map_batches(dates.gather).alias("date"),
+        pl.col("type").map_batches(pl.Series(types).gather).alias("node_type"),
+        pl.col("metric").map_batches(pl.Series(METRICS).gather),
+        "user",
+        (pl.col("sec") / HOUR).alias("hours"),
     )
 
 
@@ -699,8 +721,13 @@ def simulate(
         act, ev = _actions(rng, x, inst_defects, now)
         _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
         cases |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
-    truth = _truth(h, al, x, now, start, [*types, "unknown"], timezone)
+    truth, by_user = _truth(h, al, x, now, start, [*types, "unknown"], timezone)
     truth.write_parquet(out / "simulation" / "truth_daily.parquet", compression="zstd", statistics=False)
+    by_user = by_user.with_columns(
+        user_id=people["user"].gather(by_user["user"]),
+        project_id=people["project"].gather(people["of"][by_user["user"]]),
+    )
+    by_user.drop("user").write_parquet(out / "simulation" / "truth_by_user.parquet", compression="zstd")
     perturbed = pl.DataFrame()
     if kind == "baremetal":
         legacy, perturbed = _legacy(rng, truth)

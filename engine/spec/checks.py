@@ -41,9 +41,22 @@ def _metrics(specs) -> list[str]:
         ]
     stack = specs.metrics.stack or {}
     drawn = [*(m for g in stack.get("groups", {}).values() for m in g), *stack.get("dashed", []), stack.get("line")]
-    return out + [
-        f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics
-    ]
+    out += [f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics]
+    return out + _breakdowns(specs.metrics)
+
+
+def _breakdowns(metrics) -> list[str]:
+    """Breakdown columns are new group columns; charges name a base metric."""
+    file, groups, out = metrics.file, set(metrics.group_by), []
+    for name, cols in metrics.breakdowns.items():
+        out += [f"{file}: breakdowns.{name}: '{c}' is a group column already (group_by)" for c in cols if c in groups]
+    charges = metrics.charges
+    if charges and charges.metric not in metrics.base():
+        hint = " (it is derived)" if charges.metric in metrics.metrics else did_you_mean(charges.metric, metrics.base())
+        out.append(f"{file}: charges.metric: '{charges.metric}' is not a base metric{hint}")
+    if charges:
+        out += [f"{file}: charges.by: '{c}' is a group column already (group_by)" for c in charges.by if c in groups]
+    return out
 
 
 def _references(specs) -> list[str]:
@@ -159,10 +172,12 @@ def _attributes(specs) -> list[str]:
             out.append(f"{where}: inherit: the entity has no parent to inherit from")
         if spec.parent:
             out += _parent_keys(specs, spec, own)
+        charged = specs.metrics.charges and specs.metrics.charges.metric == spec.metric
+        needs = [*group_by, *(specs.metrics.charges.by if charged else ())]
         out += [
-            f"{where}: does not provide group column '{col}' ({specs.metrics.file}: group_by) as an attribute or "
-            "inherited one"
-            for col in group_by
+            f"{where}: does not provide {'charges.by' if col not in group_by else 'group'} column '{col}' "
+            f"({specs.metrics.file}) as an attribute or inherited one"
+            for col in needs
             if col not in own | set(spec.inherit)
         ]
     return out

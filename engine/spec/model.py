@@ -189,12 +189,25 @@ class Legacy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Charges:
+    """Service units: `metric`'s hours of `resource` times each node's factor, charged to the `by` columns."""
+
+    metric: str
+    resource: str
+    by: tuple[str, ...]
+    factor: str
+    fallback: dict  # column, values, default: the factor where the data records none
+
+
+@dataclass(frozen=True, kw_only=True)
 class Metrics:
     file: str
     metrics: dict[str, Metric]
     group_by: tuple[str, ...]
     stack: dict | None  # resource, groups, line, dashed: read only by the report's stack chart
     legacy: Legacy | None
+    breakdowns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> extra group columns
+    charges: Charges | None = None
 
     def base(self) -> list[str]:
         return [m for m, spec in self.metrics.items() if spec.formula is None]
@@ -245,8 +258,15 @@ def parse(kind: str, data: dict, file: str):
             for n, m in data["metrics"].items()
         }
         legacy = Legacy(**data["legacy"]) if "legacy" in data else None
+        charges = data.get("charges")
         return Metrics(
-            file=file, metrics=metrics, group_by=tuple(data["group_by"]), stack=data.get("stack"), legacy=legacy
+            file=file,
+            metrics=metrics,
+            group_by=tuple(data["group_by"]),
+            stack=data.get("stack"),
+            legacy=legacy,
+            breakdowns={name: tuple(cols) for name, cols in data["breakdowns"].items()},
+            charges=Charges(**charges | {"by": tuple(charges["by"])}) if charges else None,
         )
     common = {
         "kind": kind,

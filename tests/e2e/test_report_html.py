@@ -140,7 +140,7 @@ def test_the_provenance_says_what_produced_the_report(run_dir):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     section = page.split("<h2>Provenance</h2>", 1)[1].split("</section>", 1)[0]
     rows = dict(re.findall(r"<tr class=\"\"><td>(.*?)</td><td>(.*?)</td></tr>", section))
-    assert rows["engine version"] == manifest["engine_version"] == "0.2.0"
+    assert rows["engine version"] == manifest["engine_version"] == "0.3.0"
     assert rows["command"].startswith("engine run ") and f"--data {run_dir.parent / 'raw'}" in rows["command"]
     assert rows["specs"] == f"{SPECS} (sha256 {manifest['specs_sha256']})" and len(manifest["specs_sha256"]) == 64
     assert rows["raw data"] == str(run_dir.parent / "raw")

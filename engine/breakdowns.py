@@ -1,0 +1,88 @@
+"""Who used it: the daily hours of some metrics split by more group columns (a project, a user), and charges,
+a metric's hours times a factor per node (service units).
+
+Both are the usage sweep again (usage.py) over the counted spans of the entities that provide the columns,
+with the extra columns as group columns: each day's integral is exact, and summed over the extra columns it
+is what daily.parquet says (INV-14, INV-15 in invariants.py).
+"""
+
+from datetime import datetime
+
+import polars as pl
+
+from engine.sweep import sweep
+from engine.usage import buckets, expand, signed_spans
+
+BREAKDOWN_KEYS = ["date", "site", "metric", "resource"]
+
+
+def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str) -> pl.DataFrame:
+    """Exact hours per local day, metric, resource and group of these (validated spans, resources) pairs:
+    date, the group columns, metric, resource, hours."""
+    spans, keys = signed_spans(counted, metrics, group, window)
+    series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value").collect()
+    daily = buckets(series.lazy(), ["__sid"], window, "1d", tz).collect()
+    named = daily.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid", "mean")
+    return named.rename({"bucket": "date"}).with_columns(pl.col("date").cast(pl.Date))
+
+
+def broken_down(metrics, feeds: dict[str, list], cols: tuple[str, ...]) -> list[str]:
+    """The metrics a breakdown by `cols` applies to: a base metric whose every feeding entity has the
+    columns, a derived one whose base metrics all are. `feeds`: base metric -> its (spans, resources)."""
+    base = [m for m, pairs in feeds.items() if pairs and all(set(cols) <= set(df.columns) for df, _ in pairs)]
+    return [m for m, terms in expand(metrics.metrics).items() if terms and set(terms) <= set(base)]
+
+
+def breakdown(metrics, feeds: dict[str, list], cols: tuple[str, ...], group: list[str], window, tz: str):
+    """daily_by_<name>: date, site, metric, resource, the group and breakdown columns, hours (the cells with
+    hours only); None when no metric has the columns on this site."""
+    names = broken_down(metrics, feeds, cols)
+    if not names:
+        return None
+    counted = [pair for m, pairs in feeds.items() if m in names for pair in pairs]
+    table = split_daily(counted, {m: metrics.metrics[m] for m in names}, [*group, *cols], window, tz)
+    return table.filter(pl.col("hours") != 0).select(*BREAKDOWN_KEYS, *group[1:], *cols, "hours")
+
+
+def factor(charges, columns: list[str]) -> pl.Expr:
+    """Each node's factor: the data's where recorded (and a number), else the fallback by its column's value."""
+    fallback = charges.fallback
+    by_value = pl.col(fallback["column"]).cast(pl.String)
+    default = by_value.replace_strict(fallback["values"], default=fallback["default"], return_dtype=pl.Float64)
+    if charges.factor not in columns:
+        return default
+    return pl.coalesce(pl.col(charges.factor).cast(pl.Float64, strict=False), default)
+
+
+def charged_spans(charges, frames: list[pl.DataFrame]) -> list[tuple[pl.DataFrame, list[str]]]:
+    """The spans of the charged metric with `su` = the resource x the node's factor, as the one resource."""
+    return [
+        (df.with_columns((pl.col(charges.resource).cast(pl.Float64) * factor(charges, df.columns)).alias("su")), ["su"])
+        for df in frames
+        if charges.resource in df.columns
+    ]
+
+
+def charge_table(charges, metrics, frames: list[pl.DataFrame], group: list[str], window, as_of: datetime | None, tz):
+    """charges.parquet: date, site, the group and `by` columns, su (consumed) and encumbered_su (booked for
+    after the as-of time: what a projected run's commitments will cost), the cells with SUs only; None when
+    nothing is charged."""
+    spans = charged_spans(charges, frames)
+    if not spans:
+        return None
+    keys = ["date", *group, *charges.by]
+    chosen = {charges.metric: metrics.metrics[charges.metric]}
+    w0, w1 = window
+    cut = min(max(as_of, w0), w1) if as_of is not None else w1
+    parts = {"su": (w0, cut), "encumbered_su": (cut, w1)}
+    tables = [
+        split_daily(spans, chosen, [*group, *charges.by], part, tz).select(*keys, pl.col("hours").alias(name))
+        for name, part in parts.items()
+        if part[0] < part[1]
+    ]
+    table = tables[0]
+    for other in tables[1:]:
+        table = table.join(other, on=keys, how="full", coalesce=True, nulls_equal=True)
+    table = table.with_columns(pl.lit(0.0).alias(n) for n in parts if n not in table.columns)
+    table = table.with_columns(pl.col(*parts).fill_null(0.0)).filter(pl.any_horizontal(pl.col(*parts) != 0))
+    return table.select(*keys, *parts).sort(keys, nulls_last=True)
