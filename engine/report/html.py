@@ -19,10 +19,21 @@ from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs 
 
 from engine.report.console import printable
 
-SECTIONS = ("Provenance", "Definitions", "Utilization stack", "Daily node-hours by group", "Engine vs legacy",
-            "Rows: defects and never active", "Invariants", "Taking a number apart")  # fmt: skip
+SECTIONS = (
+    "Provenance",
+    "Definitions",
+    "Utilization stack",
+    "Daily node-hours by group",
+    "Who used it",
+    "Engine vs legacy",
+    "Rows: defects and never active",
+    "Invariants",
+    "Taking a number apart",
+)
 EXACT_DAYS = 60  # longer windows draw the stack from the exact daily means: the raw steps make the page heavy
 FLAGGED_SHOWN = 20
+TOP = 10  # the largest users shown per breakdown
+SU_COLUMNS = {"su": "service units consumed", "encumbered_su": "service units booked ahead (encumbered)"}
 CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}table{border-collapse:collapse;
 margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}td.n{text-align:
 right}.pass{color:#1a7f37}.fail{color:#c00}tr.flagged{background:#fde2e1}.warn{color:#9a6700}.note{color:#555}
@@ -65,11 +76,12 @@ def _legend(text: str) -> str:
     return f" {text}" if text.startswith("_") else text
 
 
-def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None, reverse: bool = False) -> str:
+def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None, reverse: bool = False, axis: str = "y") -> str:
     """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides; with
-    `reverse`, the legend lists the artists top to bottom as a stack is drawn bottom to top."""
+    `reverse`, the legend lists the artists top to bottom as a stack is drawn bottom to top. Values start
+    at 0 on `axis` (x for horizontal bars)."""
     ax = fig.axes[0]
-    ax.set(title=title, ylim=(0, None))
+    ax.set(title=title, **{f"{axis}lim": (0, None)})
     handles, labels = ax.get_legend_handles_labels()
     if reverse:
         handles, labels = handles[::-1], labels[::-1]
@@ -147,6 +159,42 @@ def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, resource: str, 
             ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=_legend(nt))
         ax.set(ylabel="node-hours")
         out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].description}", plots_dir))
+    return "".join(out)
+
+
+def _who(plots_dir: Path | None, out_dir: Path, metrics_file, resource: str) -> str:
+    """Per breakdown of metrics.yaml: its largest values (by the first metric it splits) with their hours of
+    every metric it splits and, where the charges go to the same columns, their service units; then a bar chart."""
+    if not metrics_file.breakdowns:
+        return _none("metrics.yaml declares no breakdowns")
+    charges = metrics_file.charges
+    su = pl.read_parquet(out_dir / "charges.parquet") if (out_dir / "charges.parquet").exists() else None
+    out = []
+    for name, cols in metrics_file.breakdowns.items():
+        path = out_dir / f"daily_by_{name}.parquet"
+        split = pl.read_parquet(path).filter(resource=resource) if path.exists() else pl.DataFrame()
+        out.append(f"<h3>by {html.escape(name)} ({html.escape(', '.join(cols))})</h3>")
+        if not split.height:
+            out.append(_none(f"no metric of this site has {', '.join(cols)}"))
+            continue
+        names = [m for m in metrics_file.metrics if m in split["metric"].unique()]
+        wide = split.pivot(on="metric", index=list(cols), values="hours", aggregate_function="sum").fill_null(0.0)
+        if su is not None and charges and tuple(charges.by) == tuple(cols):
+            wide = wide.join(su.group_by(cols).agg(pl.col("su", "encumbered_su").sum()), on=list(cols), how="left")
+        top = wide.sort(names[0], *cols, descending=[True, *[False] * len(cols)]).head(TOP)
+        head = [
+            *cols,
+            *(f"{m} node-hours" for m in names),
+            *(SU_COLUMNS[c] for c in top.columns[len(cols) + len(names) :]),
+        ]
+        out.append(_p(f"{wide.height:,} in all; the {top.height} with the most {names[0]} node-hours:"))
+        out.append(_table(head, [list(r) for r in top.select(*cols, *names, pl.exclude(*cols, *names)).rows()]))
+        ax = (fig := Figure(figsize=(13, 0.4 * top.height + 1.2))).subplots()
+        labels = [_legend(" / ".join(str(v) for v in r)) for r in top.select(cols).rows()]
+        ax.barh(labels[::-1], top[names[0]].to_numpy()[::-1], color="C0", label=names[0])
+        ax.set(xlabel=f"{names[0]} node-hours")
+        title = f"{names[0]} node-hours by {name}, the {top.height} largest"
+        out.append(_chart(fig, f"by_{name}", title, plots_dir, axis="x"))
     return "".join(out)
 
 
@@ -328,10 +376,17 @@ def write_report(out_dir: Path, metrics_file, plots_dir: Path | None = None) -> 
         charts = (
             _stack(plots_dir, out_dir, window, stack, groups),
             _daily(plots_dir, out_dir, metrics, stack["resource"] if stack else "nodes", group),
+            _who(plots_dir, out_dir, metrics_file, stack["resource"] if stack else "nodes"),
             _comparison(plots_dir, out_dir, manifest, metrics, group),
         )
-    bodies = (_provenance(manifest), _definitions(manifest, metrics), *charts, _accounts(manifest),
-              _invariants(manifest), DRILL_DOWN)  # fmt: skip
+    bodies = (
+        _provenance(manifest),
+        _definitions(manifest, metrics),
+        *charts,
+        _accounts(manifest),
+        _invariants(manifest),
+        DRILL_DOWN,
+    )
     title = html.escape(printable(manifest["site"]))
     page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {title}</title>'
     page += f"<style>{CSS}</style></head><body>{_header(manifest)}"
