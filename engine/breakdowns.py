@@ -55,9 +55,17 @@ def factor(charges, columns: list[str]) -> pl.Expr:
 
 
 def charged_spans(charges, frames: list[pl.DataFrame]) -> list[tuple[pl.DataFrame, list[str]]]:
-    """The spans of the charged metric with `su` = the resource x the node's factor, as the one resource."""
+    """The spans of the charged metric with `su` = the resource x the node's factor, as the one resource; a
+    `by` column an entity does not provide is null (charged to no one known)."""
+    su = pl.col(charges.resource).cast(pl.Float64)
     return [
-        (df.with_columns((pl.col(charges.resource).cast(pl.Float64) * factor(charges, df.columns)).alias("su")), ["su"])
+        (
+            df.with_columns(
+                (su * factor(charges, df.columns)).alias("su"),
+                *(pl.lit(None, pl.String).alias(c) for c in charges.by if c not in df.columns),
+            ),
+            ["su"],
+        )
         for df in frames
         if charges.resource in df.columns
     ]

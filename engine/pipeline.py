@@ -304,14 +304,22 @@ def _breakdowns(run: Run, _) -> None:
             if table is not None:
                 run.out.parquet(f"daily_by_{name}.parquet", table)
                 run.manifest["invariants"].append(breakdown_check(name, table, daily, group, cols))
-                made[name] = {"by": list(cols), "metrics": sorted(table["metric"].unique())}
+                values = table.select(cols).n_unique()
+                made[name] = {"by": list(cols), "metrics": sorted(table["metric"].unique()), "values": values}
         run.manifest["breakdowns"] = made
         if metrics.charges:
-            _charges(run, [df for df, _ in feeds[metrics.charges.metric]], group)
+            charged = [n for n, res in live.items() if res.spec.metric == metrics.charges.metric]
+            _charges(run, dict(zip(charged, (df for df, _ in feeds[metrics.charges.metric]), strict=True)), group)
 
 
-def _charges(run: Run, frames: list[pl.DataFrame], group: list[str]) -> None:
-    charges, tz = run.specs.metrics.charges, run.cfg.timezone
+def _charges(run: Run, by_entity: dict[str, pl.DataFrame], group: list[str]) -> None:
+    charges, tz, frames = run.specs.metrics.charges, run.cfg.timezone, list(by_entity.values())
+    for name, df in by_entity.items():
+        run.frames.notes += [
+            f"charges: entity {name} has no {c}: its service units are charged to no one (null {c})"
+            for c in charges.by
+            if c not in df.columns
+        ]
     table = charge_table(charges, run.specs.metrics, frames, group, run.window, run.cfg.as_of, tz)
     if table is None:
         return
@@ -321,6 +329,7 @@ def _charges(run: Run, frames: list[pl.DataFrame], group: list[str]) -> None:
     run.manifest["charges"] = {
         "metric": charges.metric,
         "by": list(charges.by),
+        "charged": table.select(charges.by).n_unique(),
         "su": round(float(table["su"].sum()), 6),
         "encumbered_su": round(float(table["encumbered_su"].sum()), 6),
     }

@@ -658,13 +658,9 @@ def _truth(h: dict, al: dict, x: dict, now: float, t0: datetime, types=TYPES, tz
         }
     )
     users = pl.concat(by_user).filter(pl.col("sec") > 0).sort("metric", "day", "type", "user")
-    return truth, users.select(
-        pl.col("day").map_batches(dates.gather).alias("date"),
-        pl.col("type").map_batches(pl.Series(types).gather).alias("node_type"),
-        pl.col("metric").map_batches(pl.Series(METRICS).gather),
-        "user",
-        (pl.col("sec") / HOUR).alias("hours"),
-    )
+    named = {"date": dates.gather(users["day"]), "node_type": pl.Series(types).gather(users["type"])}
+    named["metric"] = pl.Series(METRICS).gather(users["metric"])
+    return truth, pl.DataFrame(named).with_columns(users["user"], (users["sec"] / HOUR).alias("hours"))
 
 
 def _legacy(rng, truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:

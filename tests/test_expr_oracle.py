@@ -44,8 +44,8 @@ def bundled_expressions() -> list[tuple[str, str, object]]:
 BUNDLED = bundled_expressions()
 # Text that the bundled specs compare or match, so that every condition is true on some rows and false on others.
 WORDS = sorted({w for _, _, e in BUNDLED if isinstance(e, str) for w in re.findall(r"'([^']*)'", e)})
-WORDS += ["compute_start_instance", "reservation:0123456789ab", "reservation:", "other"]
-ROWS = 80
+WORDS += ["compute_start_instance", "reservation:0123456789ab", "reservation:", "other", "2.5", " 1.25 "]
+ROWS = 160
 
 
 def column(name: str, seed: int) -> pl.Series:

@@ -111,19 +111,36 @@ def rejection_lines(manifest: dict, out_dir: str) -> list[str]:
 
 
 def metric_table(manifest: dict, metrics) -> Table:
-    """Node-hours of every metric in the window, base metrics then derived with their formula."""
+    """Node-hours of every metric in the window, base metrics then derived, each with its description (and a
+    derived one's formula)."""
     table = Table(title="node-hours in the window", title_justify="left")
     table.add_column("metric")
     table.add_column("node-hours", justify="right")
     table.add_column("definition")
     for name, spec in sorted(metrics.metrics.items(), key=lambda kv: (kv[1].formula is not None, kv[0])):
         hours = manifest.get("metrics", {}).get(name, {}).get("nodes")
-        table.add_row(name, "" if hours is None else _n(hours), plain(spec.formula or spec.description))
+        formula = f" ({spec.formula})" if spec.formula else ""
+        table.add_row(name, "" if hours is None else _n(hours), plain(spec.description + formula))
     return table
 
 
 FIXED = {"date", "site", "metric", "engine_hours", "legacy_hours", "diff_hours", "rel_diff", "flagged"}
 FIXED |= {"explained_hours", "explanation"}  # the comparison's own columns; the others are its groups
+
+
+def who_lines(manifest: dict) -> list[str]:
+    """Who used it: each breakdown's metrics and how many values it found, and the service units charged."""
+    lines = [
+        f"by {name}: {b['values']:,} {'/'.join(b['by'])} values over {', '.join(b['metrics'])} (daily_by_{name}.parquet)"
+        for name, b in manifest.get("breakdowns", {}).items()
+    ]
+    if c := manifest.get("charges"):
+        ahead = f", {c['encumbered_su']:,.0f} booked ahead (encumbered)" if c["encumbered_su"] else ""
+        lines.append(
+            f"service units: {c['su']:,.0f} consumed{ahead}, {c['metric']} charged to {c['charged']:,} "
+            f"{'/'.join(c['by'])} values (charges.parquet)"
+        )
+    return [plain(line) for line in lines]
 
 
 def print_summary(manifest: dict, metrics, out_path: str) -> None:
@@ -138,6 +155,8 @@ def print_summary(manifest: dict, metrics, out_path: str) -> None:
     for line in [*rejection_lines(manifest, out_path), *partition_lines(manifest)]:
         screen.print(line)
     screen.print(metric_table(manifest, metrics))
+    for line in who_lines(manifest):
+        screen.print(line)
     comparison = manifest.get("comparison", {})
     if comparison.get("largest"):
         screen.print(

@@ -172,12 +172,10 @@ def _attributes(specs) -> list[str]:
             out.append(f"{where}: inherit: the entity has no parent to inherit from")
         if spec.parent:
             out += _parent_keys(specs, spec, own)
-        charged = specs.metrics.charges and specs.metrics.charges.metric == spec.metric
-        needs = [*group_by, *(specs.metrics.charges.by if charged else ())]
         out += [
-            f"{where}: does not provide {'charges.by' if col not in group_by else 'group'} column '{col}' "
-            f"({specs.metrics.file}) as an attribute or inherited one"
-            for col in needs
+            f"{where}: does not provide group column '{col}' ({specs.metrics.file}: group_by) as an attribute or "
+            "inherited one"
+            for col in group_by
             if col not in own | set(spec.inherit)
         ]
     return out

@@ -83,7 +83,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert a == b
     first, second, other = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
     # the bare-metal tables, Blazar's (empty) instance_reservations, and the truth
-    assert len(first) == len(BAREMETAL) + 1 + 2 and first == second
+    assert len(first) == len(BAREMETAL) + 1 + 3 and first == second
     assert first.keys() == other.keys()
     assert all(first[name] != other[name] for name in first if name != "blazar.instance_reservations.parquet")
     assert read(tmp_path / "a", "blazar.instance_reservations").height == 0
@@ -291,7 +291,7 @@ def test_other_kinds_are_reproducible_typed_and_recorded(tmp_path, other, kind):
     ]
     first, second, third = (files(tmp_path / f"{i}") for i in range(3))
     assert runs[0] == runs[1] and first == second and all(first[name] != third[name] for name in first)
-    truth = {f"simulation/{name}" for name in ("truth_daily.parquet", "simulation.json")}
+    truth = {f"simulation/{name}" for name in ("truth_daily.parquet", "truth_by_user.parquet", "simulation.json")}
     assert set(first) == {f"{table}.parquet" for table in TABLES[kind]} | truth
     raw, meta = other[kind]
     for table in TABLES[kind]:

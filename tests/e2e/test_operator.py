@@ -99,6 +99,7 @@ def test_progress_reports_every_stage_in_order(tmp_path, raw):
         "reports",
         "checkpoints",
         "sweep",
+        "breakdowns",
         "report",
     ]
     assert ("spans", "nova_host") in seen and ("hierarchy", "reserved_instance") in seen

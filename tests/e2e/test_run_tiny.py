@@ -184,6 +184,8 @@ def test_usage_stack_node_hours_by_hand(run_dir):
         ("INV-9", "pass"),
         ("INV-10", "pass"),
         ("INV-13", "pass"),
+        ("INV-14", "pass"),
+        ("INV-15", "pass"),
     }
     # I1, I2 (never active) and I5 are reserved instances, I3 and I4 on-demand ones; none is KVM's
     shared = {i["table"]: i["detail"] for i in m["invariants"] if i["id"] == "INV-13"}

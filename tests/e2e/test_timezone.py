@@ -90,3 +90,16 @@ def test_an_unknown_zone_or_a_skipped_clock_time_is_one_line(tmp_path, chicago):
     skipped = ["--timezone", ZONE, "--start", "2024-03-10T02:30:00"]
     bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, *skipped)
     assert bad.exit_code == 1 and "skip this time" in bad.stderr and not out.exists()
+
+
+def test_a_site_declares_its_time_zone_and_the_flag_overrides_it(tmp_path, chicago):
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(f"sites:\n  chi:\n    name: CHI\n    data: {chicago / 'raw'}\n    timezone: {ZONE}\n")
+    for flags, zone in (([], ZONE), (["--timezone", "UTC"], "UTC")):
+        out = tmp_path / f"out-{zone.replace('/', '-')}"
+        result = run_cli("run", SPECS, "--sites", sites, "--site", "chi", "--out", out, "--no-report", *flags)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((out / "manifest.json").read_text())["timezone"] == zone
+    sites.write_text(f"sites:\n  chi:\n    name: CHI\n    data: {chicago / 'raw'}\n    timezone: Central\n")
+    bad = run_cli("run", SPECS, "--sites", sites, "--site", "chi", "--out", tmp_path / "bad")
+    assert bad.exit_code == 1 and f"{sites}: site chi: timezone 'Central' is not an IANA time zone name" in bad.stderr

@@ -23,7 +23,7 @@ def problems_of(specs_dir) -> str:
 def test_bundled_specs_are_valid():
     result = run_cli("validate", SPECS)
     assert result.exit_code == 0, result.stderr
-    assert "12 entities, 6 lookups, 9 metrics — valid" in result.stdout
+    assert "12 entities, 7 lookups, 9 metrics — valid" in result.stdout
 
 
 def test_json_summary_carries_counts_and_digest():
@@ -41,7 +41,7 @@ def test_malformed_yaml_names_file_and_line(specs_copy):
 def test_wrong_type_is_one_sentence_with_path_and_line(specs_copy):
     edit(specs_copy / "entities" / "allocation.yaml", "on: {hypervisor_hostname: hypervisor_hostname}", "on: [a, b]")
     out = problems_of(specs_copy)
-    assert "entities/allocation.yaml:42: entity 'allocation': parent.on: expected a mapping, got a list" in out
+    assert "entities/allocation.yaml:43: entity 'allocation': parent.on: expected a mapping, got a list" in out
 
 
 def test_unknown_field_suggests_the_right_one(specs_copy):
@@ -161,3 +161,11 @@ def test_an_attribute_named_like_an_engine_column_is_refused(specs_copy):
     out = problems_of(specs_copy)
     assert "attributes.metric: 'metric' is a column of the engine's own; choose another name" in out
     assert "measures.valid_start: 'valid_start' is a column of the engine's own; choose another name" in out
+
+
+def test_breakdowns_and_charges_are_checked_against_the_metrics_and_entities(specs_copy):
+    edit(specs_copy / "metrics.yaml", "  user: [user_id]", "  user: [user_id]\n  types: [node_type]")
+    edit(specs_copy / "metrics.yaml", "charges:\n  metric: committed", "charges:\n  metric: idle")
+    out = problems_of(specs_copy)
+    assert "metrics.yaml: breakdowns.types: 'node_type' is a group column already (group_by)" in out
+    assert "metrics.yaml: charges.metric: 'idle' is not a base metric (it is derived)" in out
