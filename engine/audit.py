@@ -72,7 +72,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
     """One raw row's journey: raw values, rejection or span pieces with hierarchy status, parents, hours per day."""
     run = Run(out_dir)
     spec = run.entity(entity)
-    raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key)
+    raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key, run.specs.archives)
     rejected, inactive = (_with_key(run.frame(stage, entity), key) for stage in ("rejected", "inactive"))
     validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
     if not raw.height and not rejected.height and not inactive.height and not validated.height:
@@ -129,12 +129,13 @@ def _with_key(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     return rows.filter(pl.col("entity_id") == key) if rows.height else rows
 
 
-def _raw_rows(data: RawDir, source, key: str) -> pl.DataFrame:
-    """The raw rows with this key, as the run read them (none if the table is a lookup or has no such column)."""
+def _raw_rows(data: RawDir, source, key: str, archives: dict) -> pl.DataFrame:
+    """The raw rows with this key, as the run read them (with the table's archive; none if the table is a lookup
+    or has no such column)."""
     table, column = source.table, source.key
     if not data.has(table):
         return pl.DataFrame()
-    scan = data.scan(table)
+    scan = data.rows(table, archives.get(table))
     schema = scan.collect_schema()
     if column not in schema:
         return pl.DataFrame()

@@ -357,7 +357,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
     from engine.extract import ABSENT, Database
     from engine.extract import extract as run_extract
-    from engine.graph import entity_tables, tables_for
+    from engine.graph import archives_for, entity_tables, tables_for
     from engine.report.console import print_extract
 
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
@@ -369,13 +369,17 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     db = Database(uri)
     entities = site.entities if site else None
     needed, _ = tables_for(graph, entities)
-    unknown = [t for t in tables if t not in needed]
+    archives = archives_for(graph, needed)
+    unknown = [t for t in tables if t not in needed + archives]
     if unknown:
-        raise EngineError(f"--tables: the specs do not read {unknown[0]}{did_you_mean(unknown[0], needed)}")
+        known = needed + archives
+        raise EngineError(f"--tables: the specs do not read {unknown[0]}{did_you_mean(unknown[0], known)}")
     chosen = list(tables) or needed
     reading = {n: st for n, st in entity_tables(graph, entities).items() if st[0] in chosen}  # whole entities only
+    optional = [] if tables else archives  # an archive asked for by name is extracted like any table
     with live("extracting") as status:
-        report = run_extract(db, Path(target), chosen, reading, site.schemas if site else {}, status, timeout)
+        schemas = site.schemas if site else {}
+        report = run_extract(db, Path(target), chosen, reading, schemas, status, timeout, archives=optional)
     print_extract(report, f"{db.shown} → {target}")
     if tables:  # asked for by name: absent is a failure, whatever reads it
         report["failed"] = sorted({*report["failed"], *(t["table"] for t in report["tables"] if t["status"] != "ok")})
@@ -401,13 +405,17 @@ def grants(user, host_pattern, password, site_key, sites_file, specs_dir, db_uri
     """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read
     (with --db-uri, only those that server has, so the SQL applies as it is)."""
     from engine.extract import Database, grants_sql, present
-    from engine.graph import tables_for
+    from engine.graph import archives_for, tables_for
 
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
     needed, _ = tables_for(graph, site.entities if site else None)
-    schemas = site.schemas if site else {}
+    archives, schemas = archives_for(graph, needed), site.schemas if site else {}
     if db_uri:
-        needed = present(Database(db_uri), needed, schemas)
+        needed = present(Database(db_uri), needed + archives, schemas)
+    elif archives:  # a GRANT on a table the server lacks is an error: only --db-uri knows which it has
+        err.print(
+            f"notice: archive tables left out (give --db-uri to grant those the server has): {', '.join(archives)}"
+        )
     out.out(grants_sql(needed, schemas, user, host_pattern, password), end="")
 
 

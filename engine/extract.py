@@ -145,17 +145,22 @@ ABSENT = ("missing table", "no permission")  # MariaDB answers both alike to a l
 
 
 def extract(db: Database, out: Path, tables: list[str], entities: dict[str, tuple[str, set[str]]],
-            schemas: dict[str, str], progress, timeout: float = 5.0) -> dict:  # fmt: skip
+            schemas: dict[str, str], progress, timeout: float = 5.0, archives: list[str] = ()) -> dict:  # fmt: skip
     """Extract every table; returns the report written to OUT/extract.json (no password in it).
 
     `entities` maps each entity to (its source table, the tables it requires), graph.entity_tables. A table
     the server does not have (or lets the account not see) is absent: an entity whose source is absent is
     not on this server (the site has no such service); one whose source is there but a required table is
-    absent is incomplete (the grants are), which `failed` lists with every table that failed otherwise."""
+    absent is incomplete (the grants are), which `failed` lists with every table that failed otherwise.
+    The `archives` (graph.archives_for) are extracted where the server has them, and absent ones are only
+    listed (`archives_absent`): an archive is never required."""
     out.mkdir(parents=True, exist_ok=True)
     login = db.check(timeout)
     report = {"db": db.shown, "schemas": schemas, "tables": []}
-    for table in tables:
+    found = _present_archives(db, list(archives), schemas) if archives and not login else []
+    if archives:
+        report["archives_absent"] = [t for t in archives if t not in found]
+    for table in [*tables, *found]:
         progress("table", table)
         began, entry = time.perf_counter(), {"table": table}
         try:
@@ -182,6 +187,14 @@ def extract(db: Database, out: Path, tables: list[str], entities: dict[str, tupl
     report["failed"] = sorted(set(failed))
     (out / "extract.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _present_archives(db: Database, archives: list[str], schemas: dict[str, str]) -> list[str]:
+    """The archive tables the account sees on the server; none if it cannot list them (they are optional)."""
+    try:
+        return present(db, archives, schemas)
+    except EngineError:
+        return []
 
 
 def present(db: Database, tables: list[str], schemas: dict[str, str]) -> list[str]:

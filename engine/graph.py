@@ -26,6 +26,8 @@ def build_graph(specs) -> nx.DiGraph:
         graph.add_node(step, kind=step, name=step, spec=None)
     for spec in specs.by_name.values():
         _add_reads(graph, specs, spec)
+    for live, archive in sorted(specs.archives.items()):
+        _add_archive(graph, live, archive.table)
     for spec in specs.entities.values():
         node = f"entity:{spec.name}"
         if spec.parent and spec.parent.entity in specs.entities:
@@ -54,6 +56,16 @@ def _add_reads(graph: nx.DiGraph, specs, spec) -> None:
             graph.add_edge(f"table:{table}", node, kind="reads", optional=optional)
         elif table in specs.lookups or table in specs.reports:
             graph.add_edge(f"{specs.by_name[table].kind}:{table}", node, kind="reads", optional=optional)
+
+
+def _add_archive(graph: nx.DiGraph, live: str, archive: str) -> None:
+    """An archive table is read by every reader of its live table, as part of it: never required (its absence
+    is an archive with no rows)."""
+    if f"table:{live}" not in graph:
+        return
+    graph.add_node(f"table:{archive}", kind="table", name=archive, spec=None, archive_of=live)
+    for reader in list(graph.successors(f"table:{live}")):
+        graph.add_edge(f"table:{archive}", reader, kind="reads", optional=True)
 
 
 def _add_metrics(graph: nx.DiGraph, specs) -> None:
@@ -117,9 +129,12 @@ def needed(graph: nx.DiGraph, entities: list[str] | None) -> set[str]:
 
 
 def tables_for(graph: nx.DiGraph, entities: list[str] | None = None) -> tuple[list[str], set[str]]:
-    """(tables, required tables) that the given entities (default: all) and the legacy comparison read.
-    A table is required when something reads it as a source or a non-optional join."""
-    tables = [n for n in needed(graph, entities) if graph.nodes[n]["kind"] == "table"]
+    """(tables, required tables) that the given entities (default: all) and the legacy comparison read, the
+    archive tables aside (`archives_for`). A table is required when something reads it as a source or a
+    non-optional join."""
+    tables = [
+        n for n in needed(graph, entities) if graph.nodes[n]["kind"] == "table" and not graph.nodes[n].get("archive_of")
+    ]
     required = {
         graph.nodes[t]["name"]
         for t in tables
@@ -127,6 +142,13 @@ def tables_for(graph: nx.DiGraph, entities: list[str] | None = None) -> tuple[li
         if not data["optional"] and v != "comparison"
     }
     return sorted(graph.nodes[t]["name"] for t in tables), required
+
+
+def archives_for(graph: nx.DiGraph, tables: list[str]) -> list[str]:
+    """The archive tables of these live tables (a server or a dump may have them or not)."""
+    return sorted(
+        data["name"] for data in graph.nodes.values() if data["kind"] == "table" and data.get("archive_of") in tables
+    )
 
 
 def entity_tables(graph: nx.DiGraph, entities: list[str] | None = None) -> dict[str, tuple[str, set[str]]]:

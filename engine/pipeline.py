@@ -104,11 +104,12 @@ class EntityResult:
 
 
 class Catalog:
-    """The frames of one run by name (Kedro's DataCatalog): raw tables scanned lazily, lookups and reports
-    once built (or the MissingTable that stopped them), and the entities' results."""
+    """The frames of one run by name (Kedro's DataCatalog): raw tables scanned lazily (each with its archive,
+    `archives`: live table -> Archive), lookups and reports once built (or the MissingTable that stopped
+    them), and the entities' results."""
 
-    def __init__(self, raw: RawDir, site: str):
-        self.raw, self.site = raw, site
+    def __init__(self, raw: RawDir, site: str, archives: dict | None = None):
+        self.raw, self.site, self.archives = raw, site, archives or {}
         self.built: dict[str, pl.DataFrame] = {}
         self.failed: dict[str, MissingTable] = {}
         self.results: dict[str, EntityResult] = {}
@@ -120,7 +121,7 @@ class Catalog:
             return self.built[name].lazy()
         if not self.raw.has(name):
             raise MissingTable(name)
-        return self.raw.scan(name)
+        return self.raw.rows(name, self.archives.get(name))
 
     def spans(self, entity: str) -> pl.LazyFrame:
         """An entity's validated spans with the site column (what reports read)."""
@@ -159,7 +160,7 @@ class Run:
     usage: tuple = ()  # (series, buckets) of the usage node
 
     def __post_init__(self):
-        self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name)
+        self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name, self.specs.archives)
         self.frames = Frames(self.specs, self.catalog, history_as_of=self.lens.as_of)
         self.selected = _selected(self.specs, self.graph, self.cfg.entities)
         self.skipped = _skipped(self.specs, self.raw, self.selected)

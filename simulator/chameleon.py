@@ -201,8 +201,14 @@ class _Sink:
         frame = pl.DataFrame(frame)
         if defective is not None and not self.defects:
             frame = frame.filter(~pl.Series(defective))
+        self.write(table, frame)
+
+    def write(self, table: str, frame: pl.DataFrame) -> None:
         frame.write_parquet(self.out / f"{table}.parquet", compression="zstd", statistics=False)
         self.counts[table] = frame.height
+
+    def read(self, table: str) -> pl.DataFrame:
+        return pl.read_parquet(self.out / f"{table}.parquet")
 
 
 def _hosts(rng, n: int, now: float, types: dict = NODE_TYPES, ondemand=None, racks=RACKS) -> dict:
@@ -503,6 +509,26 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
     })  # fmt: skip
 
 
+def _archive(sink: _Sink, before: datetime) -> None:
+    """`nova-manage db archive_deleted_rows --before`: the instances deleted before the time move from
+    nova.instances into nova.shadow_instances (same columns), their actions into nova.shadow_instance_actions
+    and those actions' events into nova.shadow_instance_actions_events. A uuid is archived when all its rows
+    are (Nova's uuids are unique; a simulated duplicate keeps its rows together)."""
+    instances = sink.read("nova.instances")
+    old = (pl.col("deleted_at") < before).fill_null(False).all()
+    uuids = instances.group_by("uuid").agg(old).filter("deleted_at")["uuid"].drop_nulls().implode()
+    actions = sink.read("nova.instance_actions")
+    ids = actions.filter(pl.col("instance_uuid").is_in(uuids).fill_null(False))["id"].implode()
+    moved = {
+        "instances": (instances, pl.col("uuid").is_in(uuids)),
+        "instance_actions": (actions, pl.col("id").is_in(ids)),
+        "instance_actions_events": (sink.read("nova.instance_actions_events"), pl.col("action_id").is_in(ids)),
+    }
+    for name, (frame, gone) in moved.items():
+        sink.write(f"nova.shadow_{name}", frame.filter(gone.fill_null(False)))
+        sink.write(f"nova.{name}", frame.filter(~gone.fill_null(False)))
+
+
 def _typed(rng, sink: _Sink, resource: str, owner, value, made: np.ndarray, gone: np.ndarray) -> None:
     """Each Blazar host's node_type (each device's machine_name), soft-deleted with it, and its resource property."""
     ids, prop, device = np.arange(1, made.size + 1), _uuids(rng, 1), resource == "device"
@@ -688,12 +714,15 @@ def simulate(
     kind: str = "baremetal",
     defects: bool = True,
     timezone: str = "UTC",
+    archive_days: int | None = None,
 ) -> dict:
     """Write RAW_DIR/<schema>.<table>.parquet files plus RAW_DIR/simulation/ ground truth; return a summary dict
     (row counts per table, defects per kind). Same arguments, same bytes. `start` should be a midnight (UTC).
     `kind` (SITES): baremetal (Ironic), kvm (libvirt hosts, flavor:instance reservations) or edge (Blazar devices,
     Zun containers); only bare metal has the legacy report, and its simulation.json omits the kind. `timezone`
-    (an IANA name) sets the days of the truth and of the legacy report (Chameleon's splits days in US/Central)."""
+    (an IANA name) sets the days of the truth and of the legacy report (Chameleon's splits days in US/Central).
+    `archive_days` N: the instances deleted more than N days before the end are archived (the nova.shadow_*
+    tables, `_archive`), as `nova-manage db archive_deleted_rows --before` does; the truth is the same."""
     if kind not in SITES:
         raise ValueError(f"kind must be one of {', '.join(SITES)}, not {kind!r}")
     rng, now, out = np.random.default_rng(seed), days * DAY, Path(out)
@@ -716,6 +745,8 @@ def simulate(
             sink("blazar.instance_reservations", {"id": pl.Series([], dtype=pl.String)})
         act, ev = _actions(rng, x, inst_defects, now)
         _nova_tables(rng, h, al, x, act, ev, people, inst_defects["node_null"], sink)
+        if archive_days is not None:
+            _archive(sink, start + timedelta(days=days - archive_days))
         cases |= lease_defects | {k: x["uuid"].gather(v) for k, v in inst_defects.items()}
     truth, by_user = _truth(h, al, x, now, start, [*types, "unknown"], timezone)
     truth.write_parquet(out / "simulation" / "truth_daily.parquet", compression="zstd", statistics=False)
@@ -731,7 +762,8 @@ def simulate(
     summary = {
         "arguments": {"seed": seed, "hosts": hosts, "days": days, "start": start.isoformat()}
         | ({} if kind == "baremetal" else {"kind": kind})
-        | ({} if timezone == "UTC" else {"timezone": timezone}),
+        | ({} if timezone == "UTC" else {"timezone": timezone})
+        | ({} if archive_days is None else {"archive_days": archive_days}),
         "window": {"start": start.isoformat(), "end": (start + timedelta(days=days)).isoformat()},
         "tables": sink.counts,
         "defects": {k: _ids(cases[k]) if defects else [] for k in defect_tables if k in REJECTED},
@@ -761,6 +793,7 @@ def generate(
     days: int = 120,
     defects: bool = True,
     timezone: str = "UTC",
+    archive_days: int | None = None,
 ) -> dict:
     """The engine's entry point (`simulate: {generator: chameleon, ...}` in a sites file, `engine simulate`):
     the parameters checked, each refusal one line (ValueError), then `simulate`."""
@@ -776,4 +809,9 @@ def generate(
         raise ValueError(f"defects: expected true or false, got {defects!r}")
     if timezone not in available_timezones():
         raise ValueError(f"timezone: expected an IANA time zone name (e.g. America/Chicago), got {timezone!r}")
-    return simulate(out, seed=seed, hosts=hosts, days=days, kind=kind, defects=defects, timezone=timezone)
+    whole = isinstance(archive_days, int) and not isinstance(archive_days, bool)
+    if archive_days is not None and not (whole and 0 <= archive_days <= BOUNDS["days"][1]):
+        raise ValueError(f"archive_days: expected a whole number from 0 to {BOUNDS['days'][1]:,}, got {archive_days!r}")
+    return simulate(
+        out, seed=seed, hosts=hosts, days=days, kind=kind, defects=defects, timezone=timezone, archive_days=archive_days
+    )

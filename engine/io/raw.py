@@ -1,7 +1,8 @@
 """The raw directory: one parquet file per upstream table, `RAW_DIR/<schema>.<table>.parquet`.
 
 Tables are scanned lazily; timestamps are normalised on the way in (UTC, no zone, microseconds) so
-every expression sees one kind of time.
+every expression sees one kind of time. A table with an archive (the table its old rows were moved to) is
+read as one table with it, here, for every reader (`rows`).
 """
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from engine.errors import EngineError
+from engine.expr import did_you_mean
 
 
 class RawDir:
@@ -19,6 +21,7 @@ class RawDir:
         if not self.path.is_dir():
             raise EngineError(f"{self.path}: raw data directory does not exist")
         self._scans: dict[str, pl.LazyFrame] = {}
+        self._unions: dict[str, pl.LazyFrame] = {}
         self.notes: list[str] = []  # columns set aside, for the manifest's warnings
 
     def file(self, table: str) -> Path:
@@ -44,9 +47,57 @@ class RawDir:
                 _check_text(lf, path, col)
         return self._scans[table]
 
+    def rows(self, table: str, archive=None) -> pl.LazyFrame:
+        """The table's rows, then those of its archive (a spec's Archive: table, key) whose key the table does not
+        have, in the table's columns and types; without the archive file, the table alone. A key in both whose
+        rows differ is a warning naming both tables (the table's row is the one read)."""
+        if archive is None or not self.has(archive.table):
+            return self.scan(table)
+        if table not in self._unions:
+            live, old = self.scan(table), self._aligned(table, archive)
+            keys = list(archive.key)
+            added = old.join(live.select(keys).unique(), on=keys, how="anti", maintain_order="left")
+            self._unions[table] = pl.concat([live, added], how="vertical")
+            differ = _differing(live, old, keys, f"{self.file(archive.table)}: archive of {table}")
+            if differ:
+                self.notes.append(
+                    f"{self.file(archive.table)}: {differ:,} key(s) of ({', '.join(keys)}) also in {table} with "
+                    f"other values; the rows of {table} are read"
+                )
+        return self._unions[table]
+
+    def _aligned(self, table: str, archive) -> pl.LazyFrame:
+        """The archive in the live table's columns and types (a column it lacks is null, one it adds is left out);
+        a key column missing from either is an error naming the table and the declaring spec."""
+        live, old = self.scan(table).collect_schema(), self.scan(archive.table)
+        have = old.collect_schema()
+        for name, schema in ((table, live), (archive.table, have)):
+            for col in (c for c in archive.key if c not in schema):
+                raise EngineError(
+                    f"{self.file(name)}: no column '{col}', the key of the archive {archive.table} of {table} "
+                    f"({archive.file}){did_you_mean(col, schema)}"
+                )
+        return old.select(
+            (pl.col(c).cast(t, strict=False) if c in have else pl.lit(None, t)).alias(c) for c, t in live.items()
+        )
+
     def row_count(self, table: str) -> int:
         """Rows in the table, from the parquet metadata."""
         return self.scan(table).select(pl.len()).collect().item()
+
+
+def _differing(live: pl.LazyFrame, old: pl.LazyFrame, keys: list[str], where: str) -> int:
+    """Keys found in both tables on rows that differ in some column."""
+    others = [c for c in live.collect_schema() if c not in keys]
+    both = live.join(old, on=keys, how="inner", suffix="__archive")
+    differ = (
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}__archive")) for c in others) if others else pl.lit(False)
+    )
+    try:
+        return both.filter(differ).select(pl.struct(keys).n_unique()).collect().item()
+    except pl.exceptions.PolarsError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EngineError(f"{where}: cannot compare the rows of a key in both ({first})") from None
 
 
 def _scan(path: Path) -> pl.LazyFrame:

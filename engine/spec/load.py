@@ -224,6 +224,9 @@ def _collect(root: Path, parsed: list, problems: list[str], notes: list[str], di
     problems += [f"{m.file}: metrics are already defined in {metrics[0].file}" for m in metrics[1:]]
     if problems:
         raise SpecError(problems)
+    archives = _archives(named.values(), problems)
+    if problems:
+        raise SpecError(problems)
     kinds = {kind: {n: s for n, s in named.items() if s.kind == kind} for kind in ("entity", "lookup", "report")}
     if not kinds["entity"]:
         raise SpecError([f"{root}: no entity specs found"])
@@ -236,4 +239,28 @@ def _collect(root: Path, parsed: list, problems: list[str], notes: list[str], di
         notes=tuple(notes),
         digest=digest,
         by_name=named,
+        archives=archives,
     )
+
+
+def _archives(specs, problems: list[str]) -> dict:
+    """Every archive declared, by the live raw table it belongs to: one declaration per table (repeated
+    identically by as many specs as like), the archive a raw table of its own, of one live table only."""
+    found: dict = {}
+    for spec in specs:
+        for field, live, archive in spec.archived():
+            where = f"{spec.where}: {field}"
+            first = found.setdefault(live, archive)
+            owner = next((t for t, a in found.items() if a.table == archive.table and t != live), None)
+            if "." not in live:
+                problems.append(f"{where}: {live} is a lookup: only a raw table (schema.table) has an archive")
+            elif archive.table == live:
+                problems.append(f"{where}: {live} cannot be its own archive")
+            elif first != archive:
+                problems.append(
+                    f"{where}: {live} is archived in {archive.table} on ({', '.join(archive.key)}), but "
+                    f"{first.file} declares {first.table} on ({', '.join(first.key)}); declare one archive per table"
+                )
+            elif owner:
+                problems.append(f"{where}: {archive.table} is already the archive of {owner} ({found[owner].file})")
+    return found

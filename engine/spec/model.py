@@ -8,6 +8,16 @@ from pathlib import Path
 
 
 @dataclass(frozen=True, kw_only=True)
+class Archive:
+    """The table a raw table's old rows are moved to, read as one table with it (`Specs.archives`); `file`,
+    the spec that declared it, is for messages and not part of the declaration."""
+
+    table: str
+    key: tuple[str, ...]
+    file: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Source:
     """The rows a spec is about: a raw table or a lookup (`table`), or an entity's validated spans (reports)."""
 
@@ -15,6 +25,7 @@ class Source:
     entity: str | None = None
     key: str | None = None
     optional_columns: tuple[str, ...] = ()
+    archive: Archive | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +51,7 @@ class Join:
     required: bool
     optional: bool
     optional_columns: tuple[str, ...]
+    archive: Archive | None = None
     asof: AsOf | None = None
     history: History | None = None
 
@@ -83,6 +95,14 @@ class Spec:
     def where(self) -> str:
         """'file: kind 'name'', the prefix of every message about this spec."""
         return f"{self.file}: {self.kind} '{self.name}'"
+
+    def archived(self):
+        """(field, live table, archive) of every table reference of the spec that declares an archive."""
+        if self.source.archive:
+            yield "source.archive", self.source.table, self.source.archive
+        for i, join in enumerate(self.joins):
+            if join.archive:
+                yield f"joins[{i}].archive", join.table, join.archive
 
     def expressions(self):
         """(field, expression) of every expression the spec holds, for the checks and the column lists."""
@@ -225,6 +245,7 @@ class Specs:
     notes: tuple[str, ...] = ()
     digest: str = ""
     by_name: dict = field(default_factory=dict)  # any spec by name: entities, lookups and reports
+    archives: dict[str, Archive] = field(default_factory=dict)  # live raw table -> its archive, from every spec
 
     def resources_of(self, name: str) -> list[str]:
         """Resources of an entity's validated spans: its own, then those it inherits (over time) from its
@@ -273,8 +294,8 @@ def parse(kind: str, data: dict, file: str):
         "name": data[kind],
         "file": file,
         "description": data["description"],
-        "source": Source(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["source"].items()}),
-        "joins": tuple(_join(j) for j in data["joins"]),
+        "source": _source(data["source"], file),
+        "joins": tuple(_join(j, file) for j in data["joins"]),
         "columns": {n: Json(**c) if isinstance(c, dict) else c for n, c in data["columns"].items()},
         "scope": tuple(data["scope"]),
     }
@@ -300,7 +321,16 @@ def parse(kind: str, data: dict, file: str):
     )
 
 
-def _join(data: dict) -> Join:
+def _archive(data: dict | None, file: str) -> Archive | None:
+    return Archive(table=data["table"], key=tuple(data["key"]), file=file) if data else None
+
+
+def _source(data: dict, file: str) -> Source:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "archive"}
+    return Source(**fields, archive=_archive(data.get("archive"), file))
+
+
+def _join(data: dict, file: str) -> Join:
     asof = AsOf(**data["asof"]) if "asof" in data else None
     history = data.get("history")
     history = History(**history | {"columns": tuple(history["columns"])}) if history else None
@@ -311,6 +341,7 @@ def _join(data: dict) -> Join:
         required=data["required"],
         optional=data["optional"],
         optional_columns=tuple(data["optional_columns"]),
+        archive=_archive(data.get("archive"), file),
         asof=asof,
         history=history,
     )

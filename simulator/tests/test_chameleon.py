@@ -1,7 +1,7 @@
 """The synthetic site: reproducible to the byte, in the upstream layout, with a consistent truth and real defects."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
@@ -384,3 +384,39 @@ def test_the_engine_reaches_the_generator_by_its_entry_point_and_caches_the_site
     path = cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS})
     assert "-kindedge" in path.name and (path / "blazar.devices.parquet").is_file()
     assert cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS}) == path
+
+
+@pytest.mark.parametrize("kind", ["baremetal", "kvm"])
+def test_archiving_moves_the_old_deleted_instances_with_their_actions_and_events(tmp_path, kind):
+    """archive_days=N: every instance deleted more than N days before the end, and only those, is in
+    nova.shadow_instances, its actions and their events in the shadow tables beside it (checked row by row
+    against the same site unarchived); the other tables and the truth are the same bytes."""
+    plain, moved = tmp_path / "plain", tmp_path / "archived"
+    simulate(plain, seed=4, hosts=HOSTS, days=DAYS, kind=kind)
+    meta = simulate(moved, seed=4, hosts=HOSTS, days=DAYS, kind=kind, archive_days=5)
+    before = END - timedelta(days=5)
+    instances = read(plain, "nova.instances")
+    old = {r["uuid"] for r in instances.iter_rows(named=True) if r["deleted_at"] and r["deleted_at"] < before}
+    actions = {r["id"] for r in read(plain, "nova.instance_actions").iter_rows(named=True) if r["instance_uuid"] in old}
+    keys = {"instances": ("uuid", old), "instance_actions": ("id", actions)}
+    keys["instance_actions_events"] = ("action_id", actions)
+    assert old and actions
+    for table, (column, gone) in keys.items():
+        rows = read(plain, f"nova.{table}")
+        live, shadow = read(moved, f"nova.{table}"), read(moved, f"nova.shadow_{table}")
+        assert shadow.equals(rows.filter(pl.col(column).is_in(list(gone)))), table
+        assert live.equals(rows.filter(~pl.col(column).is_in(list(gone)))), table
+        assert meta["tables"][f"nova.shadow_{table}"] == shadow.height > 0
+    same = {
+        name for name in files(plain) if not name.startswith("nova.instance") and name != "simulation/simulation.json"
+    }
+    assert {n: b for n, b in files(moved).items() if n in same} == {n: files(plain)[n] for n in same}
+    assert meta["arguments"]["archive_days"] == 5
+
+
+def test_archive_days_is_checked(tmp_path):
+    from simulator.chameleon import generate
+
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="archive_days: expected a whole number from 0 to 36,500"):
+            generate(tmp_path, hosts=HOSTS, days=DAYS, archive_days=bad)
