@@ -26,16 +26,101 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCALARS = [None, True, False, 0, -1, 1.5, float("nan"), "", " ", "x", "nova.instances", "../../etc/passwd",
-           "a.b.c", "'", '"', "\n", "\x00", "é", "🙂" * 3, "1e309", "-" * 300, "entity", "table", "$", "$['a'", "*"]  # fmt: skip
-EXPRESSIONS = ["created_at", "l.end_date", "least(a, b)", "coalesce(x, 'y')", "CAST(x AS DECIMAL(100, 2))",
-               "x = ", "1 +", "CASE WHEN", "eval('1')", "__import__('os')", "zz.qq", "a.b.c", "'unterminated",
-               "x IN (SELECT 1)", "sum(x) OVER ()", "date_part('foo', x)", "1/0", "NULL", "x::int",
-               "json_extract(x, '$')", "x LIKE", "(", ")", "a -> 'b'"]  # fmt: skip
-KEYS = ["entity", "lookup", "report", "metrics", "source", "joins", "table", "key", "as", "on", "required",
-        "optional", "asof", "history", "columns", "scope", "valid", "tx", "identity", "rules", "attributes",
-        "parent", "inherit", "resources", "measures", "invariants", "group_by", "aggregate", "order_by", "formula",
-        "stack", "legacy", "start", "end", "left", "right", "json", "path", "unknown_field"]  # fmt: skip
+SCALARS = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    float("nan"),
+    "",
+    " ",
+    "x",
+    "nova.instances",
+    "../../etc/passwd",
+    "a.b.c",
+    "'",
+    '"',
+    "\n",
+    "\x00",
+    "é",
+    "🙂" * 3,
+    "1e309",
+    "-" * 300,
+    "entity",
+    "table",
+    "$",
+    "$['a'",
+    "*",
+]
+EXPRESSIONS = [
+    "created_at",
+    "l.end_date",
+    "least(a, b)",
+    "coalesce(x, 'y')",
+    "CAST(x AS DECIMAL(100, 2))",
+    "x = ",
+    "1 +",
+    "CASE WHEN",
+    "eval('1')",
+    "__import__('os')",
+    "zz.qq",
+    "a.b.c",
+    "'unterminated",
+    "x IN (SELECT 1)",
+    "sum(x) OVER ()",
+    "date_part('foo', x)",
+    "1/0",
+    "NULL",
+    "x::int",
+    "json_extract(x, '$')",
+    "x LIKE",
+    "(",
+    ")",
+    "a -> 'b'",
+]
+KEYS = [
+    "entity",
+    "lookup",
+    "report",
+    "metrics",
+    "source",
+    "joins",
+    "table",
+    "key",
+    "as",
+    "on",
+    "required",
+    "optional",
+    "asof",
+    "history",
+    "columns",
+    "scope",
+    "valid",
+    "tx",
+    "identity",
+    "rules",
+    "attributes",
+    "parent",
+    "inherit",
+    "resources",
+    "measures",
+    "invariants",
+    "group_by",
+    "aggregate",
+    "order_by",
+    "formula",
+    "stack",
+    "legacy",
+    "start",
+    "end",
+    "left",
+    "right",
+    "json",
+    "path",
+    "unknown_field",
+]
 
 
 class Input:
@@ -55,9 +140,11 @@ class Input:
         return seq[self.int(len(seq))]
 
     def bytes(self, n: int) -> bytes:
-        return bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(n))) if self.rng else (
-            self.fdp.ConsumeBytes(self.int(n))
-        )  # fmt: skip
+        return (
+            bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(n)))
+            if self.rng
+            else (self.fdp.ConsumeBytes(self.int(n)))
+        )
 
 
 def paths(node, prefix=()):
@@ -110,8 +197,22 @@ def mutate_tree(tree, inp: Input):
 def mutate_text(text: bytes, inp: Input) -> bytes:
     at = inp.int(len(text) + 1)
     cut = inp.int(40)
-    extra = inp.bytes(40) if inp.int(3) else inp.pick([b"!!python/object/apply:os.system ['true']", b"&a [*a]",
-                                                       b"<<: *x", b"\t", b": :", b"- - -", b"%YAML 9.9\n", b"---\n"])  # fmt: skip
+    extra = (
+        inp.bytes(40)
+        if inp.int(3)
+        else inp.pick(
+            [
+                b"!!python/object/apply:os.system ['true']",
+                b"&a [*a]",
+                b"<<: *x",
+                b"\t",
+                b": :",
+                b"- - -",
+                b"%YAML 9.9\n",
+                b"---\n",
+            ]
+        )
+    )
     return text[:at] + extra + text[at + cut :]
 
 
@@ -150,8 +251,12 @@ class Fuzzer:
                 self.record("multi-line problem", name, text, repr([p for p in lines if "\n" in p][0])[:300])
         except Exception as exc:  # the finding: anything but the engine's own errors
             frame = traceback.extract_tb(exc.__traceback__)[-1]
-            self.record(f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}", name, text,
-                        str(exc).splitlines()[0][:300] if str(exc) else "")  # fmt: skip
+            self.record(
+                f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}",
+                name,
+                text,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
+            )
         finally:
             (self.specs / name).write_bytes(self.originals[name])
         if time.monotonic() - self.saved > 5:
@@ -171,8 +276,13 @@ class Fuzzer:
 
     def save(self) -> dict:
         self.saved = time.monotonic()
-        result = {"engine": self.engine, "seconds": round(self.saved - self.started, 1), "inputs": self.runs,
-                  "outcomes": self.outcomes, "findings": self.findings}  # fmt: skip
+        result = {
+            "engine": self.engine,
+            "seconds": round(self.saved - self.started, 1),
+            "inputs": self.runs,
+            "outcomes": self.outcomes,
+            "findings": self.findings,
+        }
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
         return result

@@ -21,13 +21,21 @@ def data(children: int, keys: int, seed: int = 1):
     hours = 10 * 365 * 24
     # parents: 3 enrolment periods per key with gaps between them
     starts = np.sort(rng.integers(0, hours, size=(keys, 3)), axis=1)
-    p = pl.DataFrame({
-        "k": np.repeat(np.arange(keys), 3).astype(str),
-        "s": np.ravel(starts), "e": np.ravel(starts) + rng.integers(24, 24 * 900, size=keys * 3),
-    })  # fmt: skip
+    p = pl.DataFrame(
+        {
+            "k": np.repeat(np.arange(keys), 3).astype(str),
+            "s": np.ravel(starts),
+            "e": np.ravel(starts) + rng.integers(24, 24 * 900, size=keys * 3),
+        }
+    )
     c_start = rng.integers(0, hours, size=children)
-    c = pl.DataFrame({"k": rng.integers(0, keys, size=children).astype(str), "s": c_start,
-                      "e": c_start + rng.integers(1, 24 * 14, size=children)})  # fmt: skip
+    c = pl.DataFrame(
+        {
+            "k": rng.integers(0, keys, size=children).astype(str),
+            "s": c_start,
+            "e": c_start + rng.integers(1, 24 * 14, size=children),
+        }
+    )
     as_time = lambda df: df.with_columns((pl.lit(T0) + pl.duration(hours=pl.col(x))).alias(x) for x in ("s", "e"))  # noqa: E731
     return as_time(c), as_time(p)
 
@@ -50,9 +58,18 @@ def main():
     )
     timed(
         "polars join_where (experimental)",
-        lambda: c.lazy().join_where(p.lazy(), pl.col("k") == pl.col("k_right"), pl.col("s") < pl.col("e_right"),
-                                    pl.col("s_right") < pl.col("e")).collect().height,
-    )  # fmt: skip
+        lambda: (
+            c.lazy()
+            .join_where(
+                p.lazy(),
+                pl.col("k") == pl.col("k_right"),
+                pl.col("s") < pl.col("e_right"),
+                pl.col("s_right") < pl.col("e"),
+            )
+            .collect()
+            .height
+        ),
+    )
     con = duckdb.connect()
     con.register("c", c.to_arrow())
     con.register("p", p.to_arrow())

@@ -23,8 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SIZES = {"small": (50, 90), "medium": (500, 365), "large": (2000, 3650), "xl": (4000, 3650)}
 # stages both pipelines have: label -> (the engine's stage, the DuckDB baseline's stages)
-SHARED = {"spans": ("spans", ["spans"]), "hierarchy": ("hierarchy", ["hierarchy"]),
-          "sweep + daily": ("sweep", ["sweep", "daily"])}  # fmt: skip
+SHARED = {
+    "spans": ("spans", ["spans"]),
+    "hierarchy": ("hierarchy", ["hierarchy"]),
+    "sweep + daily": ("sweep", ["sweep", "daily"]),
+}
 
 
 def site(size: str) -> Path:
@@ -50,11 +53,26 @@ def run_engine(raw: Path, out: Path) -> dict:
 
     demo = yaml.safe_load((ROOT / "etc" / "sites.yaml").read_text())["sites"]["demo"]
     sites = raw.parent / f"{raw.name}-sites.yaml"
-    sites.write_text(yaml.safe_dump({"sites": {raw.name: {"name": f"bench {raw.name}", "data": raw.name,
-                                                          "entities": demo["entities"]}}}))  # fmt: skip
+    sites.write_text(
+        yaml.safe_dump(
+            {"sites": {raw.name: {"name": f"bench {raw.name}", "data": raw.name, "entities": demo["entities"]}}}
+        )
+    )
     began = time.perf_counter()
-    cmd = [sys.executable, "-m", "engine", "run", str(ROOT / "specs"), "--sites", str(sites), "--site", raw.name,
-           "--out", str(out), "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        str(ROOT / "specs"),
+        "--sites",
+        str(sites),
+        "--site",
+        raw.name,
+        "--out",
+        str(out),
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"engine run failed:\n{done.stderr}")
@@ -123,18 +141,29 @@ def main() -> None:
     print(", ".join(f"{k} {v:.2f}" for k, v in ratios.items()) + f"; {rows / engine['seconds']:,.0f} rows/s")
     agreement = compare_daily(pl.read_parquet(out / "daily.parquet"), duck["daily"])
     for metric, c in agreement.items():
-        print(f"node-hours {metric:<22} engine {c['engine']:>14,.1f} duckdb {c['duckdb']:>14,.1f} "
-              f"({c['relative_difference']:+.3%})")  # fmt: skip
+        print(
+            f"node-hours {metric:<22} engine {c['engine']:>14,.1f} duckdb {c['duckdb']:>14,.1f} "
+            f"({c['relative_difference']:+.3%})"
+        )
 
     result = {
-        "size": args.size, "hosts_days": SIZES[args.size], "raw_rows": rows, "tables": manifest["tables"],
-        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version(),
-                    "polars": pl.__version__, "platform": platform.platform()},
+        "size": args.size,
+        "hosts_days": SIZES[args.size],
+        "raw_rows": rows,
+        "tables": manifest["tables"],
+        "machine": {
+            "cpus": multiprocessing.cpu_count(),
+            "python": platform.python_version(),
+            "polars": pl.__version__,
+            "platform": platform.platform(),
+        },
         "engine": {"seconds": engine["seconds"], "peak_rss_mb": engine["peak_rss_mb"], "stages": stages},
         "floor": {k: low[k] for k in ("seconds", "peak_rss_mb", "stages", "rows", "events")},
         "duckdb": {k: duck[k] for k in ("seconds", "peak_rss_mb", "stages")},
-        "shared_stages": shared, "ratios": ratios, "node_hours_agreement": agreement,
-    }  # fmt: skip
+        "shared_stages": shared,
+        "ratios": ratios,
+        "node_hours_agreement": agreement,
+    }
     target = ROOT / "bench" / "results" / f"{date.today()}-{args.size}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.compare import day_hours
 from engine.errors import EngineError
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs
-from engine.temporal import scalar, to_local, to_utc
+from engine.temporal import day_hours, scalar, to_local, to_utc
 from engine.usage import expand
 
 

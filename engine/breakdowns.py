@@ -1,9 +1,11 @@
 """Who used it: the daily hours of some metrics split by more group columns (a project, a user), and charges,
 a metric's hours times a factor per node (service units).
 
-Both are the usage sweep again (usage.py) over the counted spans of the entities that provide the columns,
-with the extra columns as group columns: each day's integral is exact, and summed over the extra columns it
-is what daily.parquet says (INV-14, INV-15 in invariants.py).
+Both take the counted spans of the entities that provide the columns, signed per series as the usage stage
+signs them (usage.py), and sum each span's exact hours per local day: a breakdown has a series per project
+or user, most of them active on few days, so the days a span touches are the only cells it costs (a sweep
+would integrate every series over every day). Summed over the extra columns they are what the sweep says:
+daily.parquet for a breakdown (INV-14), the sweep of the charged spans by group alone for the charges (INV-15).
 """
 
 from datetime import datetime
@@ -11,19 +13,26 @@ from datetime import datetime
 import polars as pl
 
 from engine.sweep import sweep
+from engine.temporal import day_hours
 from engine.usage import buckets, expand, signed_spans
 
 BREAKDOWN_KEYS = ["date", "site", "metric", "resource"]
+NOISE = 1e-9  # hours: a cell of opposite terms that cancel (idle = committed - occupied) keeps their rounding
 
 
-def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str) -> pl.DataFrame:
+def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str, swept: bool = False):
     """Exact hours per local day, metric, resource and group of these (validated spans, resources) pairs:
-    date, the group columns, metric, resource, hours."""
+    date, the group columns, metric, resource, hours. Each span's hours per day it touches, summed; or, with
+    `swept`, the sweep and its integral over every day (usage.py's way: the check of the other)."""
     spans, keys = signed_spans(counted, metrics, group, window)
-    series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value").collect()
-    daily = buckets(series.lazy(), ["__sid"], window, "1d", tz).collect()
-    named = daily.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid", "mean")
-    return named.rename({"bucket": "date"}).with_columns(pl.col("date").cast(pl.Date))
+    if swept:
+        series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value").collect()
+        daily = buckets(series.lazy(), ["__sid"], window, "1d", tz).rename({"bucket": "date"}).drop("mean")
+    else:
+        parts = day_hours(spans.lazy(), window, tz=tz).group_by("__sid", "date")
+        daily = parts.agg((pl.col("value") * pl.col("day_hours")).sum().alias("hours")).sort("__sid", "date")
+    named = daily.collect().join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
+    return named.with_columns(pl.col("date").cast(pl.Date))
 
 
 def broken_down(metrics, feeds: dict[str, list], cols: tuple[str, ...]) -> list[str]:
@@ -41,7 +50,7 @@ def breakdown(metrics, feeds: dict[str, list], cols: tuple[str, ...], group: lis
         return None
     counted = [pair for m, pairs in feeds.items() if m in names for pair in pairs]
     table = split_daily(counted, {m: metrics.metrics[m] for m in names}, [*group, *cols], window, tz)
-    return table.filter(pl.col("hours") != 0).select(*BREAKDOWN_KEYS, *group[1:], *cols, "hours")
+    return table.filter(pl.col("hours").abs() > NOISE).select(*BREAKDOWN_KEYS, *group[1:], *cols, "hours")
 
 
 def factor(charges, columns: list[str]) -> pl.Expr:
@@ -92,5 +101,13 @@ def charge_table(charges, metrics, frames: list[pl.DataFrame], group: list[str],
     for other in tables[1:]:
         table = table.join(other, on=keys, how="full", coalesce=True, nulls_equal=True)
     table = table.with_columns(pl.lit(0.0).alias(n) for n in parts if n not in table.columns)
-    table = table.with_columns(pl.col(*parts).fill_null(0.0)).filter(pl.any_horizontal(pl.col(*parts) != 0))
+    table = table.with_columns(pl.col(*parts).fill_null(0.0)).filter(pl.any_horizontal(pl.col(*parts).abs() > NOISE))
     return table.select(*keys, *parts).sort(keys, nulls_last=True)
+
+
+def swept_charges(charges, metrics, frames: list[pl.DataFrame], group: list[str], window, tz) -> pl.DataFrame:
+    """The charged spans' SUs per day and group (no `by` columns: a few series) by the sweep: what the
+    charges must add up to (INV-15)."""
+    chosen = {charges.metric: metrics.metrics[charges.metric]}
+    table = split_daily(charged_spans(charges, frames), chosen, group, window, tz, swept=True)
+    return table.select("date", *group, "hours")

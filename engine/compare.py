@@ -7,29 +7,7 @@ clamped rows of the entities feeding the metric are what our number leaves out a
 import polars as pl
 
 from engine.hierarchy import COUNTED
-from engine.temporal import hours, to_local, to_utc, window_cut
-
-
-def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end", tz: str = "UTC"):
-    """Each interval's hours per day of the time zone `tz` inside the window (`date`, `day_hours`), one row
-    per day touched."""
-    s, e = window_cut(window, start, end)
-    day = pl.col("date")
-    first, last = (to_local(pl.col(c), tz).dt.truncate("1d") for c in ("__s", "__e"))
-    midnight, next_midnight = to_utc(day, tz), to_utc(day.dt.offset_by("1d"), tz)
-    return (
-        lf.filter(pl.col(start).is_not_null())
-        .with_columns(s.alias("__s"), e.alias("__e"))
-        .filter(pl.col("__s") < pl.col("__e"))
-        .with_columns(pl.datetime_ranges(first, last, "1d").alias("date"))
-        .explode("date")
-        .with_columns(
-            hours(pl.max_horizontal(midnight, "__s"), pl.min_horizontal(next_midnight, "__e")).alias("day_hours")
-        )
-        .filter(pl.col("day_hours") > 0)
-        .with_columns(day.cast(pl.Date))
-        .drop("__s", "__e")
-    )
+from engine.temporal import day_hours, to_local, to_utc
 
 
 def audit_daily(results: dict, window, groups: list[str], tz: str = "UTC") -> pl.DataFrame:
@@ -59,8 +37,17 @@ def audit_daily(results: dict, window, groups: list[str], tz: str = "UTC") -> pl
             (pl.col("day_hours") - pl.col("__k").fill_null(0.0)).alias("day_hours"), pl.lit("clamped").alias("cause")
         )
         for part in (day_hours(rejected, window, tz=tz), day_hours(orphans, window, tz=tz), lost):
-            frames.append(part.select("date", pl.lit(res.spec.metric).alias("metric"), *groups,
-                                      pl.lit(name).alias("entity"), "cause", "entity_id", "day_hours"))  # fmt: skip
+            frames.append(
+                part.select(
+                    "date",
+                    pl.lit(res.spec.metric).alias("metric"),
+                    *groups,
+                    pl.lit(name).alias("entity"),
+                    "cause",
+                    "entity_id",
+                    "day_hours",
+                )
+            )
     audit = pl.concat(frames).filter(pl.col("day_hours") > 1e-9)
     return (
         audit.group_by("date", "metric", *groups, "entity", "cause")
@@ -114,9 +101,11 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
     causes = audit.lazy().with_columns(pl.when(loose).then(text + " (group unknown)").otherwise(text).alias("text"))
     keys = ["date", *groups, "metric"]
     why = [
-        part.group_by(on).agg(pl.col("hours").sum().alias(f"__h{i}"), pl.col("text").sort().str.join("; ").alias(f"__t{i}"))
+        part.group_by(on).agg(
+            pl.col("hours").sum().alias(f"__h{i}"), pl.col("text").sort().str.join("; ").alias(f"__t{i}")
+        )
         for i, (part, on) in enumerate(((causes.filter(~loose), keys), (causes.filter(loose), ["date", "metric"])))
-    ]  # fmt: skip
+    ]
     out = both.join(why[0], on=keys, how="left").join(why[1], on=["date", "metric"], how="left")
     out = out.with_columns(
         (pl.col("__h0").fill_null(0.0) + pl.col("__h1").fill_null(0.0)).alias("explained_hours"),

@@ -35,8 +35,14 @@ def load_exclusions(path, specs) -> pl.DataFrame:
         rows += [(e["entity"], str(k), *bounds[:2], detail, i) for k in keys]
     if problems:
         raise SpecError(problems)
-    schema = {"entity": pl.String, "entity_id": pl.String, "valid_from": pl.Datetime("us"), "valid_to": pl.Datetime("us"),
-              "detail": pl.String, "exclusion": pl.Int64}  # fmt: skip
+    schema = {
+        "entity": pl.String,
+        "entity_id": pl.String,
+        "valid_from": pl.Datetime("us"),
+        "valid_to": pl.Datetime("us"),
+        "detail": pl.String,
+        "exclusion": pl.Int64,
+    }
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     twice = frame.filter(pl.struct("entity", "entity_id").is_duplicated())
     if twice.height:

@@ -66,8 +66,15 @@ class Database:
         import pymysql
 
         try:
-            pymysql.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                            connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout).close()  # fmt: skip
+            pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                write_timeout=timeout,
+            ).close()
         except pymysql.err.OperationalError as exc:
             code, message = exc.args[0], self.mask(str(exc.args[-1]))
             if code in (1044, 1045):
@@ -144,8 +151,16 @@ def extract_table(db: Database, table: str, out: Path, schemas: dict[str, str]) 
 ABSENT = ("missing table", "no permission")  # MariaDB answers both alike to a least-privilege account
 
 
-def extract(db: Database, out: Path, tables: list[str], entities: dict[str, tuple[str, set[str]]],
-            schemas: dict[str, str], progress, timeout: float = 5.0, archives: list[str] = ()) -> dict:  # fmt: skip
+def extract(
+    db: Database,
+    out: Path,
+    tables: list[str],
+    entities: dict[str, tuple[str, set[str]]],
+    schemas: dict[str, str],
+    progress,
+    timeout: float = 5.0,
+    archives: list[str] = (),
+) -> dict:
     """Extract every table; returns the report written to OUT/extract.json (no password in it).
 
     `entities` maps each entity to (its source table, the tables it requires), graph.entity_tables. A table

@@ -26,7 +26,7 @@ import polars as pl
 
 from engine import __version__
 from engine.accounts import by_reason, entity_account, metric_totals
-from engine.breakdowns import breakdown, charge_table, charged_spans
+from engine.breakdowns import breakdown, charge_table, swept_charges
 from engine.compare import audit_daily, compare
 from engine.errors import EngineError
 from engine.exclusions import load_exclusions, stale
@@ -325,8 +325,8 @@ def _charges(run: Run, by_entity: dict[str, pl.DataFrame], group: list[str]) -> 
     if table is None:
         return
     run.out.parquet("charges.parquet", table)
-    spans = [df for df, _ in charged_spans(charges, frames)]
-    run.manifest["invariants"].append(charges_check(table, spans, group, run.window, tz))
+    expected = swept_charges(charges, run.specs.metrics, frames, group, run.window, tz)
+    run.manifest["invariants"].append(charges_check(table, expected, group))
     run.manifest["charges"] = {
         "metric": charges.metric,
         "by": list(charges.by),

@@ -31,7 +31,10 @@ def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) 
             spans.select(*by, pl.col(end).alias("timestamp"), -pl.col(value)),
         ]
     )
-    in_time = lambda col: col.sort_by("timestamp", maintain_order=True)  # noqa: E731  stable: ties keep input order
+
+    def in_time(col: pl.Expr) -> pl.Expr:  # stable: ties keep their input order
+        return col.sort_by("timestamp", maintain_order=True)
+
     series = (
         deltas.group_by(by)
         .agg(in_time(pl.col("timestamp")), in_time(pl.col(value)).cum_sum())

@@ -206,3 +206,25 @@ def overlapping(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.Laz
     reach = closed(end).cum_max().shift(1).over(by)
     keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
     return lf.filter(keyed).sort(*by, start).filter(pl.col(start) < reach)
+
+
+def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end", tz: str = "UTC"):
+    """Each interval's hours per day of the time zone `tz` inside the window (`date`, `day_hours`), one row
+    per day touched."""
+    s, e = window_cut(window, start, end)
+    day = pl.col("date")
+    first, last = (to_local(pl.col(c), tz).dt.truncate("1d") for c in ("__s", "__e"))
+    midnight, next_midnight = to_utc(day, tz), to_utc(day.dt.offset_by("1d"), tz)
+    return (
+        lf.filter(pl.col(start).is_not_null())
+        .with_columns(s.alias("__s"), e.alias("__e"))
+        .filter(pl.col("__s") < pl.col("__e"))
+        .with_columns(pl.datetime_ranges(first, last, "1d").alias("date"))
+        .explode("date")
+        .with_columns(
+            hours(pl.max_horizontal(midnight, "__s"), pl.min_horizontal(next_midnight, "__e")).alias("day_hours")
+        )
+        .filter(pl.col("day_hours") > 0)
+        .with_columns(day.cast(pl.Date))
+        .drop("__s", "__e")
+    )

@@ -60,16 +60,27 @@ _KVM = (
 SITES = {  # kind: (node types {name: (weight, ...)}, share of Nova-only hosts (None: a tenth), racks, defects)
     "baremetal": (NODE_TYPES, None, RACKS, DEFECTS),
     "kvm": ({"compute_kvm": (1.0,)}, 0.5, RACKS, {kind: DEFECTS[kind] for kind in _KVM.split()}),
-    "edge": ({"raspberrypi4-64": (0.5, "rpi4"), "jetson-nano": (0.3, "nano"), "nvidia-xavier": (0.2, "xavier")}, 0.0,
-             (0.7, 0.3), {"lease_deleted_early": "blazar.leases", "lease_created_late": "blazar.leases",
-                          "allocation_without_reservation": "blazar.device_allocations",
-                          "cancelled_before_start": "blazar.device_allocations",
-                          "container_past_lease_end": "zun.container"}),
-}  # fmt: skip
+    "edge": (
+        {"raspberrypi4-64": (0.5, "rpi4"), "jetson-nano": (0.3, "nano"), "nvidia-xavier": (0.2, "xavier")},
+        0.0,
+        (0.7, 0.3),
+        {
+            "lease_deleted_early": "blazar.leases",
+            "lease_created_late": "blazar.leases",
+            "allocation_without_reservation": "blazar.device_allocations",
+            "cancelled_before_start": "blazar.device_allocations",
+            "container_past_lease_end": "zun.container",
+        },
+    ),
+}
 # What the engine must make of each case: reject it (a defect, left out of a site without defects), set it apart
 # as never active, or count it right (every other case).
-REJECTED = ("duplicate_blazar_host", "compute_node_null_created", "compute_node_deleted_before_created",
-            "allocation_without_reservation")  # fmt: skip
+REJECTED = (
+    "duplicate_blazar_host",
+    "compute_node_null_created",
+    "compute_node_deleted_before_created",
+    "allocation_without_reservation",
+)
 NEVER_ACTIVE = ("cancelled_before_start", "never_launched")
 LEGACY = ["total_hours", "maint_hours", "reserved_hours", "used_hours", "idle_hours"]
 _DTYPES = {"s": pl.String, "i": pl.Int64, "f": pl.Float64, "b": pl.Boolean, "t": pl.Datetime("us")}
@@ -250,25 +261,51 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
     created, deleted = np.r_[h["n0"], h["t_re"], np.nan, bad_at], np.r_[end, h["n1"][re], np.nan, bad_at - DAY]
     ids = np.arange(1, host.size + 1)
     updated = np.where(np.isnan(deleted), now - np.floor(rng.uniform(0, 600, ids.size)), deleted)
-    sink("nova.compute_nodes", {
-        "id": ids, "uuid": _uuids(rng, ids.size), "hypervisor_type": "ironic", "host": h["service"].gather(host),
-        "hypervisor_hostname": pl.concat([h["hostname"].gather(host[:-2]), _uuids(rng, 2)]),
-        "cpu_allocation_ratio": 1.0, "ram_allocation_ratio": 1.0, "created_at": created, "updated_at": updated,
-        "deleted_at": deleted, "deleted": _deleted(ids, deleted), **_hardware(h, host),
-    }, defective=ids > ids.size - 2)  # fmt: skip
-    defects = {"reenrolled_host": ids[n:-2], "compute_node_null_created": ids[-2:-1],
-               "compute_node_deleted_before_created": ids[-1:]}  # fmt: skip
+    sink(
+        "nova.compute_nodes",
+        {
+            "id": ids,
+            "uuid": _uuids(rng, ids.size),
+            "hypervisor_type": "ironic",
+            "host": h["service"].gather(host),
+            "hypervisor_hostname": pl.concat([h["hostname"].gather(host[:-2]), _uuids(rng, 2)]),
+            "cpu_allocation_ratio": 1.0,
+            "ram_allocation_ratio": 1.0,
+            "created_at": created,
+            "updated_at": updated,
+            "deleted_at": deleted,
+            "deleted": _deleted(ids, deleted),
+            **_hardware(h, host),
+        },
+        defective=ids > ids.size - 2,
+    )
+    defects = {
+        "reenrolled_host": ids[n:-2],
+        "compute_node_null_created": ids[-2:-1],
+        "compute_node_deleted_before_created": ids[-1:],
+    }
     # Blazar: every reservable host, then a few duplicates (live, created later, inside the original's time).
     res = np.flatnonzero(~h["nova_only"])
     dup = _pick(rng, np.isnan(h["b1"]) & ~h["nova_only"] & (h["b0"] < now / 2), max(1, n // 200))
     dup_at = np.floor(h["b0"][dup] + rng.uniform(0.2, 0.5, dup.size) * (now - h["b0"][dup]))
     bhost, bids = np.r_[res, dup], np.arange(1, res.size + dup.size + 1)
     made, gone = np.r_[h["b0"][res], dup_at], np.r_[h["b1"][res], np.full(dup.size, np.nan)]
-    sink("blazar.computehosts", {
-        "id": bids, "hypervisor_hostname": h["hostname"].gather(bhost), "service_name": h["service"].gather(bhost),
-        "hypervisor_type": "ironic", "reservable": 1, "created_at": made, "updated_at": made, "deleted_at": gone,
-        "deleted": _deleted(bids, gone), **_hardware(h, bhost),
-    }, defective=bids > res.size)  # fmt: skip
+    sink(
+        "blazar.computehosts",
+        {
+            "id": bids,
+            "hypervisor_hostname": h["hostname"].gather(bhost),
+            "service_name": h["service"].gather(bhost),
+            "hypervisor_type": "ironic",
+            "reservable": 1,
+            "created_at": made,
+            "updated_at": made,
+            "deleted_at": gone,
+            "deleted": _deleted(bids, gone),
+            **_hardware(h, bhost),
+        },
+        defective=bids > res.size,
+    )
     defects["duplicate_blazar_host"] = bids[res.size :]
     defects["retired_host_capabilities_deleted"] = bids[: res.size][~np.isnan(h["b1"][res])]
     # Capabilities of every Blazar row: node_type, cpu_arch and, on GPU hosts, gpu.gpu_model and su_factor
@@ -280,16 +317,31 @@ def _host_tables(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
     row, prop = row[order], prop[order]
     value = np.where(prop == 0, h["kind"][bhost][row], len(NODE_TYPES) + prop - 1)
     prop_ids, cap_ids = pl.concat([_uuids(rng, 3), pl.Series([SU_PROPERTY])]), np.arange(1, row.size + 1)
-    sink("blazar.computehost_extra_capabilities", {
-        "id": cap_ids, "computehost_id": bids[row], "property_id": prop_ids.gather(prop),
-        "capability_value": pl.Series([*NODE_TYPES, "x86_64", "RTX 6000", GPU_SU]).gather(value),
-        "created_at": made[row], "updated_at": made[row], "deleted_at": gone[row],
-        "deleted": _deleted(cap_ids, gone[row]),
-    }, defective=bids[row] > res.size)  # fmt: skip
-    sink("blazar.resource_properties", {
-        "id": prop_ids, "resource_type": "physical:host", "property_name": pl.Series(["node_type", "cpu_arch",
-        "gpu.gpu_model", "su_factor"]), "private": False, "created_at": np.full(4, -60 * DAY), "deleted": "0",
-    })  # fmt: skip
+    sink(
+        "blazar.computehost_extra_capabilities",
+        {
+            "id": cap_ids,
+            "computehost_id": bids[row],
+            "property_id": prop_ids.gather(prop),
+            "capability_value": pl.Series([*NODE_TYPES, "x86_64", "RTX 6000", GPU_SU]).gather(value),
+            "created_at": made[row],
+            "updated_at": made[row],
+            "deleted_at": gone[row],
+            "deleted": _deleted(cap_ids, gone[row]),
+        },
+        defective=bids[row] > res.size,
+    )
+    sink(
+        "blazar.resource_properties",
+        {
+            "id": prop_ids,
+            "resource_type": "physical:host",
+            "property_name": pl.Series(["node_type", "cpu_arch", "gpu.gpu_model", "su_factor"]),
+            "private": False,
+            "created_at": np.full(4, -60 * DAY),
+            "deleted": "0",
+        },
+    )
     bid, dup_id, dup_from = np.zeros(n, int), np.zeros(n, int), np.full(n, np.inf)
     bid[res], dup_id[dup], dup_from[dup] = bids[: res.size], bids[res.size :], dup_at
     if not sink.defects:  # no duplicate row to book: every lease names the host's own row
@@ -326,25 +378,44 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
     updated = np.where(np.isnan(deleted), np.where(end < now, end, np.where(start < now, start, created)), deleted)
     phase = np.where(ce <= now, 0, np.where(start <= now, 1, 2))
     user, lease_ids = rng.integers(0, people["user"].len(), n), _uuids(rng, n)
-    sink("blazar.leases", {
-        "id": lease_ids, "name": "lease-" + pl.Series(np.arange(1, n + 1)).cast(pl.String),
-        "user_id": people["user"].gather(user), "project_id": people["project"].gather(people["of"][user]),
-        "start_date": start, "end_date": end, "status": pl.Series(["TERMINATED", "ACTIVE", "PENDING"]).gather(phase),
-        "degraded": False, "created_at": created, "updated_at": updated, "deleted_at": deleted,
-        "deleted": _deleted(lease_ids, deleted),
-    })  # fmt: skip
+    sink(
+        "blazar.leases",
+        {
+            "id": lease_ids,
+            "name": "lease-" + pl.Series(np.arange(1, n + 1)).cast(pl.String),
+            "user_id": people["user"].gather(user),
+            "project_id": people["project"].gather(people["of"][user]),
+            "start_date": start,
+            "end_date": end,
+            "status": pl.Series(["TERMINATED", "ACTIVE", "PENDING"]).gather(phase),
+            "degraded": False,
+            "created_at": created,
+            "updated_at": updated,
+            "deleted_at": deleted,
+            "deleted": _deleted(lease_ids, deleted),
+        },
+    )
     # One physical:host reservation per lease; some leases also hold a floating IP or a network.
     extra = _pick(rng, np.ones(n, bool), n // 7 if resource == "physical:host" else 0)
     rl, rtype = np.r_[np.arange(n), extra], np.r_[np.zeros(n, int), rng.integers(1, 3, extra.size)]
     rids = _uuids(rng, rl.size)
     resources = _uuids(rng, rl.size)
-    sink("blazar.reservations", {
-        "id": rids, "lease_id": lease_ids.gather(rl), "resource_id": resources,
-        "resource_type": pl.Series([resource, "virtual:floatingip", "network"]).gather(rtype),
-        "status": pl.Series(["deleted", "active", "pending"]).gather(phase[rl]), "missing_resources": False,
-        "resources_changed": False, "created_at": created[rl], "updated_at": updated[rl], "deleted_at": deleted[rl],
-        "deleted": _deleted(rids, deleted[rl]),
-    })  # fmt: skip
+    sink(
+        "blazar.reservations",
+        {
+            "id": rids,
+            "lease_id": lease_ids.gather(rl),
+            "resource_id": resources,
+            "resource_type": pl.Series([resource, "virtual:floatingip", "network"]).gather(rtype),
+            "status": pl.Series(["deleted", "active", "pending"]).gather(phase[rl]),
+            "missing_resources": False,
+            "resources_changed": False,
+            "created_at": created[rl],
+            "updated_at": updated[rl],
+            "deleted_at": deleted[rl],
+            "deleted": _deleted(rids, deleted[rl]),
+        },
+    )
     # Allocations: k hosts of the lease's unit from a random offset; a duplicated host's later leases may name
     # the duplicate row. Two more rows name a reservation that does not exist.
     u = units[owner]
@@ -358,23 +429,47 @@ def _leases(rng, h: dict, ids: dict, people: dict, now: float, sink: _Sink, reso
     aids, at = _uuids(rng, chid.size), np.r_[created[lease_of], np.floor(rng.uniform(0, now, bad.size))]
     gone = np.r_[deleted[lease_of], np.full(bad.size, np.nan)]
     key = ids["uuid"].gather(chid - 1) if "uuid" in ids else pl.Series(chid).cast(pl.String)
-    sink("blazar.device_allocations" if resource == "device" else "blazar.computehost_allocations", {
-        "id": aids, "compute_host_id": key, "device_id": key, "created_at": at,
-        "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, bad.size)]),
-        "updated_at": np.r_[updated[lease_of], at[at.size - bad.size :]], "deleted_at": gone,
-        "deleted": _deleted(aids, gone),
-    }, defective=np.arange(chid.size) >= lease_of.size)  # fmt: skip
+    sink(
+        "blazar.device_allocations" if resource == "device" else "blazar.computehost_allocations",
+        {
+            "id": aids,
+            "compute_host_id": key,
+            "device_id": key,
+            "created_at": at,
+            "reservation_id": pl.concat([rids.gather(lease_of), _uuids(rng, bad.size)]),
+            "updated_at": np.r_[updated[lease_of], at[at.size - bad.size :]],
+            "deleted_at": gone,
+            "deleted": _deleted(aids, gone),
+        },
+        defective=np.arange(chid.size) >= lease_of.size,
+    )
     # The next committed start on the same host bounds how far an instance may overrun its lease.
     acs, ace = cs[lease_of], ce[lease_of]
     o = np.lexsort((acs, host))
     nxt, same = np.fmin(np.inf, h["b1"][host]), host[o][1:] == host[o][:-1]
     nxt[o[:-1][same]] = acs[o[1:][same]]
-    defects = {"lease_deleted_early": lease_ids.gather(early), "lease_created_late": lease_ids.gather(late),
-               "allocation_without_reservation": aids.tail(bad.size),
-               "cancelled_before_start": aids.head(lease_of.size).filter(pl.Series(np.isin(lease_of, cancelled)))}  # fmt: skip
-    allocs = {"host": host, "cs": acs, "ce": ace, "next": nxt, "user": user[lease_of], "rid": rids.gather(lease_of),
-              "lease": lease_of, "leases": {"id": resources.head(n), "reservation_id": rids.head(n),
-              "created_at": created, "updated_at": updated, "deleted_at": deleted}}  # fmt: skip
+    defects = {
+        "lease_deleted_early": lease_ids.gather(early),
+        "lease_created_late": lease_ids.gather(late),
+        "allocation_without_reservation": aids.tail(bad.size),
+        "cancelled_before_start": aids.head(lease_of.size).filter(pl.Series(np.isin(lease_of, cancelled))),
+    }
+    allocs = {
+        "host": host,
+        "cs": acs,
+        "ce": ace,
+        "next": nxt,
+        "user": user[lease_of],
+        "rid": rids.gather(lease_of),
+        "lease": lease_of,
+        "leases": {
+            "id": resources.head(n),
+            "reservation_id": rids.head(n),
+            "created_at": created,
+            "updated_at": updated,
+            "deleted_at": deleted,
+        },
+    }
     return defects, allocs
 
 
@@ -391,9 +486,14 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.
     end = np.floor(al["cs"][ai] + seg * (j + 1 - rng.uniform(0.02, 0.15, ai.size)))
     units = np.flatnonzero(~h["res_u"])
     owner, s, e = _slots(rng, h["n0_u"][units], np.fmin(h["n1_u"][units], now + 30 * DAY), DAY, 4 * DAY, 30 * DAY)
-    x = {"host": np.r_[al["host"][ai], h["members"][h["first"][units[owner]]]], "alloc": np.r_[ai, np.full(s.size, -1)],
-         "created": np.r_[created, s], "end": np.r_[end, e], "last": np.r_[j == nn - 1, np.zeros(s.size, bool)],
-         "user": np.r_[al["user"][ai], rng.integers(0, n_users, s.size)]}  # fmt: skip
+    x = {
+        "host": np.r_[al["host"][ai], h["members"][h["first"][units[owner]]]],
+        "alloc": np.r_[ai, np.full(s.size, -1)],
+        "created": np.r_[created, s],
+        "end": np.r_[end, e],
+        "last": np.r_[j == nn - 1, np.zeros(s.size, bool)],
+        "user": np.r_[al["user"][ai], rng.integers(0, n_users, s.size)],
+    }
     build = np.minimum(rng.uniform(300, 1500, x["host"].size), 0.3 * (x["end"] - x["created"]))
     x["launched"] = x["created"] + np.floor(build)
     keep = x["launched"] < now  # the dump holds no instance still building
@@ -402,9 +502,14 @@ def _instances(rng, h: dict, al: dict, n_users: int, now: float, p=(0.1, 0.3, 0.
     n, ended = x["host"].size, x["end"] < now
     lease_end = _of_alloc(al["ce"], x["alloc"])
     overrun = np.floor(np.minimum((_of_alloc(al["next"], x["alloc"]) - lease_end) / 2, 6 * HOUR))  # before the next
-    eligible = {"end_only_in_events": ended, "shelve_unshelve": ended, "failed_terminate_event": ended,
-                "instance_past_lease_end": ended & x["last"] & (overrun >= 600) & (lease_end + overrun < now),
-                "never_launched": ended, "node_null": np.ones(n, bool)}  # fmt: skip
+    eligible = {
+        "end_only_in_events": ended,
+        "shelve_unshelve": ended,
+        "failed_terminate_event": ended,
+        "instance_past_lease_end": ended & x["last"] & (overrun >= 600) & (lease_end + overrun < now),
+        "never_launched": ended,
+        "node_null": np.ones(n, bool),
+    }
     perm, taken, defects = rng.permutation(n), np.zeros(n, bool), {}
     for kind, mask in eligible.items():
         defects[kind] = np.sort(perm[(mask & ~taken)[perm]][: _few(n) if kind in kinds else 0])
@@ -442,7 +547,7 @@ def _actions(rng, x: dict, defects: dict, now: float) -> tuple[dict, dict]:
         ("unshelve", shelved, x["launched"][shelved] + np.floor(0.6 * life[shelved]), 300.0, True),
         ("delete", failed, x["launched"][failed] + np.floor(0.5 * life[failed]), 30.0, False),
         ("delete", ended, x["end"][ended], 60.0, True),
-    ]  # fmt: skip
+    ]
     inst = np.concatenate([kind[1] for kind in kinds])
     code = np.concatenate([np.full(kind[1].size, list(ACTIONS).index(kind[0])) for kind in kinds])
     t, dur, ok = (np.concatenate([np.broadcast_to(kind[c], kind[1].shape) for kind in kinds]) for c in (2, 3, 4))
@@ -454,8 +559,14 @@ def _actions(rng, x: dict, defects: dict, now: float) -> tuple[dict, dict]:
     sizes = np.array([len(events) for events in ACTIONS.values()])[act["code"]]
     a, k = _spread(sizes)
     last, start, first_event = k == sizes[a] - 1, act["t"][a] + 3 * k, np.cumsum([0, *map(len, ACTIONS.values())])
-    ev = {"action": a, "code": first_event[act["code"][a]] + k, "start": start, "ok": act["ok"][a] | ~last,
-          "finish": np.where(last, act["t"][a] + act["dur"][a], start + 2), "compute": last}  # fmt: skip
+    ev = {
+        "action": a,
+        "code": first_event[act["code"][a]] + k,
+        "start": start,
+        "ok": act["ok"][a] | ~last,
+        "finish": np.where(last, act["t"][a] + act["dur"][a], start + 2),
+        "compute": last,
+    }
     order = np.lexsort((k, a, start))
     return act, {key: v[order] for key, v in ev.items()}
 
@@ -469,15 +580,31 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
     kvm = "flavor" in x  # KVM: a reserved instance has the hint and Blazar's flavor, the others x["flavor"]
     flavor = (x["alloc"] >= 0) & ((rng.random(n) < 0.15) | kvm)  # bare metal: the reservation in the flavor name
     state = np.where(gone, 0, np.where(np.isnan(x["launched"]), 2, 1))
-    sink("nova.instances", {
-        "id": ids, "uuid": x["uuid"], "user_id": user, "project_id": project, "host": h["service"].gather(x["host"]),
-        "display_name": "instance-" + pl.Series(ids).cast(pl.String), "launched_at": x["launched"],
-        "node": h["hostname"].gather(x["host"]).scatter(node_null, None), "terminated_at": x["gone"],
-        "created_at": x["created"], "updated_at": np.where(gone, x["gone"], np.fmax(x["launched"], x["created"])),
-        "deleted_at": x["gone"], "deleted": _deleted(ids, x["gone"]), "vcpus": hw[:, 0], "memory_mb": hw[:, 1],
-        "root_gb": hw[:, 2], "ephemeral_gb": 0, "vm_state": pl.Series(["deleted", "active", "error"]).gather(state),
-        "reservation_id": _text(n, b"r-", _ALNUM[rng.integers(0, 36, (n, 8))]), "instance_type_id": 1 + flavor,
-    })  # fmt: skip
+    sink(
+        "nova.instances",
+        {
+            "id": ids,
+            "uuid": x["uuid"],
+            "user_id": user,
+            "project_id": project,
+            "host": h["service"].gather(x["host"]),
+            "display_name": "instance-" + pl.Series(ids).cast(pl.String),
+            "launched_at": x["launched"],
+            "node": h["hostname"].gather(x["host"]).scatter(node_null, None),
+            "terminated_at": x["gone"],
+            "created_at": x["created"],
+            "updated_at": np.where(gone, x["gone"], np.fmax(x["launched"], x["created"])),
+            "deleted_at": x["gone"],
+            "deleted": _deleted(ids, x["gone"]),
+            "vcpus": hw[:, 0],
+            "memory_mb": hw[:, 1],
+            "root_gb": hw[:, 2],
+            "ephemeral_gb": 0,
+            "vm_state": pl.Series(["deleted", "active", "error"]).gather(state),
+            "reservation_id": _text(n, b"r-", _ALNUM[rng.integers(0, 36, (n, 8))]),
+            "instance_type_id": 1 + flavor,
+        },
+    )
     hint = pl.when("hint").then(pl.concat_str(pl.lit('"reservation": ["'), "rid", pl.lit('"]'))).otherwise(pl.lit(""))
     name = pl.when("flavor").then(pl.concat_str(pl.lit("reservation:"), "rid")).otherwise(pl.col("name"))
     head = '{"nova_object.name": "RequestSpec", "nova_object.data": {"scheduler_hints": {'
@@ -485,28 +612,58 @@ def _nova_tables(rng, h: dict, al: dict, x: dict, act: dict, ev: dict, people: d
         pl.lit(head), hint, pl.lit('}, "flavor": {"nova_object.data": {"name": "'), name, pl.lit('"}}}}')
     )
     rid = al["rid"].gather(np.maximum(x["alloc"], 0)) if al["rid"].len() else pl.repeat("", n, eager=True)
-    specs = pl.DataFrame({"rid": rid, "flavor": flavor,
-                          "hint": (x["alloc"] >= 0) & (~flavor | kvm), "name": x.get("flavor", "baremetal")
-                          }).select(spec).to_series()  # fmt: skip
-    sink("nova_api.request_specs", {"id": ids, "instance_uuid": x["uuid"], "spec": specs, "created_at": x["created"],
-                                    "updated_at": x["created"]})  # fmt: skip
+    specs = (
+        pl.DataFrame(
+            {
+                "rid": rid,
+                "flavor": flavor,
+                "hint": (x["alloc"] >= 0) & (~flavor | kvm),
+                "name": x.get("flavor", "baremetal"),
+            }
+        )
+        .select(spec)
+        .to_series()
+    )
+    sink(
+        "nova_api.request_specs",
+        {"id": ids, "instance_uuid": x["uuid"], "spec": specs, "created_at": x["created"], "updated_at": x["created"]},
+    )
     na, finish = act["inst"].size, act["t"] + act["dur"]
-    sink("nova.instance_actions", {
-        "id": np.arange(1, na + 1), "action": pl.Series(list(ACTIONS)).gather(act["code"]),
-        "instance_uuid": x["uuid"].gather(act["inst"]), "request_id": _uuids(rng, na, prefix=b"req-"),
-        "user_id": user.gather(act["inst"]), "project_id": project.gather(act["inst"]), "start_time": act["t"],
-        "finish_time": finish, "message": _maybe(~act["ok"], "Error"), "created_at": act["t"], "updated_at": finish,
-        "deleted": 0,
-    })  # fmt: skip
+    sink(
+        "nova.instance_actions",
+        {
+            "id": np.arange(1, na + 1),
+            "action": pl.Series(list(ACTIONS)).gather(act["code"]),
+            "instance_uuid": x["uuid"].gather(act["inst"]),
+            "request_id": _uuids(rng, na, prefix=b"req-"),
+            "user_id": user.gather(act["inst"]),
+            "project_id": project.gather(act["inst"]),
+            "start_time": act["t"],
+            "finish_time": finish,
+            "message": _maybe(~act["ok"], "Error"),
+            "created_at": act["t"],
+            "updated_at": finish,
+            "deleted": 0,
+        },
+    )
     host = np.where(ev["compute"], x["host"][act["inst"][ev["action"]]], h["hostname"].len() + ev["action"] % 2)
-    sink("nova.instance_actions_events", {
-        "id": np.arange(1, ev["action"].size + 1), "event": pl.Series(EVENTS).gather(ev["code"]),
-        "action_id": ev["action"] + 1, "start_time": ev["start"], "finish_time": ev["finish"],
-        "result": pl.Series(["Error", "Success"]).gather(ev["ok"].astype(np.uint32)),
-        "traceback": _maybe(~ev["ok"], TRACEBACK), "created_at": ev["start"], "updated_at": ev["finish"], "deleted": 0,
-        "host": pl.concat([h["hostname"], pl.Series(["controller-1", "controller-2"])]).gather(host),
-        "details": _maybe(~ev["ok"], "Ironic node failed"),
-    })  # fmt: skip
+    sink(
+        "nova.instance_actions_events",
+        {
+            "id": np.arange(1, ev["action"].size + 1),
+            "event": pl.Series(EVENTS).gather(ev["code"]),
+            "action_id": ev["action"] + 1,
+            "start_time": ev["start"],
+            "finish_time": ev["finish"],
+            "result": pl.Series(["Error", "Success"]).gather(ev["ok"].astype(np.uint32)),
+            "traceback": _maybe(~ev["ok"], TRACEBACK),
+            "created_at": ev["start"],
+            "updated_at": ev["finish"],
+            "deleted": 0,
+            "host": pl.concat([h["hostname"], pl.Series(["controller-1", "controller-2"])]).gather(host),
+            "details": _maybe(~ev["ok"], "Ironic node failed"),
+        },
+    )
 
 
 def _archive(sink: _Sink, before: datetime) -> None:
@@ -532,12 +689,31 @@ def _archive(sink: _Sink, before: datetime) -> None:
 def _typed(rng, sink: _Sink, resource: str, owner, value, made: np.ndarray, gone: np.ndarray) -> None:
     """Each Blazar host's node_type (each device's machine_name), soft-deleted with it, and its resource property."""
     ids, prop, device = np.arange(1, made.size + 1), _uuids(rng, 1), resource == "device"
-    sink(f"blazar.{'device' if device else 'computehost'}_extra_capabilities", {
-        "id": ids, "computehost_id": owner, "device_id": owner, "property_id": prop[0], "capability_value": value,
-        "created_at": made, "updated_at": made, "deleted_at": gone, "deleted": _deleted(ids, gone),
-    })  # fmt: skip
-    sink("blazar.resource_properties", {"id": prop, "resource_type": resource, "private": False, "deleted": "0",
-         "property_name": "machine_name" if device else "node_type", "created_at": np.full(1, -60 * DAY)})  # fmt: skip
+    sink(
+        f"blazar.{'device' if device else 'computehost'}_extra_capabilities",
+        {
+            "id": ids,
+            "computehost_id": owner,
+            "device_id": owner,
+            "property_id": prop[0],
+            "capability_value": value,
+            "created_at": made,
+            "updated_at": made,
+            "deleted_at": gone,
+            "deleted": _deleted(ids, gone),
+        },
+    )
+    sink(
+        "blazar.resource_properties",
+        {
+            "id": prop,
+            "resource_type": resource,
+            "private": False,
+            "deleted": "0",
+            "property_name": "machine_name" if device else "node_type",
+            "created_at": np.full(1, -60 * DAY),
+        },
+    )
 
 
 def _kvm_hosts(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
@@ -551,24 +727,47 @@ def _kvm_hosts(rng, h: dict, now: float, sink: _Sink) -> tuple[dict, dict]:
     h["vcpus"][re], h["t_new"][re] = rng.choice(np.array([48, 64]), re.size), h["t_re"]
     host, vcpus, end = np.r_[np.arange(n), re], np.r_[h["vcpus"], np.full(re.size, 96)], h["n1"].copy()
     end[re] = h["t_re"]
-    rows = {"nova.compute_nodes": (np.arange(host.size), np.r_[h["n0"], h["t_re"]], np.r_[end, h["n1"][re]]),
-            "blazar.computehosts": (res, h["b0"][res], h["b1"][res])}  # fmt: skip
+    rows = {
+        "nova.compute_nodes": (np.arange(host.size), np.r_[h["n0"], h["t_re"]], np.r_[end, h["n1"][re]]),
+        "blazar.computehosts": (res, h["b0"][res], h["b1"][res]),
+    }
     for table, (row, made, gone) in rows.items():
         ids, name, vc = np.arange(1, row.size + 1), h["hostname"].gather(host[row]), vcpus[row]
-        sink(table, {
-            "id": ids, "uuid": _uuids(rng, row.size), "hypervisor_hostname": name, "host": name, "service_name": name,
-            "hypervisor_type": "QEMU", "vcpus": vc, "memory_mb": vc * 4096, "local_gb": vc * 20, "reservable": 1,
-            "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0, "created_at": made,
-            "updated_at": np.fmax(made, gone), "deleted_at": gone, "deleted": _deleted(ids, gone),
-        })  # fmt: skip
+        sink(
+            table,
+            {
+                "id": ids,
+                "uuid": _uuids(rng, row.size),
+                "hypervisor_hostname": name,
+                "host": name,
+                "service_name": name,
+                "hypervisor_type": "QEMU",
+                "vcpus": vc,
+                "memory_mb": vc * 4096,
+                "local_gb": vc * 20,
+                "reservable": 1,
+                "cpu_allocation_ratio": 4.0,
+                "ram_allocation_ratio": 1.0,
+                "created_at": made,
+                "updated_at": np.fmax(made, gone),
+                "deleted_at": gone,
+                "deleted": _deleted(ids, gone),
+            },
+        )
     _typed(rng, sink, "physical:host", ids, "compute_kvm", made, gone)  # the loop's last rows: Blazar's
     lane, pos = _spread(h["vcpus"] // np.where(h["nova_only"], 8, 16))  # lane -> host; a unit is 1-4 lanes
     size = np.bincount(np.cumsum((pos % 4 == 0) | h["nova_only"][lane] | (rng.random(lane.size) < 0.4)) - 1)
     first, bid = np.cumsum(size) - size, np.zeros(n, int)
     bid[res] = ids
-    lanes = {"res_u": ~h["nova_only"][lane[first]], "members": np.arange(lane.size), "size": size, "first": first,
-             "b1": h["b1"][lane], "host": lane, **{f"{k}_u": h[k][lane[first]] for k in ("n0", "n1", "b0", "b1")}
-             }  # fmt: skip
+    lanes = {
+        "res_u": ~h["nova_only"][lane[first]],
+        "members": np.arange(lane.size),
+        "size": size,
+        "first": first,
+        "b1": h["b1"][lane],
+        "host": lane,
+        **{f"{k}_u": h[k][lane[first]] for k in ("n0", "n1", "b0", "b1")},
+    }
     ids = {"bid": bid[lane], "dup_id": np.zeros(lane.size, int), "dup_from": np.full(lane.size, np.inf)}
     return {"reenrolled_host": np.arange(n, host.size) + 1}, ids | {"lanes": lanes}
 
@@ -578,11 +777,19 @@ def _kvm_flavors(rng, h: dict, lane: np.ndarray, al: dict, x: dict, sink: _Sink)
     lanes to hosts and get vCPUs (reserved: the reservation's; on demand: 1-8), a flavor and their nodes: vcpus /
     vCPUs of the host's row valid at their start (the slot's committed start, the instance's created_at)."""
     rv, lv = rng.choice(np.array([2, 4, 8, 16]), al["leases"]["id"].len()), al["leases"]
-    sink("blazar.instance_reservations", {
-        **lv, "vcpus": rv, "memory_mb": rv * 2048, "disk_gb": rv * 10, "amount": np.bincount(al["lease"],
-        minlength=rv.size), "affinity": False, "resource_properties": "[]", "deleted": _deleted(lv["id"],
-        lv["deleted_at"]),
-    })  # fmt: skip
+    sink(
+        "blazar.instance_reservations",
+        {
+            **lv,
+            "vcpus": rv,
+            "memory_mb": rv * 2048,
+            "disk_gb": rv * 10,
+            "amount": np.bincount(al["lease"], minlength=rv.size),
+            "affinity": False,
+            "resource_properties": "[]",
+            "deleted": _deleted(lv["id"], lv["deleted_at"]),
+        },
+    )
     al["host"], x["host"], sv = lane[al["host"]], lane[x["host"]], rv[al["lease"]]
     vc = np.where(x["alloc"] >= 0, _of_alloc(sv, x["alloc"]), rng.choice(np.array([1, 2, 4, 8]), x["alloc"].size))
     names = pl.Series(["m1.small", "m1.medium", "m1.large", "m1.xlarge", "m1.xxlarge"])  # by log2 vcpus
@@ -597,9 +804,20 @@ def _edge(rng, h: dict, people: dict, users: int, now: float, sink: _Sink) -> tu
     one past its lease end. Returns (defects, allocations, containers)."""
     n, h["n0"], h["n1"], dev = h["kind"].size, h["b0"], h["b1"], h["hostname"]
     name = pl.Series(h["hw"][h["kind"], 0]) + "-" + pl.Series(np.arange(1, n + 1)).cast(pl.String).str.zfill(3)
-    sink("blazar.devices", {"id": dev, "name": name, "device_type": "container", "device_driver": "k8s",
-         "reservable": 1, "created_at": h["b0"], "updated_at": h["b0"], "deleted_at": h["b1"],
-         "deleted": _deleted(dev, h["b1"])})  # fmt: skip
+    sink(
+        "blazar.devices",
+        {
+            "id": dev,
+            "name": name,
+            "device_type": "container",
+            "device_driver": "k8s",
+            "reservable": 1,
+            "created_at": h["b0"],
+            "updated_at": h["b0"],
+            "deleted_at": h["b1"],
+            "deleted": _deleted(dev, h["b1"]),
+        },
+    )
     _typed(rng, sink, "device", dev, pl.Series(list(SITES["edge"][0])).gather(h["kind"]), h["b0"], h["b1"])
     ids = {"bid": np.arange(1, n + 1), "dup_id": np.zeros(n, int), "dup_from": np.full(n, np.inf), "uuid": dev}
     defects, al = _leases(rng, h, ids, people, now, sink, "device")
@@ -607,14 +825,24 @@ def _edge(rng, h: dict, people: dict, users: int, now: float, sink: _Sink) -> tu
     m, ended = x["host"].size, x["end"] < now
     status = np.where(ended, rng.choice(3, m, p=[0.75, 0.1, 0.15]), rng.choice(np.array([3, 4]), m, p=[0.9, 0.1]))
     pick = lambda *v: pl.Series(v).gather(rng.integers(0, len(v), m))  # noqa: E731
-    sink("zun.container", {
-        "id": np.arange(1, m + 1), "uuid": x["uuid"], "name": "container-" + pl.Series(np.arange(1, m + 1)).cast(
-        pl.String), "user_id": people["user"].gather(x["user"]), "project_id": people["project"].gather(people["of"][
-        x["user"]]), "image": pick("python:3.11", "nginx:1.25", "ros:humble"), "cpu": pick(0.5, 1.0, 2.0),
-        "memory": pick("256M", "512M", "1024M"), "host": name.gather(x["host"]), "created_at": x["created"],
-        "status": pl.Series(["Deleted", "Error", "Stopped", "Running", "Created"]).gather(status),
-        "status_reason": _maybe(status == 1, "OOMKilled"), "updated_at": np.where(ended, x["end"], x["launched"]),
-    })  # fmt: skip
+    sink(
+        "zun.container",
+        {
+            "id": np.arange(1, m + 1),
+            "uuid": x["uuid"],
+            "name": "container-" + pl.Series(np.arange(1, m + 1)).cast(pl.String),
+            "user_id": people["user"].gather(x["user"]),
+            "project_id": people["project"].gather(people["of"][x["user"]]),
+            "image": pick("python:3.11", "nginx:1.25", "ros:humble"),
+            "cpu": pick(0.5, 1.0, 2.0),
+            "memory": pick("256M", "512M", "1024M"),
+            "host": name.gather(x["host"]),
+            "created_at": x["created"],
+            "status": pl.Series(["Deleted", "Error", "Stopped", "Running", "Created"]).gather(status),
+            "status_reason": _maybe(status == 1, "OOMKilled"),
+            "updated_at": np.where(ended, x["end"], x["launched"]),
+        },
+    )
     return defects | {"container_past_lease_end": x["uuid"].gather(past["instance_past_lease_end"])}, al, x
 
 
@@ -699,9 +927,15 @@ def _legacy(rng, truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
     before = cells.ravel()[pick]
     cells.ravel()[pick] = before * factor
     row, col = np.divmod(pick, len(LEGACY))
-    perturbed = pl.DataFrame({"date": keys["date"].gather(row).dt.strftime("%Y-%m-%d"),
-                              "node_type": keys["node_type"].gather(row), "column": pl.Series(LEGACY).gather(col),
-                              "truth": before, "legacy": before * factor})  # fmt: skip
+    perturbed = pl.DataFrame(
+        {
+            "date": keys["date"].gather(row).dt.strftime("%Y-%m-%d"),
+            "node_type": keys["node_type"].gather(row),
+            "column": pl.Series(LEGACY).gather(col),
+            "truth": before,
+            "legacy": before * factor,
+        }
+    )
     return {"date": keys["date"], "node_type": keys["node_type"], **dict(zip(LEGACY, cells.T, strict=True))}, perturbed
 
 

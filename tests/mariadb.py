@@ -8,8 +8,14 @@ import polars as pl
 import pymysql
 
 HOST, PORT = "127.0.0.1", 3306
-TYPES = {pl.Int64: "BIGINT", pl.Int32: "INT", pl.Int8: "TINYINT", pl.Float64: "DOUBLE", pl.Boolean: "TINYINT(1)",
-         pl.Date: "DATE"}  # fmt: skip
+TYPES = {
+    pl.Int64: "BIGINT",
+    pl.Int32: "INT",
+    pl.Int8: "TINYINT",
+    pl.Float64: "DOUBLE",
+    pl.Boolean: "TINYINT(1)",
+    pl.Date: "DATE",
+}
 
 
 def connect(user: str = "root", password: str = "", **kw) -> pymysql.Connection:

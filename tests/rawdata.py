@@ -96,8 +96,14 @@ def tiny_site() -> dict[str, list[dict]]:
         {"uuid": "I5", "node": "h1", "created_at": day(4.5), "terminated_at": day(7), "launched_at": day(4.6)},
     ]
     for row in instances:
-        row |= {"deleted_at": row["terminated_at"], "updated_at": None, "host": "ironic-compute", "vcpus": 48,
-                "memory_mb": 196608, "root_gb": 240}  # fmt: skip
+        row |= {
+            "deleted_at": row["terminated_at"],
+            "updated_at": None,
+            "host": "ironic-compute",
+            "vcpus": 48,
+            "memory_mb": 196608,
+            "root_gb": 240,
+        }
     specs = [
         {"instance_uuid": "I1", "spec": request_spec("R1")},
         {"instance_uuid": "I2", "spec": request_spec(flavor="reservation:R1")},
@@ -110,9 +116,23 @@ def tiny_site() -> dict[str, list[dict]]:
         {"id": 101, "instance_uuid": "I4", "action": "delete"},
     ]
     events = [
-        {"id": 1, "action_id": 100, "event": "compute__do_build_and_run_instance", "start_time": day(3), "result": "Success", "host": "h5"},
-        {"id": 2, "action_id": 101, "event": "compute_terminate_instance", "start_time": day(6), "result": "Success", "host": "h5"},
-    ]  # fmt: skip
+        {
+            "id": 1,
+            "action_id": 100,
+            "event": "compute__do_build_and_run_instance",
+            "start_time": day(3),
+            "result": "Success",
+            "host": "h5",
+        },
+        {
+            "id": 2,
+            "action_id": 101,
+            "event": "compute_terminate_instance",
+            "start_time": day(6),
+            "result": "Success",
+            "host": "h5",
+        },
+    ]
     capabilities = [
         {
             "id": 1,
@@ -144,25 +164,49 @@ def tiny_site() -> dict[str, list[dict]]:
 
 
 def _instance(uuid, node, created, end=None, **extra) -> dict:
-    row = {"uuid": uuid, "node": node, "host": "compute-1", "created_at": day(created), "launched_at": day(created),
-           "terminated_at": day(end), "deleted_at": day(end), "updated_at": None, "vcpus": 48, "memory_mb": 1024,
-           "root_gb": 40}  # fmt: skip
+    row = {
+        "uuid": uuid,
+        "node": node,
+        "host": "compute-1",
+        "created_at": day(created),
+        "launched_at": day(created),
+        "terminated_at": day(end),
+        "deleted_at": day(end),
+        "updated_at": None,
+        "vcpus": 48,
+        "memory_mb": 1024,
+        "root_gb": 40,
+    }
     return row | extra
 
 
 def _events(rows: list[tuple]) -> tuple[list[dict], list[dict]]:
     """(instance, event, day, result, host) -> (instance_actions, instance_actions_events), one action each."""
     actions = [{"id": i, "instance_uuid": r[0], "action": r[1]} for i, r in enumerate(rows)]
-    events = [{"id": i, "action_id": i, "event": r[1], "start_time": day(r[2]), "result": r[3], "host": r[4]}
-              for i, r in enumerate(rows)]  # fmt: skip
+    events = [
+        {"id": i, "action_id": i, "event": r[1], "start_time": day(r[2]), "result": r[3], "host": r[4]}
+        for i, r in enumerate(rows)
+    ]
     return actions, events
 
 
 def lifecycle_site() -> dict[str, list[dict]]:
     """Bare-metal on-demand instances whose end or host is only in their action events (one host each)."""
-    nodes = [{"id": i, "hypervisor_hostname": f"h{i}", "created_at": day(0), "deleted_at": None, "updated_at": None,
-              "vcpus": 48, "memory_mb": 1024, "local_gb": 10, "hypervisor_type": "ironic", "cpu_allocation_ratio": 1.0}
-             for i in range(1, 6)]  # fmt: skip
+    nodes = [
+        {
+            "id": i,
+            "hypervisor_hostname": f"h{i}",
+            "created_at": day(0),
+            "deleted_at": None,
+            "updated_at": None,
+            "vcpus": 48,
+            "memory_mb": 1024,
+            "local_gb": 10,
+            "hypervisor_type": "ironic",
+            "cpu_allocation_ratio": 1.0,
+        }
+        for i in range(1, 6)
+    ]
     instances = [
         _instance("E1", "h1", 1, terminated_at=None, deleted_at=None),  # shelve d2, unshelve d3, terminate d5
         _instance("E2", "h2", 1, terminated_at=None, deleted_at=None),  # ..., unshelve d3, shelve d4, terminate d6
@@ -170,15 +214,21 @@ def lifecycle_site() -> dict[str, list[dict]]:
         _instance("E4", None, 1, terminated_at=day(8), deleted_at=day(8)),  # node only in its compute_* events
         _instance("E5", "h5", 1, terminated_at=day(7), deleted_at=day(6)),  # earliest of terminated/deleted
     ]
-    actions, events = _events([
-        ("E1", "compute_shelve_instance", 2, "Success", "h1"), ("E1", "compute_unshelve_instance", 3, "Success", "h1"),
-        ("E1", "compute_terminate_instance", 5, "Success", "h1"),
-        ("E2", "compute_shelve_instance", 2, "Success", "h2"), ("E2", "compute_unshelve_instance", 3, "Success", "h2"),
-        ("E2", "compute_shelve_instance", 4, "Success", "h2"), ("E2", "compute_terminate_instance", 6, "Success", "h2"),
-        ("E3", "compute_terminate_instance", 3, "Error", "h3"), ("E3", "compute_terminate_instance", 6, "Success", "h3"),
-        ("E4", "compute__do_build_and_run_instance", 1, "Success", "h4"),
-        ("E4", "conductor_schedule_and_build_instances", 2, "Success", "controller-1"),
-    ])  # fmt: skip
+    actions, events = _events(
+        [
+            ("E1", "compute_shelve_instance", 2, "Success", "h1"),
+            ("E1", "compute_unshelve_instance", 3, "Success", "h1"),
+            ("E1", "compute_terminate_instance", 5, "Success", "h1"),
+            ("E2", "compute_shelve_instance", 2, "Success", "h2"),
+            ("E2", "compute_unshelve_instance", 3, "Success", "h2"),
+            ("E2", "compute_shelve_instance", 4, "Success", "h2"),
+            ("E2", "compute_terminate_instance", 6, "Success", "h2"),
+            ("E3", "compute_terminate_instance", 3, "Error", "h3"),
+            ("E3", "compute_terminate_instance", 6, "Success", "h3"),
+            ("E4", "compute__do_build_and_run_instance", 1, "Success", "h4"),
+            ("E4", "conductor_schedule_and_build_instances", 2, "Success", "controller-1"),
+        ]
+    )
     return {
         "nova.compute_nodes": nodes,
         "nova.instances": instances,
@@ -191,8 +241,13 @@ def lifecycle_site() -> dict[str, list[dict]]:
 def kvm_site() -> dict[str, list[dict]]:
     """A KVM site: a re-enrolled host (48 then 96 vCPUs), two slots of one reservation on it, the old
     capability schema (capability_name, no resource_properties). Answers in tests/e2e/test_domain_rules.py."""
-    node = {"hypervisor_type": "QEMU", "memory_mb": 262144, "local_gb": 1000, "cpu_allocation_ratio": 4.0,
-            "updated_at": None}  # fmt: skip
+    node = {
+        "hypervisor_type": "QEMU",
+        "memory_mb": 262144,
+        "local_gb": 1000,
+        "cpu_allocation_ratio": 4.0,
+        "updated_at": None,
+    }
     nodes = [
         node | {"id": 1, "hypervisor_hostname": "kvm-1", "vcpus": 48, "created_at": day(0), "deleted_at": day(10)},
         node | {"id": 2, "hypervisor_hostname": "kvm-1", "vcpus": 96, "created_at": day(10), "deleted_at": None},
@@ -209,32 +264,72 @@ def kvm_site() -> dict[str, list[dict]]:
         "nova.compute_nodes": nodes,
         "nova.instances": instances,
         "nova_api.request_specs": [
-            {"instance_uuid": i["uuid"], "spec": request_spec(hint.get(i["uuid"]), f"reservation:{hint[i['uuid']]}"
-             if i["uuid"] in hint else "m1.large")} for i in instances
-        ],  # fmt: skip
+            {
+                "instance_uuid": i["uuid"],
+                "spec": request_spec(
+                    hint.get(i["uuid"]), f"reservation:{hint[i['uuid']]}" if i["uuid"] in hint else "m1.large"
+                ),
+            }
+            for i in instances
+        ],
         "nova.instance_actions": [{"id": 0, "instance_uuid": "K1", "action": "create"}],
         "nova.instance_actions_events": [
-            {"id": 0, "action_id": 0, "event": "compute__do_build_and_run_instance", "start_time": day(3),
-             "result": "Success", "host": "kvm-1"}
-        ],  # fmt: skip
-        "blazar.computehosts": [{"id": 10, "hypervisor_hostname": "kvm-1", "vcpus": 96, "memory_mb": 262144,
-                                 "local_gb": 1000, "created_at": day(0), "deleted_at": None, "updated_at": None}],
-        "blazar.computehost_extra_capabilities": [
-            {"id": 1, "computehost_id": 10, "capability_name": "node_type", "capability_value": "compute_kvm",
-             "created_at": day(0)},
-            {"id": 2, "computehost_id": 10, "capability_name": "cpu_arch", "capability_value": "x86_64",
-             "created_at": day(0)},
+            {
+                "id": 0,
+                "action_id": 0,
+                "event": "compute__do_build_and_run_instance",
+                "start_time": day(3),
+                "result": "Success",
+                "host": "kvm-1",
+            }
         ],
-        "blazar.leases": [{"id": "L1", "start_date": day(2), "end_date": day(12), "created_at": day(1),
-                           "deleted_at": None, "updated_at": None}],
+        "blazar.computehosts": [
+            {
+                "id": 10,
+                "hypervisor_hostname": "kvm-1",
+                "vcpus": 96,
+                "memory_mb": 262144,
+                "local_gb": 1000,
+                "created_at": day(0),
+                "deleted_at": None,
+                "updated_at": None,
+            }
+        ],
+        "blazar.computehost_extra_capabilities": [
+            {
+                "id": 1,
+                "computehost_id": 10,
+                "capability_name": "node_type",
+                "capability_value": "compute_kvm",
+                "created_at": day(0),
+            },
+            {
+                "id": 2,
+                "computehost_id": 10,
+                "capability_name": "cpu_arch",
+                "capability_value": "x86_64",
+                "created_at": day(0),
+            },
+        ],
+        "blazar.leases": [
+            {
+                "id": "L1",
+                "start_date": day(2),
+                "end_date": day(12),
+                "created_at": day(1),
+                "deleted_at": None,
+                "updated_at": None,
+            }
+        ],
         "blazar.reservations": [{"id": "R1", "lease_id": "L1", "resource_type": "flavor:instance"}],
-        "blazar.instance_reservations": [{"id": "IR1", "reservation_id": "R1", "vcpus": 8, "memory_mb": 16384,
-                                          "disk_gb": 40, "amount": 2}],
+        "blazar.instance_reservations": [
+            {"id": "IR1", "reservation_id": "R1", "vcpus": 8, "memory_mb": 16384, "disk_gb": 40, "amount": 2}
+        ],
         "blazar.computehost_allocations": [
             {"id": "S1", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1), "deleted_at": None},
             {"id": "S2", "compute_host_id": "10", "reservation_id": "R1", "created_at": day(1), "deleted_at": None},
         ],
-    }  # fmt: skip
+    }
 
 
 def edge_site() -> dict[str, list[dict]]:
@@ -246,7 +341,13 @@ def edge_site() -> dict[str, list[dict]]:
             {"id": "D2", "name": "rpi-2", "created_at": day(0), "deleted_at": day(10)} | soft,
         ],
         "blazar.device_extra_capabilities": [
-            {"id": 1, "device_id": "D1", "property_id": "P1", "capability_value": "raspberrypi4-64", "created_at": day(0)},
+            {
+                "id": 1,
+                "device_id": "D1",
+                "property_id": "P1",
+                "capability_value": "raspberrypi4-64",
+                "created_at": day(0),
+            },
             {"id": 2, "device_id": "D2", "property_id": "P1", "capability_value": "jetson-nano", "created_at": day(0)},
         ],
         "blazar.resource_properties": [{"id": "P1", "resource_type": "device", "property_name": "machine_name"}],
@@ -267,14 +368,21 @@ def edge_site() -> dict[str, list[dict]]:
             {"uuid": "C2", "host": "rpi-1", "status": "Running", "created_at": day(4.5), "updated_at": day(4.6)},
             {"uuid": "C3", "host": "rpi-2", "status": "Stopped", "created_at": day(9), "updated_at": day(11)},
         ],
-    }  # fmt: skip
+    }
 
 
 def lease_history_site() -> dict[str, list[dict]]:
     """One host; lease L1 booked d1 for d10-12, extended on d11 to d14 (two versions in a history table),
     deleted on d13; lease L2 booked d6 for d7-8. Answers in tests/e2e/test_lenses.py."""
-    host = {"hypervisor_hostname": "h1", "created_at": day(0), "deleted_at": None, "updated_at": None, "vcpus": 48,
-            "memory_mb": 1024, "local_gb": 10}  # fmt: skip
+    host = {
+        "hypervisor_hostname": "h1",
+        "created_at": day(0),
+        "deleted_at": None,
+        "updated_at": None,
+        "vcpus": 48,
+        "memory_mb": 1024,
+        "local_gb": 10,
+    }
     return {
         "nova.compute_nodes": [host | {"id": 1, "hypervisor_type": "ironic", "cpu_allocation_ratio": 1.0}],
         "blazar.computehosts": [host | {"id": 10}],
@@ -295,7 +403,7 @@ def lease_history_site() -> dict[str, list[dict]]:
                 "updated_at": day(6),
                 "deleted_at": None,
             },
-        ],  # fmt: skip
+        ],
         "blazar.lease_versions": [
             {"lease_id": "L1", "start_date": day(10), "end_date": day(12), "recorded_at": day(1)},
             {"lease_id": "L1", "start_date": day(10), "end_date": day(14), "recorded_at": day(11)},

@@ -15,18 +15,49 @@ from engine.temporal import hours
 TIME = pl.Datetime("us")
 TIMES = ("valid_start", "valid_end", "planned_end", "tx_start", "tx_end", "tx_updated")  # every span's times
 SPAN = {
-    "entity": pl.String, "entity_id": pl.String, "site": pl.String, "metric": pl.String,
-    "valid_start": TIME, "valid_end": TIME, "tx_start": TIME, "tx_end": TIME, "span_hours": pl.Float64,
-    "original_start": TIME, "original_end": TIME, "tx_uncertain": pl.Boolean,
-}  # fmt: skip
+    "entity": pl.String,
+    "entity_id": pl.String,
+    "site": pl.String,
+    "metric": pl.String,
+    "valid_start": TIME,
+    "valid_end": TIME,
+    "tx_start": TIME,
+    "tx_end": TIME,
+    "span_hours": pl.Float64,
+    "original_start": TIME,
+    "original_end": TIME,
+    "tx_uncertain": pl.Boolean,
+}
 VALIDATED = {**SPAN, "hierarchy_status": pl.String}
 REJECTED = {"entity": pl.String, "entity_id": pl.String, "rejection_reason": pl.String, "rejection_detail": pl.String}
 INACTIVE = {"entity": pl.String, "entity_id": pl.String, "inactive_reason": pl.String, "inactive_detail": pl.String}
 USAGE = {"timestamp": TIME, "site": pl.String, "metric": pl.String, "resource": pl.String, "value": pl.Float64}
-DAILY = {"date": pl.Date, "site": pl.String, "metric": pl.String, "resource": pl.String, "hours": pl.Float64,
-         "mean": pl.Float64}  # fmt: skip
-NOT_NULL = {"timestamp", "date", "bucket", "value", "hours", "resource", "entity", "entity_id", "site", "metric", "valid_start", "span_hours", "tx_uncertain", "hierarchy_status",
-            "rejection_reason", "inactive_reason"}  # fmt: skip
+DAILY = {
+    "date": pl.Date,
+    "site": pl.String,
+    "metric": pl.String,
+    "resource": pl.String,
+    "hours": pl.Float64,
+    "mean": pl.Float64,
+}
+NOT_NULL = {
+    "timestamp",
+    "date",
+    "bucket",
+    "value",
+    "hours",
+    "resource",
+    "entity",
+    "entity_id",
+    "site",
+    "metric",
+    "valid_start",
+    "span_hours",
+    "tx_uncertain",
+    "hierarchy_status",
+    "rejection_reason",
+    "inactive_reason",
+}
 
 
 def check_schema(

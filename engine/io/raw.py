@@ -154,8 +154,8 @@ def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us"))
     if dtype == pl.String:  # the format Polars infers from the first value, else any of the ISO forms
-        parse = lambda fmt: expr.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC")  # noqa: E731
-        return pl.coalesce(parse(None), *map(parse, TEXT_FORMATS)).dt.replace_time_zone(None)
+        forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in (None, *TEXT_FORMATS))
+        return pl.coalesce(*forms).dt.replace_time_zone(None)
     if dtype == pl.Null:
         return expr.cast(pl.Datetime("us"))
     return None

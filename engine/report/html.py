@@ -227,11 +227,19 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
         parts.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}", plots_dir))
     order = cmp.sort(pl.col("diff_hours").abs(), "date", group, "metric", descending=[True, False, False, False])
     rows = [
-        [str(r["date"]), r[group], r["metric"], r["engine_hours"], r["legacy_hours"], r["diff_hours"],
-         "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}", r.get("explanation") or "",
-         f"engine why OUT_DIR --metric {r['metric']} --date {r['date']} --where {group}={r[group]}"]
+        [
+            str(r["date"]),
+            r[group],
+            r["metric"],
+            r["engine_hours"],
+            r["legacy_hours"],
+            r["diff_hours"],
+            "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}",
+            r.get("explanation") or "",
+            f"engine why OUT_DIR --metric {r['metric']} --date {r['date']} --where {group}={r[group]}",
+        ]
         for r in order.filter("flagged").head(FLAGGED_SHOWN).iter_rows(named=True)
-    ]  # fmt: skip
+    ]
     head = [
         "date",
         group,
@@ -258,16 +266,21 @@ def _accounts(manifest: dict) -> str:
         if e["status"] == "skipped":
             continue  # not on this site: said in the header, not a row of zeros
         h, statuses = e["hours"], ", ".join(f"{s} {n}" for s, n in e.get("hierarchy", {}).items())
-        accounts.append([name, e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected"], e["inactive"], statuses]
-                        + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected", "inactive")]
-                        + [e["node_hours"]])  # fmt: skip
+        accounts.append(
+            [name, e["input_rows"], e["out_of_scope"], e["accepted"], e["rejected"], e["inactive"], statuses]
+            + [h[k] for k in ("input", "counted", "clamped_away", "orphaned", "rejected", "inactive")]
+            + [e["node_hours"]]
+        )
         for reason, r in e.get("reasons", {}).items():
             if reason in e.get("inactive_by_reason", {}):
                 never.append([name, reason, r["rows"], r["hours"]])
             else:
                 defects.append([name, reason, r["rows"], r["hours"], f"engine trace OUT_DIR {name} {r['example']}"])
-    parts = [_p("Hours are span-hours (each row's time in the window); the last column weighs them by nodes."),
-             _table(head, accounts), "<h3>Defects</h3>"]  # fmt: skip
+    parts = [
+        _p("Hours are span-hours (each row's time in the window); the last column weighs them by nodes."),
+        _table(head, accounts),
+        "<h3>Defects</h3>",
+    ]
     parts.append(_table(["entity", "reason", "rows", "hours", "an example"], defects) if defects else _p("none"))
     parts.append("<h3>Never active (not defects)</h3>")
     parts.append(_table(["entity", "reason", "rows", "hours"], never) if never else _p("none"))
@@ -285,8 +298,10 @@ def _status(check: dict) -> str:
 
 def _invariants(manifest: dict) -> str:
     invs = manifest["invariants"]
-    rows = [[i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]]
-            for i in invs]  # fmt: skip
+    rows = [
+        [i["id"], i["entity"] or i.get("table") or "all", i["status"], i["violations"], i["handled"], i["detail"]]
+        for i in invs
+    ]
     return _table(["id", "entity", "status", "violations", "handled", "detail"], rows, [_status(i) for i in invs])
 
 

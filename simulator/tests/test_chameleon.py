@@ -12,45 +12,175 @@ from simulator.chameleon import DEFECTS, METRICS, SITES, simulate
 S, N, F, B, T = pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Datetime("us")
 SOFT = {"created_at": T, "updated_at": T, "deleted_at": T}
 EXPECTED = {  # the upstream columns the engine and the legacy comparison read, with their types
-    "nova.compute_nodes": {"id": N, "uuid": S, "hypervisor_hostname": S, "host": S, "hypervisor_type": S, "vcpus": N,
-                           "memory_mb": N, "local_gb": N, "cpu_allocation_ratio": F, "ram_allocation_ratio": F, **SOFT,
-                           "deleted": N},
-    "blazar.computehosts": {"id": N, "hypervisor_hostname": S, "service_name": S, "vcpus": N, "memory_mb": N,
-                            "local_gb": N, "hypervisor_type": S, "reservable": N, **SOFT, "deleted": N},
-    "blazar.computehost_extra_capabilities": {"id": N, "computehost_id": N, "property_id": S, "capability_value": S,
-                                              **SOFT, "deleted": N},
+    "nova.compute_nodes": {
+        "id": N,
+        "uuid": S,
+        "hypervisor_hostname": S,
+        "host": S,
+        "hypervisor_type": S,
+        "vcpus": N,
+        "memory_mb": N,
+        "local_gb": N,
+        "cpu_allocation_ratio": F,
+        "ram_allocation_ratio": F,
+        **SOFT,
+        "deleted": N,
+    },
+    "blazar.computehosts": {
+        "id": N,
+        "hypervisor_hostname": S,
+        "service_name": S,
+        "vcpus": N,
+        "memory_mb": N,
+        "local_gb": N,
+        "hypervisor_type": S,
+        "reservable": N,
+        **SOFT,
+        "deleted": N,
+    },
+    "blazar.computehost_extra_capabilities": {
+        "id": N,
+        "computehost_id": N,
+        "property_id": S,
+        "capability_value": S,
+        **SOFT,
+        "deleted": N,
+    },
     "blazar.resource_properties": {"id": S, "resource_type": S, "property_name": S, "private": B, **SOFT, "deleted": S},
-    "blazar.leases": {"id": S, "name": S, "user_id": S, "project_id": S, "start_date": T, "end_date": T, "status": S,
-                      "degraded": B, **SOFT, "deleted": S},
-    "blazar.reservations": {"id": S, "lease_id": S, "resource_id": S, "resource_type": S, "status": S,
-                            "missing_resources": B, "resources_changed": B, **SOFT, "deleted": S},
+    "blazar.leases": {
+        "id": S,
+        "name": S,
+        "user_id": S,
+        "project_id": S,
+        "start_date": T,
+        "end_date": T,
+        "status": S,
+        "degraded": B,
+        **SOFT,
+        "deleted": S,
+    },
+    "blazar.reservations": {
+        "id": S,
+        "lease_id": S,
+        "resource_id": S,
+        "resource_type": S,
+        "status": S,
+        "missing_resources": B,
+        "resources_changed": B,
+        **SOFT,
+        "deleted": S,
+    },
     "blazar.computehost_allocations": {"id": S, "compute_host_id": S, "reservation_id": S, **SOFT, "deleted": S},
-    "nova.instances": {"id": N, "uuid": S, "user_id": S, "project_id": S, "display_name": S, "host": S, "node": S,
-                       "launched_at": T, "terminated_at": T, **SOFT, "deleted": N, "vcpus": N, "memory_mb": N,
-                       "root_gb": N, "ephemeral_gb": N, "vm_state": S, "task_state": S, "reservation_id": S,
-                       "instance_type_id": N},
+    "nova.instances": {
+        "id": N,
+        "uuid": S,
+        "user_id": S,
+        "project_id": S,
+        "display_name": S,
+        "host": S,
+        "node": S,
+        "launched_at": T,
+        "terminated_at": T,
+        **SOFT,
+        "deleted": N,
+        "vcpus": N,
+        "memory_mb": N,
+        "root_gb": N,
+        "ephemeral_gb": N,
+        "vm_state": S,
+        "task_state": S,
+        "reservation_id": S,
+        "instance_type_id": N,
+    },
     "nova_api.request_specs": {"id": N, "instance_uuid": S, "spec": S, "created_at": T, "updated_at": T},
-    "nova.instance_actions": {"id": N, "action": S, "instance_uuid": S, "request_id": S, "user_id": S,
-                              "project_id": S, "start_time": T, "finish_time": T, "message": S, **SOFT, "deleted": N},
-    "nova.instance_actions_events": {"id": N, "event": S, "action_id": N, "start_time": T, "finish_time": T,
-                                     "result": S, "traceback": S, **SOFT, "deleted": N, "host": S, "details": S},
-    "chameleon_usage.node_usage_report_cache": {"date": T, "node_type": S, "total_hours": F, "maint_hours": F,
-                                                "reserved_hours": F, "used_hours": F, "idle_hours": F},
-}  # fmt: skip
+    "nova.instance_actions": {
+        "id": N,
+        "action": S,
+        "instance_uuid": S,
+        "request_id": S,
+        "user_id": S,
+        "project_id": S,
+        "start_time": T,
+        "finish_time": T,
+        "message": S,
+        **SOFT,
+        "deleted": N,
+    },
+    "nova.instance_actions_events": {
+        "id": N,
+        "event": S,
+        "action_id": N,
+        "start_time": T,
+        "finish_time": T,
+        "result": S,
+        "traceback": S,
+        **SOFT,
+        "deleted": N,
+        "host": S,
+        "details": S,
+    },
+    "chameleon_usage.node_usage_report_cache": {
+        "date": T,
+        "node_type": S,
+        "total_hours": F,
+        "maint_hours": F,
+        "reserved_hours": F,
+        "used_hours": F,
+        "idle_hours": F,
+    },
+}
 EXPECTED |= {  # the tables of the other kinds
-    "blazar.instance_reservations": {"id": S, "reservation_id": S, "vcpus": N, "memory_mb": N, "disk_gb": N,
-                                     "amount": N, "affinity": B, "resource_properties": S, **SOFT, "deleted": S},
+    "blazar.instance_reservations": {
+        "id": S,
+        "reservation_id": S,
+        "vcpus": N,
+        "memory_mb": N,
+        "disk_gb": N,
+        "amount": N,
+        "affinity": B,
+        "resource_properties": S,
+        **SOFT,
+        "deleted": S,
+    },
     "blazar.devices": {"id": S, "name": S, "device_type": S, "device_driver": S, "reservable": N, **SOFT, "deleted": S},
-    "blazar.device_extra_capabilities": {"id": N, "device_id": S, "property_id": S, "capability_value": S, **SOFT,
-                                         "deleted": N},
+    "blazar.device_extra_capabilities": {
+        "id": N,
+        "device_id": S,
+        "property_id": S,
+        "capability_value": S,
+        **SOFT,
+        "deleted": N,
+    },
     "blazar.device_allocations": {"id": S, "device_id": S, "reservation_id": S, **SOFT, "deleted": S},
-    "zun.container": {"id": N, "uuid": S, "name": S, "project_id": S, "user_id": S, "image": S, "cpu": F, "memory": S,
-                      "status": S, "status_reason": S, "host": S, "created_at": T, "updated_at": T},
-}  # fmt: skip
+    "zun.container": {
+        "id": N,
+        "uuid": S,
+        "name": S,
+        "project_id": S,
+        "user_id": S,
+        "image": S,
+        "cpu": F,
+        "memory": S,
+        "status": S,
+        "status_reason": S,
+        "host": S,
+        "created_at": T,
+        "updated_at": T,
+    },
+}
 BAREMETAL = list(EXPECTED)[:12]
-TABLES = {"kvm": [*BAREMETAL[:7], "blazar.instance_reservations", *BAREMETAL[7:11]],
-          "edge": ["blazar.devices", "blazar.device_extra_capabilities", "blazar.resource_properties", "blazar.leases",
-                   "blazar.reservations", "blazar.device_allocations", "zun.container"]}  # fmt: skip
+TABLES = {
+    "kvm": [*BAREMETAL[:7], "blazar.instance_reservations", *BAREMETAL[7:11]],
+    "edge": [
+        "blazar.devices",
+        "blazar.device_extra_capabilities",
+        "blazar.resource_properties",
+        "blazar.leases",
+        "blazar.reservations",
+        "blazar.device_allocations",
+        "zun.container",
+    ],
+}
 HOSTS, DAYS = 12, 20
 START, END = datetime(2024, 1, 1), datetime(2024, 1, 1 + DAYS)
 
@@ -134,10 +264,14 @@ def test_legacy_report_is_the_truth_except_the_recorded_cells(site):
     truth = pl.read_parquet(raw / "simulation" / "truth_daily.parquet")
     t = truth.pivot("metric", index=["date", "node_type"], values="hours")
     expected = t.select(
-        "date", "node_type", total_hours="total", maint_hours=pl.col("total") - pl.col("reservable"),
-        reserved_hours=pl.col("committed") - pl.col("occupied_reservation"), used_hours="occupied_reservation",
+        "date",
+        "node_type",
+        total_hours="total",
+        maint_hours=pl.col("total") - pl.col("reservable"),
+        reserved_hours=pl.col("committed") - pl.col("occupied_reservation"),
+        used_hours="occupied_reservation",
         idle_hours=pl.col("reservable") - pl.col("committed"),
-    )  # fmt: skip
+    )
     legacy = read(raw, "chameleon_usage.node_usage_report_cache")
     both = expected.join(legacy, on=["date", "node_type"], suffix="_legacy")
     assert both.height == legacy.height == t.height
@@ -177,8 +311,12 @@ def test_every_defect_is_recorded_and_really_in_the_data(site):
         mine = events.filter(pl.col("instance_uuid") == uuid, pl.col("event").str.starts_with("compute_")).sort(
             "start_time"
         )
-        assert mine["event"].to_list()[-4:] == ["compute_shelve_instance", "compute_shelve_offload_instance",
-                                                "compute_unshelve_instance", "compute_terminate_instance"]  # fmt: skip
+        assert mine["event"].to_list()[-4:] == [
+            "compute_shelve_instance",
+            "compute_shelve_offload_instance",
+            "compute_unshelve_instance",
+            "compute_terminate_instance",
+        ]
     controller = events.filter(~pl.col("event").str.starts_with("compute_"))
     assert controller.height and controller["host"].str.starts_with("controller-").all()
 
@@ -315,14 +453,24 @@ def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
     assert old.height == new.height > 0 and (old["vcpus"] != old["vcpus_right"]).all()
     flavors = read(raw, "blazar.instance_reservations").select("reservation_id", "vcpus", "amount")
     blazar = read(raw, "blazar.computehosts")
-    slots = committed(raw, "blazar.computehost_allocations", blazar, compute_host_id=pl.col("id").cast(pl.String),
-                      host="hypervisor_hostname").join(flavors, on="reservation_id")  # fmt: skip
+    slots = committed(
+        raw,
+        "blazar.computehost_allocations",
+        blazar,
+        compute_host_id=pl.col("id").cast(pl.String),
+        host="hypervisor_hostname",
+    ).join(flavors, on="reservation_id")
     assert slots.group_by("reservation_id").agg(pl.len() == pl.col("amount").first())["len"].all()
     assert slots.group_by("reservation_id", "host").len()["len"].max() > 1  # slots of a reservation share a host
     spec = pl.col("spec").str.json_path_match
-    inst = read(raw, "nova.instances").join(read(raw, "nova_api.request_specs").select(
-        uuid="instance_uuid", rid=spec("$['nova_object.data'].scheduler_hints.reservation[0]"),
-        flavor=spec("$['nova_object.data'].flavor['nova_object.data'].name")), on="uuid")  # fmt: skip
+    inst = read(raw, "nova.instances").join(
+        read(raw, "nova_api.request_specs").select(
+            uuid="instance_uuid",
+            rid=spec("$['nova_object.data'].scheduler_hints.reservation[0]"),
+            flavor=spec("$['nova_object.data'].flavor['nova_object.data'].name"),
+        ),
+        on="uuid",
+    )
     reserved = inst.filter(pl.col("rid").is_not_null()).join(flavors, left_on="rid", right_on="reservation_id")
     assert reserved.height == inst["rid"].count() > 0 and (reserved["vcpus"] == reserved["vcpus_right"]).all()
     assert (reserved["flavor"] == "reservation:" + reserved["rid"]).all()
@@ -349,8 +497,11 @@ def test_kvm_truth_is_vcpu_shares_and_no_host_is_overfull(other):
         read(raw, "nova.instance_actions").select(pl.col("id").alias("action_id"), "instance_uuid"), on="action_id"
     )
     for row in inst.filter(pl.col("uuid").is_in(cases(meta)["node_null"])).rows(named=True):
-        mine = events.filter(pl.col("instance_uuid") == row["uuid"], pl.col("event").str.starts_with("compute_"),
-                             pl.col("result") == "Success").sort("start_time")  # fmt: skip
+        mine = events.filter(
+            pl.col("instance_uuid") == row["uuid"],
+            pl.col("event").str.starts_with("compute_"),
+            pl.col("result") == "Success",
+        ).sort("start_time")
         assert row["node"] is None and mine["host"][-1] == row["host"]
     assert inst["launched_at"].null_count() == len(cases(meta)["never_launched"])
 

@@ -26,8 +26,12 @@ def site(tmp_path_factory):
     simulate(base / "raw", seed=5, hosts=20, days=40)
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     # Nova cells v2 keeps instances in nova_cell1: the sites file maps the specs' `nova` onto it.
-    schemas = {"nova": f"{prefix}nova_cell1", "nova_api": f"{prefix}nova_api", "blazar": f"{prefix}blazar",
-               "chameleon_usage": f"{prefix}chameleon_usage"}  # fmt: skip
+    schemas = {
+        "nova": f"{prefix}nova_cell1",
+        "nova_api": f"{prefix}nova_api",
+        "blazar": f"{prefix}blazar",
+        "chameleon_usage": f"{prefix}chameleon_usage",
+    }
     conn = mariadb.connect()
     for path in sorted((base / "raw").glob("*.parquet")):
         schema, table = path.stem.split(".")
@@ -103,8 +107,21 @@ def test_zero_dates_become_null_and_types_are_arrow_types(site):
 def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "S3cret-pw"
-    sql = run_cli("grants", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS,
-                  "--user", user, "--host", "127.0.0.1", "--password", secret).stdout  # fmt: skip
+    sql = run_cli(
+        "grants",
+        "--site",
+        "sim",
+        "--sites",
+        base / "etc" / "sites.yaml",
+        "--specs",
+        SPECS,
+        "--user",
+        user,
+        "--host",
+        "127.0.0.1",
+        "--password",
+        secret,
+    ).stdout
     assert sql.count("GRANT SELECT ON") == 12 and "GRANT ALL" not in sql
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
@@ -222,8 +239,21 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL quotes it whole
     spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
-    sql = run_cli("grants", "--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS,
-                  "--user", user, "--host", "127.0.0.1", "--password", secret).stdout  # fmt: skip
+    sql = run_cli(
+        "grants",
+        "--site",
+        "sim",
+        "--sites",
+        base / "etc" / "sites.yaml",
+        "--specs",
+        SPECS,
+        "--user",
+        user,
+        "--host",
+        "127.0.0.1",
+        "--password",
+        secret,
+    ).stdout
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
             cur.execute(statement)
@@ -231,10 +261,27 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     for password, code in ((secret, 0), ("x" + secret, 1)):
         uri = f"mysql://{user}:{quote(password, safe='')}@127.0.0.1:3306"
         proc = subprocess.run(
-            [sys.executable, "-m", "engine", "extract", "--site", "sim", "--sites", str(base / "etc" / "sites.yaml"),
-             "--specs", str(SPECS), "--out", str(tmp_path / f"as-{code}"), "--tables", "blazar.leases"],
-            capture_output=True, text=True, env={**os.environ, "DATABASE_URI": uri}, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "extract",
+                "--site",
+                "sim",
+                "--sites",
+                str(base / "etc" / "sites.yaml"),
+                "--specs",
+                str(SPECS),
+                "--out",
+                str(tmp_path / f"as-{code}"),
+                "--tables",
+                "blazar.leases",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DATABASE_URI": uri},
+            timeout=120,
+        )
         assert proc.returncode == code, proc.stderr
         texts.append(proc.stdout + proc.stderr)
     assert f"{user}@127.0.0.1:3306" in texts[0]
@@ -248,8 +295,10 @@ def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply
     base, schemas, conn = site
     sites = base / "etc" / "sites.yaml"
     mapping = ", ".join(f"{k}: {v}" for k, v in schemas.items())
-    sites.write_text(sites.read_text() + f"  every:\n    name: every entity\n    data: every\n"
-                     f"    db_uri: mysql://root@127.0.0.1:3306\n    schemas: {{{mapping}}}\n")  # fmt: skip
+    sites.write_text(
+        sites.read_text() + f"  every:\n    name: every entity\n    data: every\n"
+        f"    db_uri: mysql://root@127.0.0.1:3306\n    schemas: {{{mapping}}}\n"
+    )
     result = run_cli("extract", "--site", "every", "--sites", sites, "--specs", SPECS, "--out", tmp_path / "all")
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "all" / "extract.json").read_text())
@@ -260,12 +309,38 @@ def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply
     run = run_cli("run", SPECS, "--data", tmp_path / "all", "--out", tmp_path / "out", "--no-report", *WINDOW)
     assert run.exit_code == 0, run.stderr  # the raw directory follows the same rule: absent services skipped
     user = f"ext_{uuid.uuid4().hex[:6]}"
-    sql = run_cli("grants", "--site", "every", "--sites", sites, "--specs", SPECS, "--user", user, "--host",
-                  "127.0.0.1", "--password", "pw-1", "--db-uri", "mysql://root@127.0.0.1:3306").stdout  # fmt: skip
+    sql = run_cli(
+        "grants",
+        "--site",
+        "every",
+        "--sites",
+        sites,
+        "--specs",
+        SPECS,
+        "--user",
+        user,
+        "--host",
+        "127.0.0.1",
+        "--password",
+        "pw-1",
+        "--db-uri",
+        "mysql://root@127.0.0.1:3306",
+    ).stdout
     assert "zun" not in sql and "devices" not in sql and "instance_reservations" in sql
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
             cur.execute(statement)  # no ERROR 1146: every table named exists
-    as_user = run_cli("extract", "--site", "every", "--sites", sites, "--specs", SPECS, "--out", tmp_path / "u",
-                      "--db-uri", f"mysql://{user}:pw-1@127.0.0.1:3306")  # fmt: skip
+    as_user = run_cli(
+        "extract",
+        "--site",
+        "every",
+        "--sites",
+        sites,
+        "--specs",
+        SPECS,
+        "--out",
+        tmp_path / "u",
+        "--db-uri",
+        f"mysql://{user}:pw-1@127.0.0.1:3306",
+    )
     assert as_user.exit_code == 0, as_user.stderr

@@ -21,8 +21,12 @@ def site(tmp_path_factory):
     base = tmp_path_factory.mktemp("dbarchive")
     simulate(base / "raw", seed=6, hosts=10, days=30, archive_days=7)
     prefix = f"t{uuid.uuid4().hex[:8]}_"
-    schemas = {"nova": f"{prefix}nova_cell1", "nova_api": f"{prefix}nova_api", "blazar": f"{prefix}blazar",
-               "chameleon_usage": f"{prefix}chameleon_usage"}  # fmt: skip
+    schemas = {
+        "nova": f"{prefix}nova_cell1",
+        "nova_api": f"{prefix}nova_api",
+        "blazar": f"{prefix}blazar",
+        "chameleon_usage": f"{prefix}chameleon_usage",
+    }
     conn = mariadb.connect()
     for path in sorted((base / "raw").glob("*.parquet")):
         schema, table = path.stem.split(".")
@@ -43,8 +47,9 @@ def cli(base, command, *args):
 
 
 def run(base, data, out):
-    result = run_cli("run", SPECS, "--data", data, "--out", out, "--no-report", "--site", "arch",
-                     "--sites", base / "sites.yaml")  # fmt: skip
+    result = run_cli(
+        "run", SPECS, "--data", data, "--out", out, "--no-report", "--site", "arch", "--sites", base / "sites.yaml"
+    )
     assert result.exit_code == 0, result.stderr
     return json.loads((out / "manifest.json").read_text())
 

@@ -81,8 +81,15 @@ def test_without_a_site_list_every_entity_runs_and_still_no_false_defect(tmp_pat
     # allocation and must leave the physical:host ones out of scope, not reject them as missing_fk
     m0, _, meta = run_site(tmp_path, "baremetal", True, ENTITIES["baremetal"])
     raw = tmp_path / "baremetal-True"
-    pl.DataFrame(schema={"id": pl.String, "reservation_id": pl.String, "vcpus": pl.Int64, "memory_mb": pl.Int64,
-                         "disk_gb": pl.Int64}).write_parquet(raw / "blazar.instance_reservations.parquet")  # fmt: skip
+    pl.DataFrame(
+        schema={
+            "id": pl.String,
+            "reservation_id": pl.String,
+            "vcpus": pl.Int64,
+            "memory_mb": pl.Int64,
+            "disk_gb": pl.Int64,
+        }
+    ).write_parquet(raw / "blazar.instance_reservations.parquet")
     result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "all", "--no-report", "--json", *WINDOW)
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)
@@ -136,8 +143,9 @@ def test_a_gpu_entity_added_by_yaml_shares_the_allocations_out(tmp_path, specs_c
     alloc.write_text(text)
     sites = tmp_path / "sites.yaml"
     sites.write_text(sites.read_text().replace("allocation,", "allocation, gpu_allocation,"))
-    result = run_cli("run", specs_copy, "--sites", sites, "--site", "s", "--out", tmp_path / "gpu", "--no-report",
-                     "--json", *WINDOW)  # fmt: skip
+    result = run_cli(
+        "run", specs_copy, "--sites", sites, "--site", "s", "--out", tmp_path / "gpu", "--no-report", "--json", *WINDOW
+    )
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)
     gpu, rest = m["entities"]["gpu_allocation"], m["entities"]["allocation"]
@@ -170,8 +178,21 @@ def test_two_claims_of_one_rank_or_none_at_all_are_spec_errors(specs_copy):
 def test_a_projected_run_compares_with_the_legacy_report_only_before_its_as_of(tmp_path):
     raw = tmp_path / "raw"
     simulate(raw, seed=4, hosts=30, days=50)
-    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", "--json", *WINDOW,
-                     "--lens", "projected", "--as-of", "2024-01-25T12:00:00")  # fmt: skip
+    result = run_cli(
+        "run",
+        SPECS,
+        "--data",
+        raw,
+        "--out",
+        tmp_path / "out",
+        "--no-report",
+        "--json",
+        *WINDOW,
+        "--lens",
+        "projected",
+        "--as-of",
+        "2024-01-25T12:00:00",
+    )
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)
     cmp = pl.read_parquet(tmp_path / "out" / "comparison.parquet")

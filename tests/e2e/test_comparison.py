@@ -39,9 +39,16 @@ def test_a_gap_is_explained_by_the_rows_the_audit_took_out(tmp_path):
     tables = tiny_site()
     # The legacy report counted host h1 twice on d3 (48 h): the duplicate compute_nodes row we rejected.
     tables["chameleon_usage.node_usage_report_cache"] = [
-        {"date": day(3), "node_type": "compute_skylake", "total_hours": 48.0, "maint_hours": 24.0,
-         "reserved_hours": 0.0, "used_hours": 24.0, "idle_hours": 0.0}
-    ]  # fmt: skip
+        {
+            "date": day(3),
+            "node_type": "compute_skylake",
+            "total_hours": 48.0,
+            "maint_hours": 24.0,
+            "reserved_hours": 0.0,
+            "used_hours": 24.0,
+            "idle_hours": 0.0,
+        }
+    ]
     raw = write_raw(tmp_path / "raw", tables)
     assert (
         run_cli(

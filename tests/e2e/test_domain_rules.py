@@ -79,9 +79,16 @@ def test_kvm_node_hours_by_hand(kvm):
     got = {k: pytest.approx(v) for k, v in node_hours(m).items()}
     # committed: 2 slots x 240 h x 1/6; occupied: K1 48 h x 1/6 + K2 24 h x 1/12; on demand: K3 456 h x 1/4 + K4 48 h x 1/2
     assert got | {} == {
-        "total": 960, "reservable": 480, "committed": 80, "occupied_reservation": 10, "occupied_ondemand": 138,
-        "ondemand_capacity": 480, "available_reservable": 400, "idle": 70, "available_ondemand": 342,
-    }  # fmt: skip
+        "total": 960,
+        "reservable": 480,
+        "committed": 80,
+        "occupied_reservation": 10,
+        "occupied_ondemand": 138,
+        "ondemand_capacity": 480,
+        "available_reservable": 400,
+        "idle": 70,
+        "available_ondemand": 342,
+    }
     assert [i for i in m["invariants"] if i["status"] != "pass"] == []
 
 

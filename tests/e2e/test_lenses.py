@@ -118,10 +118,16 @@ def test_property_projected_after_every_recorded_time_equals_effective(tmp_path_
     base = tmp_path_factory.mktemp("p")
     tables = tiny_site()
     tables["blazar.leases"] = [
-        {"id": f"L{i}", "start_date": start, "end_date": start + timedelta(days=d), "created_at": made,
-         "deleted_at": start + timedelta(hours=12) if gone else None, "updated_at": made}
+        {
+            "id": f"L{i}",
+            "start_date": start,
+            "end_date": start + timedelta(days=d),
+            "created_at": made,
+            "deleted_at": start + timedelta(hours=12) if gone else None,
+            "updated_at": made,
+        }
         for i, (start, made, d, gone) in enumerate(leases)
-    ] or tables["blazar.leases"]  # fmt: skip
+    ] or tables["blazar.leases"]
     n = len(tables["blazar.leases"])
     tables["blazar.reservations"] = [
         {"id": f"R{i}", "lease_id": f"L{i}", "resource_type": "physical:host"} for i in range(n)

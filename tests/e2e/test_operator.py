@@ -57,16 +57,30 @@ def test_why_lists_ids_as_a_person_counts(tmp_path):
 
 def test_a_run_from_another_directory_finds_the_sites_file_beside_the_specs(tmp_path):
     # the demo site of etc/sites.yaml beside specs/, whatever the current directory
-    cmd = [sys.executable, "-m", "engine", "run", str(ROOT / "specs"), "--site", "demo_edge", "--out", str(tmp_path / "o"),
-           "--no-report", "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        str(ROOT / "specs"),
+        "--site",
+        "demo_edge",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-report",
+        "--json",
+    ]
     elsewhere = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert elsewhere.returncode == 0, elsewhere.stderr
     m = json.loads(elsewhere.stdout)
     assert m["sites"] == str(ROOT / "etc" / "sites.yaml") and m["site_name"] == "Simulated edge site (demo)"
     assert m["exclusions"]["file"] == str(ROOT / "etc" / "exclusions.yaml")
     assert set(n for n, e in m["entities"].items() if e["status"] == "ok") == {
-        "device", "reservable_device", "device_allocation", "container",
-    }  # fmt: skip
+        "device",
+        "reservable_device",
+        "device_allocation",
+        "container",
+    }
     here = run_cli("run", "specs", "--site", "demo_edge", "--out", tmp_path / "p", "--no-report")  # tests run at ROOT
     assert here.exit_code == 0
     for name in ("daily.parquet", "usage.parquet"):
@@ -114,8 +128,9 @@ def test_the_summary_gives_node_hours_per_entity_and_every_file_written(tmp_path
     simulate(tmp_path / "raw", seed=1, hosts=16, days=20, kind="kvm")
     entities = "nova_host,blazar_host,slice_allocation,kvm_reserved_instance,kvm_ondemand_instance"
     (tmp_path / "sites.yaml").write_text(f"sites:\n  k:\n    name: kvm\n    data: raw\n    entities: [{entities}]\n")
-    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "k", "--out", tmp_path / "out",
-                     "--resample", "7d")  # fmt: skip
+    result = run_cli(
+        "run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "k", "--out", tmp_path / "out", "--resample", "7d"
+    )
     assert result.exit_code == 0, result.stderr
     assert "node-hours counted" in result.stdout
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -22,8 +22,17 @@ from simulator.chameleon import simulate
 from tests.conftest import SPECS, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 METRICS = load_specs(SPECS).metrics  # the metrics file: metrics and stack
 STACK = METRICS.stack
 WINDOW = (datetime(2024, 1, 1), datetime(2024, 1, 31))
@@ -103,10 +112,17 @@ def test_the_flagged_cells_are_tabled_with_their_explanation_and_how_to_take_the
         for d in range(10)
         for m in ("total", "committed")
     ]
-    rows += [{"date": date(2024, 1, 12), "node_type": "b", "metric": "committed", "engine_hours": 700.0,
-              "legacy_hours": 200.0, "explanation": "allocation missing_fk: 2 rows, 48.0 h"},
-             {"date": date(2024, 1, 13), "node_type": "b", "metric": "total", "engine_hours": 300.0,
-              "legacy_hours": 250.0}]  # fmt: skip
+    rows += [
+        {
+            "date": date(2024, 1, 12),
+            "node_type": "b",
+            "metric": "committed",
+            "engine_hours": 700.0,
+            "legacy_hours": 200.0,
+            "explanation": "allocation missing_fk: 2 rows, 48.0 h",
+        },
+        {"date": date(2024, 1, 13), "node_type": "b", "metric": "total", "engine_hours": 300.0, "legacy_hours": 250.0},
+    ]
     cmp = pl.DataFrame(rows).with_columns(
         pl.lit("sim").alias("site"),
         (pl.col("engine_hours") - pl.col("legacy_hours")).alias("diff_hours"),
@@ -119,15 +135,26 @@ def test_the_flagged_cells_are_tabled_with_their_explanation_and_how_to_take_the
     (out_copy / "manifest.json").write_text(json.dumps(manifest))
 
     page = write_report(out_copy, METRICS, tmp_path / "plots").read_text()
-    assert "22 cells (day, node_type, metric) compared with the older report; 2 flagged, where the gap is above " \
-           "1 node-hours and 5% of the larger value" in page  # fmt: skip
+    assert (
+        "22 cells (day, node_type, metric) compared with the older report; 2 flagged, where the gap is above "
+        "1 node-hours and 5% of the larger value" in page
+    )
     assert '"largest"' not in page and "[{" not in page  # no JSON dump
     table = page.split("<h3>Flagged cells, largest gap first (at most 20)</h3>", 1)[1].split("</table>", 1)[0]
     body = re.findall(r"<tr class=\"(\w*)\">(.*?)</tr>", table)
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for _, row in body]
     assert [c for c, _ in body] == ["flagged", "flagged"]
-    assert cells[0] == ["2024-01-12", "b", "committed", "700", "200", "500", "250.0%", "allocation missing_fk: 2 rows, 48.0 h",
-                        "engine why OUT_DIR --metric committed --date 2024-01-12 --where node_type=b"]  # fmt: skip
+    assert cells[0] == [
+        "2024-01-12",
+        "b",
+        "committed",
+        "700",
+        "200",
+        "500",
+        "250.0%",
+        "allocation missing_fk: 2 rows, 48.0 h",
+        "engine why OUT_DIR --metric committed --date 2024-01-12 --where node_type=b",
+    ]
     assert cells[1][:3] == ["2024-01-13", "b", "total"] and cells[1][7] == ""
     assert {"comparison_total.png", "comparison_committed.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
     # matplotlib draws one <use> per marker inside the group named by the line's gid, up to the next artist's group
@@ -164,8 +191,20 @@ def test_an_edge_site_is_defined_in_its_own_words_with_no_data_where_it_has_none
     (tmp_path / "sites.yaml").write_text(
         f"sites:\n  e:\n    name: CHI@Edge\n    data: raw\n    entities: [{entities}]\n"
     )
-    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "e", "--out", tmp_path / "out",
-                     "--start", "2024-01-01", "--end", "2024-01-20")  # fmt: skip
+    result = run_cli(
+        "run",
+        SPECS,
+        "--sites",
+        tmp_path / "sites.yaml",
+        "--site",
+        "e",
+        "--out",
+        tmp_path / "out",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-20",
+    )
     assert result.exit_code == 0, result.stderr
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<h1>Usage report: CHI@Edge</h1>" in page
@@ -180,9 +219,17 @@ def test_an_edge_site_is_defined_in_its_own_words_with_no_data_where_it_has_none
 
 def test_failed_invariants_are_listed_in_red_with_their_samples(out_copy):
     manifest = json.loads((out_copy / "manifest.json").read_text())
-    manifest["invariants"].append({"id": "INV-8", "entity": None, "status": "fail", "violations": 3, "handled": 0,
-                                   "detail": "no derived metric below zero", "sample": [{"metric": "idle",
-                                   "value": -1.0, "timestamp": "2024-01-05 10:00:00"}]})  # fmt: skip
+    manifest["invariants"].append(
+        {
+            "id": "INV-8",
+            "entity": None,
+            "status": "fail",
+            "violations": 3,
+            "handled": 0,
+            "detail": "no derived metric below zero",
+            "sample": [{"metric": "idle", "value": -1.0, "timestamp": "2024-01-05 10:00:00"}],
+        }
+    )
     (out_copy / "manifest.json").write_text(json.dumps(manifest))
     page = write_report(out_copy, METRICS).read_text()
     failed = re.search(r'<div class="fail">(.*?)</div>', page, flags=re.S).group(1)
@@ -202,3 +249,18 @@ def test_defect_and_inactive_hours_by_reason_add_up_to_the_entity_accounts(run_d
             assert hours == pytest.approx(e["hours"][stage], abs=1e-6)
             rows = pl.read_parquet(run_dir / stage / f"{name}.parquet")
             assert rows.height == sum(e[account].values())
+
+
+def test_who_used_it_tables_the_largest_projects_with_their_hours_and_units(run_dir):
+    page = (run_dir / "report.html").read_text()
+    section = page.split("<h2>Who used it</h2>", 1)[1].split("</section>", 1)[0]
+    project = section.split("<h3>by project (project_id)</h3>", 1)[1].split("<h3>", 1)[0]
+    rows = re.findall(r'<tr class=""><td>([0-9a-f]{32})</td>(.*?)</tr>', project)
+    split = pl.read_parquet(run_dir / "daily_by_project.parquet").filter(resource="nodes", metric="committed")
+    committed = split.group_by("project_id").agg(pl.col("hours").sum()).sort("hours", descending=True)
+    charges = pl.read_parquet(run_dir / "charges.parquet").group_by("project_id").agg(pl.col("su").sum())
+    assert [p for p, _ in rows] == committed["project_id"].head(10).to_list() and len(rows) >= 3
+    first = [float(v.replace(",", "")) for v in re.findall(r'<td class="n">([-0-9,.]+)</td>', rows[0][1])]
+    su = charges.filter(project_id=rows[0][0])["su"].item()
+    assert first[0] == round(committed["hours"][0]) and first[-2] == round(su) and first[-1] == 0  # none booked ahead
+    assert '<figure id="by_project">' in project and '<figure id="by_user">' in section

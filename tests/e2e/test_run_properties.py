@@ -20,27 +20,64 @@ def test_rows_and_hours_are_conserved(tmp_path_factory, nova_rows, blazar_rows):
     stamp = pl.Datetime("us")
     tables = {
         "nova.compute_nodes": [
-            {"id": i, "hypervisor_hostname": h, "created_at": s, "deleted_at": e, "updated_at": None, "vcpus": 8,
-             "memory_mb": 1024, "local_gb": 10, "hypervisor_type": "ironic"}
+            {
+                "id": i,
+                "hypervisor_hostname": h,
+                "created_at": s,
+                "deleted_at": e,
+                "updated_at": None,
+                "vcpus": 8,
+                "memory_mb": 1024,
+                "local_gb": 10,
+                "hypervisor_type": "ironic",
+            }
             for i, (h, s, e) in enumerate(nova_rows)
         ],
         "blazar.computehosts": [
-            {"id": 100 + i, "hypervisor_hostname": h, "created_at": s, "deleted_at": e, "updated_at": None, "vcpus": 8,
-             "memory_mb": 1024, "local_gb": 10}
+            {
+                "id": 100 + i,
+                "hypervisor_hostname": h,
+                "created_at": s,
+                "deleted_at": e,
+                "updated_at": None,
+                "vcpus": 8,
+                "memory_mb": 1024,
+                "local_gb": 10,
+            }
             for i, (h, s, e) in enumerate(blazar_rows)
         ],
         "blazar.computehost_extra_capabilities": [],
-    }  # fmt: skip
+    }
     schemas = {
-        "nova.compute_nodes": {"id": pl.Int64, "hypervisor_hostname": pl.String, "created_at": stamp, "deleted_at": stamp,
-                               "updated_at": stamp, "vcpus": pl.Int64, "memory_mb": pl.Int64, "local_gb": pl.Int64,
-                               "hypervisor_type": pl.String},
-        "blazar.computehosts": {"id": pl.Int64, "hypervisor_hostname": pl.String, "created_at": stamp,
-                                "deleted_at": stamp, "updated_at": stamp, "vcpus": pl.Int64, "memory_mb": pl.Int64,
-                                "local_gb": pl.Int64},
-        "blazar.computehost_extra_capabilities": {"id": pl.Int64, "computehost_id": pl.Int64, "capability_name": pl.String,
-                                                  "capability_value": pl.String, "created_at": stamp},
-    }  # fmt: skip
+        "nova.compute_nodes": {
+            "id": pl.Int64,
+            "hypervisor_hostname": pl.String,
+            "created_at": stamp,
+            "deleted_at": stamp,
+            "updated_at": stamp,
+            "vcpus": pl.Int64,
+            "memory_mb": pl.Int64,
+            "local_gb": pl.Int64,
+            "hypervisor_type": pl.String,
+        },
+        "blazar.computehosts": {
+            "id": pl.Int64,
+            "hypervisor_hostname": pl.String,
+            "created_at": stamp,
+            "deleted_at": stamp,
+            "updated_at": stamp,
+            "vcpus": pl.Int64,
+            "memory_mb": pl.Int64,
+            "local_gb": pl.Int64,
+        },
+        "blazar.computehost_extra_capabilities": {
+            "id": pl.Int64,
+            "computehost_id": pl.Int64,
+            "capability_name": pl.String,
+            "capability_value": pl.String,
+            "created_at": stamp,
+        },
+    }
     raw = write_raw(base / "raw", tables, schemas)
     try:
         m = run(RunConfig(specs=str(SPECS), data=str(raw), out=str(base / "out"), start=day(0), end=day(31)))

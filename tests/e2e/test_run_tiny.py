@@ -63,9 +63,16 @@ def test_hour_accounts(run_dir):
     entities = manifest(run_dir)["entities"]
     # nova: h1 [0,30) + h2 [0,20) + h5 [0,30) = 1920 h; row 5 (duplicate of h1) [2,30) = 672 h rejected
     assert entities["nova_host"]["hours"] | {} == {
-        "input": 2592.0, "accepted": 1920.0, "counted": 1920.0, "clamped_away": 0.0, "orphaned": 0.0, "rejected": 672.0,
-        "inactive": 0.0, "clamped_by_duplicates": 0.0, "clamped_by_parent": 0.0,
-    }  # fmt: skip
+        "input": 2592.0,
+        "accepted": 1920.0,
+        "counted": 1920.0,
+        "clamped_away": 0.0,
+        "orphaned": 0.0,
+        "rejected": 672.0,
+        "inactive": 0.0,
+        "clamped_by_duplicates": 0.0,
+        "clamped_by_parent": 0.0,
+    }
     # blazar: 10 [1,30) 696 h; 11 [1,21) cut to [1,20): 456 h counted, 24 away; 12 missing_fk 696 h; 13 orphan 48 h
     h = entities["blazar_host"]["hours"]
     assert (h["input"], h["counted"], h["clamped_away"], h["orphaned"], h["rejected"]) == (1920, 1152, 24, 48, 696)
@@ -173,10 +180,16 @@ def test_usage_stack_node_hours_by_hand(run_dir):
     m = manifest(run_dir)
     nodes = {metric: r["nodes"] for metric, r in m["metrics"].items() if "nodes" in r}
     assert nodes == {
-        "total": 1920.0, "reservable": 1152.0, "committed": 192.0, "occupied_reservation": 48.0,
-        "occupied_ondemand": 96.0, "ondemand_capacity": 768.0, "available_reservable": 960.0, "idle": 144.0,
+        "total": 1920.0,
+        "reservable": 1152.0,
+        "committed": 192.0,
+        "occupied_reservation": 48.0,
+        "occupied_ondemand": 96.0,
+        "ondemand_capacity": 768.0,
+        "available_reservable": 960.0,
+        "idle": 144.0,
         "available_ondemand": 672.0,
-    }  # fmt: skip
+    }
     # allocations inherit the host's 48 vCPUs from the Blazar host, which inherits them from Nova
     assert m["metrics"]["available_reservable"]["vcpus"] == (1152 - 192) * 48
     assert {(i["id"], i["status"]) for i in m["invariants"] if i["entity"] is None} == {

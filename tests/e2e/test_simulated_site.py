@@ -79,8 +79,20 @@ def test_the_window_is_the_simulated_one(site):
 def test_kvm_and_edge_sites_equal_their_ground_truth(tmp_path, kind, entities):
     simulate(tmp_path / "raw", seed=2, hosts=24, days=40, kind=kind)
     (tmp_path / "sites.yaml").write_text(f"sites:\n  s:\n    name: s\n    data: raw\n    entities: [{entities}]\n")
-    result = run_cli("run", SPECS, "--sites", tmp_path / "sites.yaml", "--site", "s", "--out", tmp_path / "out",
-                     "--start", "2024-01-01", "--end", "2024-02-10")  # fmt: skip
+    result = run_cli(
+        "run",
+        SPECS,
+        "--sites",
+        tmp_path / "sites.yaml",
+        "--site",
+        "s",
+        "--out",
+        tmp_path / "out",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-02-10",
+    )
     assert result.exit_code == 0, result.stderr
     truth = pl.read_parquet(tmp_path / "raw" / "simulation" / "truth_daily.parquet").with_columns(
         pl.col("date").cast(pl.Date)

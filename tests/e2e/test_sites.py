@@ -66,8 +66,19 @@ def test_a_bad_sites_file_names_file_line_and_field(tmp_path):
 def test_sites_in_parallel_workers_give_the_same_outputs_as_one_after_the_other(tmp_path):
     sites = setup(tmp_path)
     for jobs in ("1", "2"):
-        result = run_cli("run", SPECS, "--sites", sites, "--site", "all", "--out", tmp_path / f"out{jobs}",
-                         "--jobs", jobs, "--no-report")  # fmt: skip
+        result = run_cli(
+            "run",
+            SPECS,
+            "--sites",
+            sites,
+            "--site",
+            "all",
+            "--out",
+            tmp_path / f"out{jobs}",
+            "--jobs",
+            jobs,
+            "--no-report",
+        )
         assert result.exit_code == 0, result.stderr
         assert "2 of 2 sites done" in result.stdout
     for key in ("tacc", "edge"):
@@ -79,8 +90,21 @@ def test_sites_in_parallel_workers_give_the_same_outputs_as_one_after_the_other(
 
 def test_a_failing_site_is_reported_and_the_others_still_run(tmp_path):
     sites = setup(tmp_path, SITES + "  gone:\n    name: no data\n    data: raw/gone\n")
-    result = run_cli("run", SPECS, "--sites", sites, "--site", "tacc", "--site", "gone", "--out", tmp_path / "out",
-                     "--jobs", "2", "--no-report")  # fmt: skip
+    result = run_cli(
+        "run",
+        SPECS,
+        "--sites",
+        sites,
+        "--site",
+        "tacc",
+        "--site",
+        "gone",
+        "--out",
+        tmp_path / "out",
+        "--jobs",
+        "2",
+        "--no-report",
+    )
     assert result.exit_code == 1
     assert "1 of 2 sites done" in result.stdout
     assert f"✗ gone: {tmp_path / 'raw' / 'gone'}: raw data directory does not exist" in result.stdout

@@ -68,14 +68,22 @@ def test_text_timestamps_mixing_forms_in_one_column(tmp_path):
 def test_text_that_is_no_timestamp_is_rejected_as_invalid_value(tmp_path):
     tables = tiny_site()
     tables["nova.compute_nodes"] = [
-        r | {"created_at": r["created_at"] and r["created_at"].isoformat(), "deleted_at": r["deleted_at"] and str(r["deleted_at"])}
+        r
+        | {
+            "created_at": r["created_at"] and r["created_at"].isoformat(),
+            "deleted_at": r["deleted_at"] and str(r["deleted_at"]),
+        }
         for r in tables["nova.compute_nodes"]
-    ]  # fmt: skip
+    ]
     tables["nova.compute_nodes"][5]["deleted_at"] = "next tuesday"  # h5 would otherwise run to the window end
     tables["nova.compute_nodes"][1]["deleted_at"] = "0000-00-00 00:00:00"  # MySQL's zero date: null, h2 open
     m = run_ok(tmp_path, tables)
-    assert entity(m, "nova_host") == (6, 0, 2, {"duplicate": 1, "invalid_time_range": 1, "invalid_value": 1,
-                                                "null_start": 1})  # fmt: skip
+    assert entity(m, "nova_host") == (
+        6,
+        0,
+        2,
+        {"duplicate": 1, "invalid_time_range": 1, "invalid_value": 1, "null_start": 1},
+    )
     rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "nova_host.parquet").filter(pl.col("entity_id") == "6")
     assert rejected["rejection_detail"].to_list() == ["valid.end (deleted_at) is 'next tuesday', not a timestamp"]
     # h1 720 + h2 now open 720 counted; h5 [d0, d30) 720 rejected with row 5's 672
@@ -114,18 +122,37 @@ def test_float_ids_meet_int_ids(tmp_path):
 @pytest.mark.parametrize(
     "table,column,message",
     [
-        ("nova.compute_nodes", "deleted_at", "specs/entities/nova_host.yaml: entity 'nova_host': valid.end: no column "
-         "'deleted_at' in nova.compute_nodes (did you mean 'updated_at'?)"),
-        ("blazar.leases", "end_date", "specs/entities/allocation.yaml: entity 'allocation': valid.end: no column "
-         "'l.end_date' in blazar.leases (did you mean 'l.start_date'?)"),
-        ("blazar.computehost_allocations", "reservation_id", "specs/entities/allocation.yaml: entity 'allocation': "
-         "joins[0].on: no column 'reservation_id' in blazar.computehost_allocations"),
-        ("blazar.reservations", "id", "specs/entities/allocation.yaml: entity 'allocation': joins[0].on: no column "
-         "'id' in blazar.reservations"),
-        ("nova.instance_actions_events", "result", "specs/lookups/instance_events.yaml: lookup 'instance_events': "
-         "scope[0]: no column 'result' in nova.instance_actions_events"),
+        (
+            "nova.compute_nodes",
+            "deleted_at",
+            "specs/entities/nova_host.yaml: entity 'nova_host': valid.end: no column "
+            "'deleted_at' in nova.compute_nodes (did you mean 'updated_at'?)",
+        ),
+        (
+            "blazar.leases",
+            "end_date",
+            "specs/entities/allocation.yaml: entity 'allocation': valid.end: no column "
+            "'l.end_date' in blazar.leases (did you mean 'l.start_date'?)",
+        ),
+        (
+            "blazar.computehost_allocations",
+            "reservation_id",
+            "specs/entities/allocation.yaml: entity 'allocation': "
+            "joins[0].on: no column 'reservation_id' in blazar.computehost_allocations",
+        ),
+        (
+            "blazar.reservations",
+            "id",
+            "specs/entities/allocation.yaml: entity 'allocation': joins[0].on: no column 'id' in blazar.reservations",
+        ),
+        (
+            "nova.instance_actions_events",
+            "result",
+            "specs/lookups/instance_events.yaml: lookup 'instance_events': "
+            "scope[0]: no column 'result' in nova.instance_actions_events",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_missing_column_names_file_spec_field_table_and_column(tmp_path, table, column, message):
     tables = tiny_site()
     for row in tables[table]:
@@ -136,9 +163,17 @@ def test_a_missing_column_names_file_spec_field_table_and_column(tmp_path, table
 def test_an_empty_table_gives_zero_rows_and_orphans_its_children(tmp_path):
     tables = tiny_site()
     tables["nova.compute_nodes"] = []
-    schema = {"id": pl.Int64, "hypervisor_hostname": pl.String, "created_at": STAMP, "deleted_at": STAMP,
-              "updated_at": STAMP, "vcpus": pl.Int64, "memory_mb": pl.Int64, "local_gb": pl.Int64,
-              "hypervisor_type": pl.String}  # fmt: skip
+    schema = {
+        "id": pl.Int64,
+        "hypervisor_hostname": pl.String,
+        "created_at": STAMP,
+        "deleted_at": STAMP,
+        "updated_at": STAMP,
+        "vcpus": pl.Int64,
+        "memory_mb": pl.Int64,
+        "local_gb": pl.Int64,
+        "hypervisor_type": pl.String,
+    }
     # nothing can count: no false success, but the one line says what became of the rows
     assert run_error(tmp_path, tables, schemas={"nova.compute_nodes": schema}) == (
         "no counted span in the window 2024-01-01 to 2024-01-31 (no span counts at all; rejected: blazar_host "
@@ -319,8 +354,10 @@ def test_a_damaged_data_page_is_one_line_naming_the_entity_and_its_tables(tmp_pa
     path = raw / "nova.compute_nodes.parquet"
     column = pq.ParquetFile(path).metadata.row_group(0).column(0)  # id: footer intact, page scrambled
     data = bytearray(path.read_bytes())
-    for i in range(column.data_page_offset + column.total_compressed_size // 2,
-                   column.data_page_offset + column.total_compressed_size):  # fmt: skip
+    for i in range(
+        column.data_page_offset + column.total_compressed_size // 2,
+        column.data_page_offset + column.total_compressed_size,
+    ):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
     message = run_error(tmp_path, None)

@@ -40,41 +40,105 @@ def edit(specs, spec: str, old: str, new: str) -> None:
     "spec,old,new,message",
     [
         # expressions that read a column the data does not have
-        ("nova_host", "end: deleted_at", "end: deleted_att",
-         "valid.end: no column 'deleted_att' in nova.compute_nodes (did you mean 'deleted_at'?)"),
-        ("instance_events", "result = 'Success'", "reslt = 'Success'",
-         "scope[0]: no column 'reslt' in nova.instance_actions_events (did you mean 'result'?)"),
-        ("ondemand_instance", "asof: {left: created_at,", "asof: {left: created_att,",
-         "joins[3].asof: no column 'created_att' in nova.instances (did you mean 'created_at'?)"),
+        (
+            "nova_host",
+            "end: deleted_at",
+            "end: deleted_att",
+            "valid.end: no column 'deleted_att' in nova.compute_nodes (did you mean 'deleted_at'?)",
+        ),
+        (
+            "instance_events",
+            "result = 'Success'",
+            "reslt = 'Success'",
+            "scope[0]: no column 'reslt' in nova.instance_actions_events (did you mean 'result'?)",
+        ),
+        (
+            "ondemand_instance",
+            "asof: {left: created_at,",
+            "asof: {left: created_att,",
+            "joins[3].asof: no column 'created_att' in nova.instances (did you mean 'created_at'?)",
+        ),
         # type errors inside expressions, found when the plan is typed
-        ("nova_host", "vcpus: vcpus ", "vcpus: hypervisor_hostname * 2 ",
-         "resources.vcpus: arithmetic on dtypes str and dyn int is not allowed (lhs: column 'hypervisor_hostname', "
-         "rhs: expression `dyn int: 2`); try an explicit cast first"),
-        ("nova_host", "vcpus: vcpus ", "vcpus: hypervisor_hostname ",
-         "resources.vcpus: expected a number, got String from 'hypervisor_hostname'"),
-        ("nova_host", "start: created_at\n  end", "start: vcpus\n  end",
-         "valid.start: expected a timestamp, got Int64 from 'vcpus'"),
-        ("allocation", "least(l.end_date, l.deleted_at)", "least(l.end_date, r.resource_type)",
-         "valid.end: got invalid or ambiguous dtypes: '[datetime[μs], str]' in expression 'min_horizontal'"),
-        ("reserved_instance", "when: launched_at IS NULL", "when: vcpus",
-         "rules[0].when: expected a condition (true or false), got Int64 from 'vcpus'"),
-        ("instance_events", "result = 'Success'", "result",
-         "scope[0]: expected a condition (true or false), got String from 'result'"),
-        ("ondemand_instance", "asof: {left: created_at, right: created_at}", "asof: {left: created_at, right: vcpus}",
-         "joins[3].asof: 'vcpus' is Int64, not a timestamp"),
+        (
+            "nova_host",
+            "vcpus: vcpus ",
+            "vcpus: hypervisor_hostname * 2 ",
+            "resources.vcpus: arithmetic on dtypes str and dyn int is not allowed (lhs: column 'hypervisor_hostname', "
+            "rhs: expression `dyn int: 2`); try an explicit cast first",
+        ),
+        (
+            "nova_host",
+            "vcpus: vcpus ",
+            "vcpus: hypervisor_hostname ",
+            "resources.vcpus: expected a number, got String from 'hypervisor_hostname'",
+        ),
+        (
+            "nova_host",
+            "start: created_at\n  end",
+            "start: vcpus\n  end",
+            "valid.start: expected a timestamp, got Int64 from 'vcpus'",
+        ),
+        (
+            "allocation",
+            "least(l.end_date, l.deleted_at)",
+            "least(l.end_date, r.resource_type)",
+            "valid.end: got invalid or ambiguous dtypes: '[datetime[μs], str]' in expression 'min_horizontal'",
+        ),
+        (
+            "reserved_instance",
+            "when: launched_at IS NULL",
+            "when: vcpus",
+            "rules[0].when: expected a condition (true or false), got Int64 from 'vcpus'",
+        ),
+        (
+            "instance_events",
+            "result = 'Success'",
+            "result",
+            "scope[0]: expected a condition (true or false), got String from 'result'",
+        ),
+        (
+            "ondemand_instance",
+            "asof: {left: created_at, right: created_at}",
+            "asof: {left: created_at, right: vcpus}",
+            "joins[3].asof: 'vcpus' is Int64, not a timestamp",
+        ),
         # type errors Polars finds only when it runs the plan: the field is found by trying each expression
-        ("allocation", "r.resource_type = 'physical:host'", "r.resource_type = 1",
-         "scope[0]: cannot compare string with numeric type (i32)"),
-        ("host_node_type", "node_type: last(capability_value)", "node_type: sum(capability_value)",
-         "aggregate.node_type: `sum` operation not supported for dtype `str`"),
-        ("nova_host", "vcpus: vcpus ", "vcpus: length(CAST(CAST(vcpus + 9223372036854775000 AS timestamp) AS text)) ",
-         "resources.vcpus: Polars failed internally (an expression it cannot run, or a damaged file among "
-         "nova.compute_nodes, hostname_node_type): invalid or out-of-range datetime"),
+        (
+            "allocation",
+            "r.resource_type = 'physical:host'",
+            "r.resource_type = 1",
+            "scope[0]: cannot compare string with numeric type (i32)",
+        ),
+        (
+            "host_node_type",
+            "node_type: last(capability_value)",
+            "node_type: sum(capability_value)",
+            "aggregate.node_type: `sum` operation not supported for dtype `str`",
+        ),
+        (
+            "nova_host",
+            "vcpus: vcpus ",
+            "vcpus: length(CAST(CAST(vcpus + 9223372036854775000 AS timestamp) AS text)) ",
+            "resources.vcpus: Polars failed internally (an expression it cannot run, or a damaged file among "
+            "nova.compute_nodes, hostname_node_type): invalid or out-of-range datetime",
+        ),
     ],
-    ids=["column", "lookup-column", "asof-column", "text-times-int", "text-resource", "int-as-time",
-         "least-of-time-and-text", "rule-not-a-condition", "scope-not-a-condition", "asof-on-int",
-         "text-equals-int", "sum-of-text", "polars-panic"],
-)  # fmt: skip
+    ids=[
+        "column",
+        "lookup-column",
+        "asof-column",
+        "text-times-int",
+        "text-resource",
+        "int-as-time",
+        "least-of-time-and-text",
+        "rule-not-a-condition",
+        "scope-not-a-condition",
+        "asof-on-int",
+        "text-equals-int",
+        "sum-of-text",
+        "polars-panic",
+    ],
+)
 def test_one_line_names_file_spec_field_and_problem(tmp_path, specs_copy, spec, old, new, message):
     edit(specs_copy, spec, old, new)
     assert run_error(tmp_path, tiny_site(), specs=specs_copy) == PREFIX[spec] + message

@@ -79,8 +79,11 @@ def test_the_installed_command_prints_one_line_and_exits_1(tmp_path):
     raw = write_raw(tmp_path / "raw", tiny_site())
     proc = subprocess.run(
         [sys.executable, "-m", "engine", "run", str(SPECS), "--data", str(raw), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [f"✗ {tmp_path / 'out'}: output path exists and is not a directory"]

@@ -162,8 +162,25 @@ def test_an_exclusion_date_that_is_no_date_is_one_line(tmp_path):
 
 def test_an_as_of_series_too_long_for_the_window_is_one_line(tmp_path):
     raw = write_raw(tmp_path / "raw", tiny_site())
-    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", "--start", "2024-01-01",
-                     "--end", "2025-03-01", "--lens", "projected", "--as-of", "2024-01-20", "--as-of-series", "1d")  # fmt: skip
+    result = run_cli(
+        "run",
+        SPECS,
+        "--data",
+        raw,
+        "--out",
+        tmp_path / "out",
+        "--no-report",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2025-03-01",
+        "--lens",
+        "projected",
+        "--as-of",
+        "2024-01-20",
+        "--as-of-series",
+        "1d",
+    )
     assert one_error(result) == (
         "--as-of-series 1d: 425 snapshots over the window, at most 400; choose a longer interval or a shorter window"
     )

@@ -62,8 +62,12 @@ def spec_columns(specs, entities: list[str]) -> dict[str, set[str]]:
 COLUMNS = spec_columns(SPEC_SET, BAREMETAL)
 IDS = ["1", "2", "3"]
 HOSTS = ["h1", "h2"]
-EVENTS = ["compute_terminate_instance", "compute_shelve_instance", "compute_unshelve_instance",
-          "compute__do_build_and_run_instance"]  # fmt: skip
+EVENTS = [
+    "compute_terminate_instance",
+    "compute_shelve_instance",
+    "compute_unshelve_instance",
+    "compute__do_build_and_run_instance",
+]
 
 
 def kind(column: str) -> tuple[pl.DataType, st.SearchStrategy]:
@@ -141,10 +145,19 @@ def total(path, *status: str) -> float:
 
 
 def test_the_generated_tables_are_those_the_specs_read():
-    assert set(COLUMNS) == {"blazar.computehost_allocations", "blazar.computehost_extra_capabilities",
-                            "blazar.computehosts", "blazar.leases", "blazar.reservations", "blazar.resource_properties",
-                            "nova.compute_nodes", "nova.instance_actions", "nova.instance_actions_events",
-                            "nova.instances", "nova_api.request_specs"}  # fmt: skip
+    assert set(COLUMNS) == {
+        "blazar.computehost_allocations",
+        "blazar.computehost_extra_capabilities",
+        "blazar.computehosts",
+        "blazar.leases",
+        "blazar.reservations",
+        "blazar.resource_properties",
+        "nova.compute_nodes",
+        "nova.instance_actions",
+        "nova.instance_actions_events",
+        "nova.instances",
+        "nova_api.request_specs",
+    }
     assert COLUMNS["nova_api.request_specs"] == {"instance_uuid", "spec"}  # through the row-wise lookup
     assert {"start_date", "end_date", "deleted_at", "updated_at"} <= COLUMNS["blazar.leases"]
 
@@ -155,8 +168,9 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
     base = tmp_path_factory.mktemp("site")
     raw, frames = write(base, site)
     out = base / "out"
-    cfg = RunConfig(specs=str(SPECS), data=str(raw), out=str(out), start=WINDOW[0], end=WINDOW[1], report=False,
-                    entities=BAREMETAL)  # fmt: skip
+    cfg = RunConfig(
+        specs=str(SPECS), data=str(raw), out=str(out), start=WINDOW[0], end=WINDOW[1], report=False, entities=BAREMETAL
+    )
     try:
         m = run(cfg)
     except EngineError as exc:  # a site where nothing counts is refused (no false success), and nothing written
@@ -199,8 +213,20 @@ def test_rows_and_hours_are_accounted_for_on_random_sites(tmp_path_factory, site
 
 
 # Damage one table at a time: whatever comes out, it is a result or an EngineError, never anything else.
-DAMAGE = st.sampled_from(["drop_table", "drop_column", "null_column", "text_column", "int_column", "empty",
-                          "nan", "duplicate_rows", "aware_times", "garbage_text"])  # fmt: skip
+DAMAGE = st.sampled_from(
+    [
+        "drop_table",
+        "drop_column",
+        "null_column",
+        "text_column",
+        "int_column",
+        "empty",
+        "nan",
+        "duplicate_rows",
+        "aware_times",
+        "garbage_text",
+    ]
+)
 
 
 def damage(df: pl.DataFrame, how: str, column: str) -> pl.DataFrame | None:
@@ -243,8 +269,17 @@ def test_damaged_inputs_end_in_a_result_or_an_engine_error(tmp_path_factory, sit
         if changed is not None:
             changed.write_parquet(raw / f"{table}.parquet")
     try:
-        m = run(RunConfig(specs=str(SPECS), data=str(raw), out=str(base / "out"), start=WINDOW[0], end=WINDOW[1],
-                          report=False, entities=BAREMETAL))  # fmt: skip
+        m = run(
+            RunConfig(
+                specs=str(SPECS),
+                data=str(raw),
+                out=str(base / "out"),
+                start=WINDOW[0],
+                end=WINDOW[1],
+                report=False,
+                entities=BAREMETAL,
+            )
+        )
     except EngineError as exc:
         assert "\n" not in str(exc).strip() and "Traceback" not in str(exc)
         return

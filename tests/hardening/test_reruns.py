@@ -20,7 +20,7 @@ from tests.conftest import ROOT, SPECS, run_cli
 from tests.rawdata import tiny_site, write_raw
 
 WINDOW = ("--start", "2024-01-01", "--end", "2024-01-31", "--resample", "7d")
-ARGS = (*WINDOW, "--exclusions", ROOT / "etc" / "exclusions.yaml")  # fmt: skip
+ARGS = (*WINDOW, "--exclusions", ROOT / "etc" / "exclusions.yaml")
 
 
 def files(out) -> dict:
@@ -87,8 +87,19 @@ def test_a_run_killed_in_the_spans_stage_leaves_the_previous_output(tmp_path):
     out, marker = tmp_path / "out", tmp_path / "in-spans"
     assert run_cli("run", SPECS, "--data", raw, "--out", out, "--no-report", *ARGS).exit_code == 0
     before = files(out)
-    args = [sys.executable, "-c", KILLED_RUN, str(marker), "run", str(SPECS), "--data", str(raw), "--out", str(out),
-            "--no-report"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-c",
+        KILLED_RUN,
+        str(marker),
+        "run",
+        str(SPECS),
+        "--data",
+        str(raw),
+        "--out",
+        str(out),
+        "--no-report",
+    ]
     proc = subprocess.Popen([*args, *map(str, ARGS)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -199,14 +199,19 @@ def test_the_engine_never_calls_eval_exec_or_an_unsafe_yaml_loader():
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "nova/../../x", "..", "nova..x", "nova.x/y"])
 def test_table_names_cannot_leave_the_data_dir(specs_copy, name):
-    for path, old in ((specs_copy / "entities" / "nova_host.yaml", "table: nova.compute_nodes"),
-                      (specs_copy / "entities" / "allocation.yaml", "table: blazar.leases"),
-                      (specs_copy / "metrics.yaml", "table: chameleon_usage.node_usage_report_cache")):  # fmt: skip
+    for path, old in (
+        (specs_copy / "entities" / "nova_host.yaml", "table: nova.compute_nodes"),
+        (specs_copy / "entities" / "allocation.yaml", "table: blazar.leases"),
+        (specs_copy / "metrics.yaml", "table: chameleon_usage.node_usage_report_cache"),
+    ):
         path.write_text(path.read_text().replace(old, f"table: {json.dumps(name)}", 1))
     found = spec_problems(run_cli("validate", specs_copy))
     what = f"'{name}' is not valid: a raw table `schema.table` (read from RAW_DIR/schema.table.parquet) or the name of a lookup."
-    assert sorted(p.split(": ", 2)[2] for p in found) == [f"joins[1].table: {what}", f"legacy.table: {what}",
-                                                          f"source.table: {what}"]  # fmt: skip
+    assert sorted(p.split(": ", 2)[2] for p in found) == [
+        f"joins[1].table: {what}",
+        f"legacy.table: {what}",
+        f"source.table: {what}",
+    ]
 
 
 def test_every_table_of_the_bundled_specs_is_a_file_inside_the_data_dir(tmp_path):
