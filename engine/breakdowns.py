@@ -42,15 +42,21 @@ def broken_down(metrics, feeds: dict[str, list], cols: tuple[str, ...]) -> list[
     return [m for m, terms in expand(metrics.metrics).items() if terms and set(terms) <= set(base)]
 
 
-def breakdown(metrics, feeds: dict[str, list], cols: tuple[str, ...], group: list[str], window, tz: str):
+def breakdown(metrics, feeds: dict[str, list], split, group: list[str], window, tz: str):
     """daily_by_<name>: date, site, metric, resource, the group and breakdown columns, hours (the cells with
-    hours only); None when no metric has the columns on this site."""
-    names = broken_down(metrics, feeds, cols)
+    hours only) of the breakdown `split` (by, resources); None when no metric has the columns on this site."""
+    names = broken_down(metrics, feeds, split.by)
     if not names:
         return None
-    counted = [pair for m, pairs in feeds.items() if m in names for pair in pairs]
-    table = split_daily(counted, {m: metrics.metrics[m] for m in names}, [*group, *cols], window, tz)
-    return table.filter(pl.col("hours").abs() > NOISE).select(*BREAKDOWN_KEYS, *group[1:], *cols, "hours")
+    wanted = split.resources
+    counted = [
+        (df, [r for r in resources if wanted is None or r in wanted])
+        for m, pairs in feeds.items()
+        if m in names
+        for df, resources in pairs
+    ]
+    table = split_daily(counted, {m: metrics.metrics[m] for m in names}, [*group, *split.by], window, tz)
+    return table.filter(pl.col("hours").abs() > NOISE).select(*BREAKDOWN_KEYS, *group[1:], *split.by, "hours")
 
 
 def factor(charges, columns: list[str]) -> pl.Expr:

@@ -184,13 +184,16 @@ def _gaps(ours: pl.DataFrame, truth: pl.DataFrame, keys: list[str]) -> pl.DataFr
     return both.filter((pl.col("hours") - pl.col("hours_truth")).abs() > 1e-6 * scale)
 
 
-def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, group: list[str], cols) -> dict:
-    """INV-14 for one breakdown: its hours summed over the breakdown columns, against daily.parquet's."""
+def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, group: list[str], split) -> dict:
+    """INV-14 for one breakdown: its hours summed over the breakdown columns, against daily.parquet's (for
+    the metrics it split and its resources)."""
     keys = ["date", *group, "metric", "resource"]
     ours = table.group_by(keys).agg(pl.col("hours").sum())
-    truth = daily.filter(pl.col("metric").is_in(table["metric"].unique().implode())).select(*keys, "hours")
-    gaps = _gaps(ours, truth, keys)
-    detail = f"daily_by_{name} summed over {', '.join(cols)} = daily.parquet ({ours.height:,} cells)"
+    split_here = pl.col("metric").is_in(table["metric"].unique().implode())
+    if split.resources is not None:
+        split_here &= pl.col("resource").is_in(split.resources)
+    gaps = _gaps(ours, daily.filter(split_here).select(*keys, "hours"), keys)
+    detail = f"daily_by_{name} summed over {', '.join(split.by)} = daily.parquet ({ours.height:,} cells)"
     return record("INV-14", None, gaps.height, detail=detail, sample=gaps.head(5).to_dicts())
 
 

@@ -300,13 +300,13 @@ def _breakdowns(run: Run, _) -> None:
             feeds[res.spec.metric].append((run.catalog.spans(name).collect(), run.specs.resources_of(name)))
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
         made = {}
-        for name, cols in metrics.breakdowns.items():
-            table = breakdown(metrics, feeds, cols, group, run.window, run.cfg.timezone)
+        for name, split in metrics.breakdowns.items():
+            table = breakdown(metrics, feeds, split, group, run.window, run.cfg.timezone)
             if table is not None:
                 run.out.parquet(f"daily_by_{name}.parquet", table)
-                run.manifest["invariants"].append(breakdown_check(name, table, daily, group, cols))
-                values = table.select(cols).n_unique()
-                made[name] = {"by": list(cols), "metrics": sorted(table["metric"].unique()), "values": values}
+                run.manifest["invariants"].append(breakdown_check(name, table, daily, group, split))
+                values = table.select(split.by).n_unique()
+                made[name] = {"by": list(split.by), "metrics": sorted(table["metric"].unique()), "values": values}
         run.manifest["breakdowns"] = made
         if metrics.charges:
             charged = [n for n, res in live.items() if res.spec.metric == metrics.charges.metric]

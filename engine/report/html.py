@@ -170,7 +170,8 @@ def _who(plots_dir: Path | None, out_dir: Path, metrics_file, resource: str) -> 
     charges = metrics_file.charges
     su = pl.read_parquet(out_dir / "charges.parquet") if (out_dir / "charges.parquet").exists() else None
     out = []
-    for name, cols in metrics_file.breakdowns.items():
+    for name, split in metrics_file.breakdowns.items():
+        cols = split.by
         path = out_dir / f"daily_by_{name}.parquet"
         split = pl.read_parquet(path).filter(resource=resource) if path.exists() else pl.DataFrame()
         out.append(f"<h3>by {html.escape(name)} ({html.escape(', '.join(cols))})</h3>")

@@ -48,8 +48,10 @@ def _metrics(specs) -> list[str]:
 def _breakdowns(metrics) -> list[str]:
     """Breakdown columns are new group columns; charges name a base metric."""
     file, groups, out = metrics.file, set(metrics.group_by), []
-    for name, cols in metrics.breakdowns.items():
-        out += [f"{file}: breakdowns.{name}: '{c}' is a group column already (group_by)" for c in cols if c in groups]
+    for name, b in metrics.breakdowns.items():
+        out += [
+            f"{file}: breakdowns.{name}.by: '{c}' is a group column already (group_by)" for c in b.by if c in groups
+        ]
     charges = metrics.charges
     if charges and charges.metric not in metrics.base():
         hint = " (it is derived)" if charges.metric in metrics.metrics else did_you_mean(charges.metric, metrics.base())

@@ -209,6 +209,14 @@ class Legacy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Breakdown:
+    """Daily hours split by more group columns (`by`), for these resources (None: every one)."""
+
+    by: tuple[str, ...]
+    resources: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Charges:
     """Service units: `metric`'s hours of `resource` times each node's factor, charged to the `by` columns."""
 
@@ -226,7 +234,7 @@ class Metrics:
     group_by: tuple[str, ...]
     stack: dict | None  # resource, groups, line, dashed: read only by the report's stack chart
     legacy: Legacy | None
-    breakdowns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> extra group columns
+    breakdowns: dict[str, Breakdown] = field(default_factory=dict)
     charges: Charges | None = None
 
     def base(self) -> list[str]:
@@ -286,7 +294,10 @@ def parse(kind: str, data: dict, file: str):
             group_by=tuple(data["group_by"]),
             stack=data.get("stack"),
             legacy=legacy,
-            breakdowns={name: tuple(cols) for name, cols in data["breakdowns"].items()},
+            breakdowns={
+                name: Breakdown(by=tuple(b["by"]), resources=tuple(b["resources"]) if "resources" in b else None)
+                for name, b in data["breakdowns"].items()
+            },
             charges=Charges(**charges | {"by": tuple(charges["by"])}) if charges else None,
         )
     common = {

@@ -164,8 +164,8 @@ def test_an_attribute_named_like_an_engine_column_is_refused(specs_copy):
 
 
 def test_breakdowns_and_charges_are_checked_against_the_metrics_and_entities(specs_copy):
-    edit(specs_copy / "metrics.yaml", "  user: [user_id]", "  user: [user_id]\n  types: [node_type]")
+    edit(specs_copy / "metrics.yaml", "  user: {by: [user_id]", "  types: {by: [node_type]}\n  user: {by: [user_id]")
     edit(specs_copy / "metrics.yaml", "charges:\n  metric: committed", "charges:\n  metric: idle")
     out = problems_of(specs_copy)
-    assert "metrics.yaml: breakdowns.types: 'node_type' is a group column already (group_by)" in out
+    assert "metrics.yaml: breakdowns.types.by: 'node_type' is a group column already (group_by)" in out
     assert "metrics.yaml: charges.metric: 'idle' is not a base metric (it is derived)" in out
