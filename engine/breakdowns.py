@@ -17,6 +17,7 @@ from engine.temporal import day_hours
 from engine.usage import buckets, expand, signed_spans
 
 BREAKDOWN_KEYS = ["date", "site", "metric", "resource"]
+MAX_FACTOR = 1e6  # service units per node-hour: the largest factor taken from the data (the schema's bound too)
 NOISE = 1e-9  # hours: a cell of opposite terms that cancel (idle = committed - occupied) keeps their rounding
 
 
@@ -60,13 +61,16 @@ def breakdown(metrics, feeds: dict[str, list], split, group: list[str], window, 
 
 
 def factor(charges, columns: list[str]) -> pl.Expr:
-    """Each node's factor: the data's where recorded (and a number), else the fallback by its column's value."""
+    """Each node's factor: the data's where it records a usable one (a number from 0 to MAX_FACTOR: no text,
+    negative, infinite or absurd value makes SUs), else the fallback by its column's value."""
     fallback = charges.fallback
     by_value = pl.col(fallback["column"]).cast(pl.String)
     default = by_value.replace_strict(fallback["values"], default=fallback["default"], return_dtype=pl.Float64)
     if charges.factor not in columns:
         return default
-    return pl.coalesce(pl.col(charges.factor).cast(pl.Float64, strict=False), default)
+    recorded = pl.col(charges.factor).cast(pl.Float64, strict=False)
+    usable = recorded.is_finite() & recorded.is_between(0, MAX_FACTOR)
+    return pl.when(usable).then(recorded).otherwise(default)
 
 
 def charged_spans(charges, frames: list[pl.DataFrame]) -> list[tuple[pl.DataFrame, list[str]]]:

@@ -260,7 +260,7 @@ def _jobs(
         key = site_keys[0] if site_keys else Path(data_dir).name
         site = sites.get(key)  # a site of the sites file, read from this raw directory instead
         if site is None:
-            zone = timezone or "UTC"
+            zone = "UTC" if timezone is None else timezone
             return [
                 RunConfig(
                     specs=specs_dir, data=data_dir, out=out_dir, site=key, plots=plots_dir, timezone=zone, **common
@@ -288,7 +288,7 @@ def _jobs(
             sites=sites_file,
             entities=site.entities,
             site_name=site.name,
-            timezone=timezone or site.timezone,
+            timezone=site.timezone if timezone is None else timezone,
             **common,
         )
         for site in chosen

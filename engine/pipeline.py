@@ -40,7 +40,7 @@ from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.sweep import clock_range
-from engine.temporal import EARLIEST, LATEST, day_start, hours_in, is_zone, scalar, to_local, to_utc
+from engine.temporal import EARLIEST, LATEST, day_start, hours_in, scalar, to_local, to_utc, zone_error
 from engine.usage import usage_stage
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
@@ -157,6 +157,7 @@ class Run:
     done: set[str] = field(default_factory=set)
     manifest: dict = field(default_factory=dict)  # tables, entities, invariants, ... as the nodes add them
     unmade: dict[str, str] = field(default_factory=dict)  # report -> the entity or table it lacked
+    unsplit: list[str] = field(default_factory=list)  # breakdowns no metric of this site has the columns of
     usage: tuple = ()  # (series, buckets) of the usage node
 
     def __post_init__(self):
@@ -302,7 +303,9 @@ def _breakdowns(run: Run, _) -> None:
         made = {}
         for name, split in metrics.breakdowns.items():
             table = breakdown(metrics, feeds, split, group, run.window, run.cfg.timezone)
-            if table is not None:
+            if table is None:
+                run.unsplit.append(f"breakdown {name} not made: no metric's entities provide {', '.join(split.by)}")
+            else:
                 run.out.parquet(f"daily_by_{name}.parquet", table)
                 run.manifest["invariants"].append(breakdown_check(name, table, daily, group, split))
                 values = table.select(split.by).n_unique()
@@ -499,7 +502,8 @@ def _notices(run: Run) -> list[str]:
         [f"entities of the specs that this site does not list, not run: {', '.join(unlisted)}"] if unlisted else []
     )
     notices += [f"entity {n} not run: {why}" for n, why in run.skipped.items()]
-    return notices + [f"report {n} not made: {t} did not run on this site" for n, t in sorted(run.unmade.items())]
+    notices += [f"report {n} not made: {t} did not run on this site" for n, t in sorted(run.unmade.items())]
+    return notices + run.unsplit
 
 
 def _selected(specs, graph, entities: list[str] | None) -> list[str]:
@@ -566,8 +570,8 @@ def _window_record(window: tuple[datetime, datetime], tz: str) -> dict:
 
 def _in_utc(cfg: RunConfig) -> RunConfig:
     """The config with its --start, --end and --as-of (clock times of its time zone) as UTC times."""
-    if not is_zone(cfg.timezone):
-        raise EngineError(f"time zone {cfg.timezone!r}: not an IANA time zone name (e.g. America/Chicago)")
+    if problem := zone_error(cfg.timezone):
+        raise EngineError(f"--timezone {problem}")
     times = {}
     for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
         value = getattr(cfg, name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.expr import did_you_mean
 from engine.spec.load import read_config
-from engine.temporal import is_zone
+from engine.temporal import zone_error
 
 
 @dataclass
@@ -50,8 +50,8 @@ def load_sites(path: str | Path) -> dict[str, Site]:
         site.specs = base / entry["specs"] if "specs" in entry else None
         site.simulate, site.entities = entry.get("simulate"), entry.get("entities")
         site.timezone = entry.get("timezone", "UTC")
-        if not is_zone(site.timezone):
-            raise EngineError(f"{path}: site {key}: timezone {site.timezone!r} is not an IANA time zone name")
+        if problem := zone_error(site.timezone):
+            raise EngineError(f"{path}: site {key}: timezone {problem}")
         sites[key] = site
     return sites
 

@@ -5,6 +5,7 @@ open end is the far-future instant OPEN, and it is turned back into null on the 
 """
 
 from datetime import datetime
+from zoneinfo import available_timezones
 
 import polars as pl
 
@@ -58,12 +59,19 @@ def day_start(t: datetime, tz: str, days: int = 0) -> datetime:
     return scalar(to_utc(to_local(pl.lit(t, pl.Datetime("us")), tz).dt.truncate("1d").dt.offset_by(f"{days}d"), tz))
 
 
-def is_zone(name: str) -> bool:
-    try:
-        scalar(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
-    except pl.exceptions.PolarsError:
-        return False
-    return True
+def zone_error(name: str) -> str | None:
+    """Why `name` is not a time zone the engine takes (an IANA name spelled as the tz database spells it,
+    which Polars knows too), or None."""
+    if name in available_timezones():
+        try:
+            scalar(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
+            return None
+        except pl.exceptions.PolarsError:
+            pass
+    shown = name if len(name) <= 64 else name[:61] + "..."
+    spelled = [z for z in available_timezones() if z.lower() == name.strip().lower()]
+    hint = f" (did you mean '{spelled[0]}'?)" if spelled else " (e.g. America/Chicago)"
+    return f"{shown!r} is not an IANA time zone name{hint}"
 
 
 def window_cut(window, start: str, end: str) -> tuple[pl.Expr, pl.Expr]:

@@ -6,6 +6,7 @@ import json
 import polars as pl
 import pytest
 
+from engine.spec.load import load_specs
 from simulator.chameleon import GPU_SU, simulate
 from tests.conftest import SPECS, run_cli
 
@@ -70,7 +71,10 @@ def test_a_breakdown_sums_to_daily_and_says_which_metrics_it_splits(site):
         assert manifest["breakdowns"][name]["metrics"] == metrics
         assert "total" not in metrics and "reservable" not in metrics  # hosts belong to no project
         summed = split.group_by(keys).agg(pl.col("hours").sum())
-        whole = daily.filter(pl.col("metric").is_in(metrics)).select(*keys, "hours")
+        resources = load_specs(SPECS).metrics.breakdowns[name].resources
+        assert set(split["resource"].unique()) <= set(resources) == {"nodes", "vcpus"}  # edge devices have no vCPUs
+        whole = daily.filter(pl.col("metric").is_in(metrics), pl.col("resource").is_in(resources))
+        whole = whole.select(*keys, "hours")
         assert same(summed, whole, keys) < 1e-6
     checks = [i for i in manifest["invariants"] if i["id"] in ("INV-14", "INV-15")]
     assert [i["id"] for i in checks] == ["INV-14", "INV-14", "INV-15"] and {i["status"] for i in checks} == {"pass"}

@@ -86,7 +86,11 @@ def test_the_manifest_and_why_use_the_time_zone(chicago):
 def test_an_unknown_zone_or_a_skipped_clock_time_is_one_line(tmp_path, chicago):
     out = tmp_path / "out"
     bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, "--timezone", "Mars/Olympus")
-    assert bad.exit_code == 1 and "not an IANA time zone name" in bad.stderr and not out.exists()
+    assert bad.exit_code == 1 and "--timezone 'Mars/Olympus' is not an IANA time zone name" in bad.stderr
+    assert not out.exists()
+    for zone, hint in (("america/chicago", "(did you mean 'America/Chicago'?)"), ("", "(e.g. America/Chicago)")):
+        bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, "--timezone", zone)
+        assert bad.exit_code == 1 and f"--timezone '{zone}' is not an IANA time zone name {hint}" in bad.stderr
     skipped = ["--timezone", ZONE, "--start", "2024-03-10T02:30:00"]
     bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, *skipped)
     assert bad.exit_code == 1 and "skip this time" in bad.stderr and not out.exists()
