@@ -63,9 +63,12 @@ def frames(rows) -> list:
 
 def brute(rows, window, tz: str) -> dict:
     """Node-minutes per (local date, metric, who) by walking every minute of every span; d = a - b exists when
-    both a and b have spans (a derived metric has a resource only where all its base metrics have it)."""
+    both a and b have spans in the window (a derived metric has a resource only where all its base metrics have it)."""
     out: dict = {}
-    derived = {r[0] for r in rows} == {"a", "b"}
+    inside = [
+        r for r in rows if T0 + timedelta(minutes=r[2]) < window[1] and T0 + timedelta(minutes=r[2] + r[3]) > window[0]
+    ]
+    derived = {r[0] for r in inside} == {"a", "b"}
     for metric, who, start, length, nodes in rows:
         for m in range(start, start + length):
             t = T0 + timedelta(minutes=m)
