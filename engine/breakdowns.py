@@ -12,7 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.sweep import sweep
+from engine.sweep import ordered_sum, sweep
 from engine.temporal import day_hours
 from engine.usage import buckets, expand, signed_spans
 
@@ -30,8 +30,10 @@ def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str,
         series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value").collect()
         daily = buckets(series.lazy(), ["__sid"], window, "1d", tz).rename({"bucket": "date"}).drop("mean")
     else:
-        parts = day_hours(spans.lazy(), window, tz=tz).group_by("__sid", "date")
-        daily = parts.agg((pl.col("value") * pl.col("day_hours")).sum().alias("hours")).sort("__sid", "date")
+        parts = day_hours(spans.lazy(), window, tz=tz).select(
+            "__sid", "date", hours=pl.col("value") * pl.col("day_hours")
+        )
+        daily = ordered_sum(parts, ["__sid", "date"], "hours")
     named = daily.collect().join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
     return named.with_columns(pl.col("date").cast(pl.Date))
 

@@ -44,6 +44,7 @@ from engine.temporal import EARLIEST, LATEST, day_start, hours_in, scalar, to_lo
 from engine.usage import usage_stage
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
+SWEPT = ["metric", "hierarchy_status", "valid_start", "valid_end"]  # what the sweep reads of a span, with its groups
 
 
 @dataclass(kw_only=True)
@@ -123,12 +124,17 @@ class Catalog:
             raise MissingTable(name)
         return self.raw.rows(name, self.archives.get(name))
 
-    def spans(self, entity: str) -> pl.LazyFrame:
-        """An entity's validated spans with the site column (what reports read)."""
+    def spans(self, entity: str, columns: list[str] | None = None) -> pl.LazyFrame:
+        """An entity's validated spans with the site column (what reports read); only `columns` (those of them
+        it has), if given: the sweep needs a few of an entity's columns, and a full copy of a 2M-row frame
+        is GB."""
         res = self.results.get(entity)
         if res is None or res.validated is None:
             raise MissingTable(f"entity {entity}")
-        return res.validated.lazy().with_columns(pl.lit(self.site).alias("site"))
+        lf = res.validated.lazy()
+        if columns is not None:
+            lf = lf.select(c for c in res.validated.columns if c in columns)
+        return lf.with_columns(pl.lit(self.site).alias("site"))
 
     def live(self) -> dict[str, EntityResult]:
         return {n: r for n, r in self.results.items() if not r.skipped}
@@ -277,7 +283,10 @@ def _checkpoints(run: Run, _) -> None:
 def _usage(run: Run, _) -> None:
     with run.stage("sweep"):
         group = ["site", *run.specs.metrics.group_by]
-        counted = [(run.catalog.spans(n).collect(), run.specs.resources_of(n)) for n in run.catalog.live()]
+        counted = [
+            (run.catalog.spans(n, [*SWEPT, *group, *run.specs.resources_of(n)]).collect(), run.specs.resources_of(n))
+            for n in run.catalog.live()
+        ]
         series, buckets, checks = usage_stage(
             counted, run.specs.metrics, group, run.window, run.every, tz=run.cfg.timezone
         )
@@ -297,8 +306,12 @@ def _breakdowns(run: Run, _) -> None:
     group = ["site", *metrics.group_by]
     with run.stage("breakdowns"):
         feeds = {m: [] for m in metrics.base()}
+        charges = metrics.charges
+        wanted = [*SWEPT, *group, *(c for b in metrics.breakdowns.values() for c in b.by)]
+        wanted += [*charges.by, charges.factor, charges.fallback["column"]] if charges else []
         for name, res in live.items():
-            feeds[res.spec.metric].append((run.catalog.spans(name).collect(), run.specs.resources_of(name)))
+            resources = run.specs.resources_of(name)
+            feeds[res.spec.metric].append((run.catalog.spans(name, [*wanted, *resources]).collect(), resources))
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
         made = {}
         for name, split in metrics.breakdowns.items():

@@ -104,3 +104,11 @@ def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "
     window start), and for any other length buckets that start at the window start itself."""
     points = clock_range(*window, every, tz, day=every == "1d")
     return points + ([window[1]] if points[-1] < window[1] else [])
+
+
+def ordered_sum(lf: pl.LazyFrame, keys: list[str], value: str) -> pl.LazyFrame:
+    """`value` summed per `keys`, adding each group's rows in their order, so that a run gives the same bits
+    every time (a parallel group-by adds partial sums in any order); the groups come out sorted by `keys`."""
+    running = pl.col(value).cum_sum().over(keys)
+    ordered = lf.sort(keys, maintain_order=True).with_columns(running)
+    return ordered.unique(keys, keep="last", maintain_order=True).select(*keys, value)
