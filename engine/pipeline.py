@@ -278,6 +278,8 @@ def _checkpoints(run: Run, _) -> None:
             resources = run.specs.resources_of(name)
             write_entity(run.out, res, site=run.catalog.site, window=run.window, resources=resources)
         m["invariants"] += partition_checks(live, run.specs, run.catalog.table)
+    for res in live.values():  # written and accounted for: the later nodes read the validated spans only
+        res.spans.accepted, res.spans.raw_times = res.spans.accepted.clear(), res.spans.raw_times.clear()
 
 
 def _usage(run: Run, _) -> None:
