@@ -4,6 +4,8 @@
 uniquely named databases (the sites file maps the specs' schema names onto them) and drop them after.
 """
 
+import uuid
+
 import polars as pl
 import pymysql
 
@@ -56,3 +58,17 @@ def drop(conn: pymysql.Connection, databases) -> None:
     with conn.cursor() as cur:
         for database in databases:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def load_site(raw) -> tuple[pymysql.Connection, dict[str, str]]:
+    """Every table of a raw directory into databases of their own, uniquely named for this test (Nova's as
+    nova_cell1, as cells v2 keeps instances): the connection and the specs' schema -> database mapping."""
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    schemas = {
+        s: f"{prefix}{s if s != 'nova' else 'nova_cell1'}" for s in ("nova", "nova_api", "blazar", "chameleon_usage")
+    }
+    conn = connect()
+    for path in sorted(raw.glob("*.parquet")):
+        schema, table = path.stem.split(".")
+        load(conn, table, pl.read_parquet(path), schemas[schema])
+    return conn, schemas

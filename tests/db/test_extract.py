@@ -24,18 +24,8 @@ def site(tmp_path_factory):
         pytest.fail("no MariaDB at 127.0.0.1:3306 (root, no password): .ci/run installs and starts one")
     base = tmp_path_factory.mktemp("db")
     simulate(base / "raw", seed=5, hosts=20, days=40)
-    prefix = f"t{uuid.uuid4().hex[:8]}_"
     # Nova cells v2 keeps instances in nova_cell1: the sites file maps the specs' `nova` onto it.
-    schemas = {
-        "nova": f"{prefix}nova_cell1",
-        "nova_api": f"{prefix}nova_api",
-        "blazar": f"{prefix}blazar",
-        "chameleon_usage": f"{prefix}chameleon_usage",
-    }
-    conn = mariadb.connect()
-    for path in sorted((base / "raw").glob("*.parquet")):
-        schema, table = path.stem.split(".")
-        mariadb.load(conn, table, pl.read_parquet(path), schemas[schema])
+    conn, schemas = mariadb.load_site(base / "raw")
     with conn.cursor() as cur:  # what old MySQL wrote for "no date"; extraction must read it as null
         cur.execute("SET SESSION sql_mode = ''")
         cur.execute(

@@ -2,7 +2,6 @@
 MariaDB server: extracted when the server has them, and when it does not, not extracted and no error."""
 
 import json
-import uuid
 
 import polars as pl
 import pytest
@@ -20,17 +19,7 @@ def site(tmp_path_factory):
         pytest.fail("no MariaDB at 127.0.0.1:3306 (root, no password): .ci/run installs and starts one")
     base = tmp_path_factory.mktemp("dbarchive")
     simulate(base / "raw", seed=6, hosts=10, days=30, archive_days=7)
-    prefix = f"t{uuid.uuid4().hex[:8]}_"
-    schemas = {
-        "nova": f"{prefix}nova_cell1",
-        "nova_api": f"{prefix}nova_api",
-        "blazar": f"{prefix}blazar",
-        "chameleon_usage": f"{prefix}chameleon_usage",
-    }
-    conn = mariadb.connect()
-    for path in sorted((base / "raw").glob("*.parquet")):
-        schema, table = path.stem.split(".")
-        mariadb.load(conn, table, pl.read_parquet(path), schemas[schema])
+    conn, schemas = mariadb.load_site(base / "raw")
     mapping = ", ".join(f"{k}: {v}" for k, v in schemas.items())
     (base / "sites.yaml").write_text(
         f"sites:\n  arch:\n    name: archived\n    data: extracted\n    db_uri: mysql://root@127.0.0.1:3306\n"
