@@ -7,18 +7,37 @@ reads from the ten raw tables it reads, turns every row into a +1 event at its s
 at its end (an open end at the window end) and sorts the events by time. No joins, no rules: any
 pipeline reads this data and sorts at least this many events.
 
-`duckdb_pipeline`: the obvious alternative a user would write, the bare-metal pipeline in plain DuckDB
-SQL over read_parquet(): spans of Nova hosts, Blazar hosts, allocations and reserved and on-demand
-instances (lookups as in specs/lookups/), each child clamped to the parent span it overlaps, a
+`duckdb_pipeline` (the cheap row): the obvious alternative a user would write, the bare-metal pipeline in
+plain DuckDB SQL over read_parquet(): spans of Nova hosts, Blazar hosts, allocations and reserved and
+on-demand instances (lookups as in specs/lookups/), each child clamped to the parent span it overlaps, a
 sweepline per (metric, node_type) and node-hours per UTC day. Each stage is a temp table, so each is
 timed on its own. Relative to the engine it does NOT:
   - resolve duplicates (INV-7): overlapping rows of one identity (Blazar's duplicated hosts) are all
     counted, and a child overlapping two of them is counted in both;
   - keep rejected rows, orphans, accounts, checkpoints or a report: rows failing a rule or join vanish;
   - sweep other resources than `nodes`, nor derived metrics (ondemand_capacity, idle, ...);
-  - read the pre-2021 Blazar layout (capability_name): the node type is by property_id only;
-  - apply exclusions (etc/exclusions.yaml) or the projected lens.
-`compare_daily` puts the engine's node-hours per base metric next to the baseline's.
+  - break hours down by project or user, nor charge service units.
+
+`duckdb_full` (the honest row, issue 19): the engine's work on a bare-metal site, in plain DuckDB SQL too.
+Every entity's rows in scope get the engine's first rejection reason (missing_fk, a rule, invalid_value,
+null_start, zero_length, invalid_time_range, invalid_tx_range); duplicates are claimed as
+engine/temporal.py `claim` does (INV-7); the hierarchy clamps each child to its parent's counted islands
+and inherits the host's hardware and node type; five resources and nine metrics (the derived ones as
+signed base spans) are swept; daily hours, the breakdowns by project and user and the SU charges are
+summed. It writes what the engine writes: spans/, validated/, rejected/, inactive/ per entity,
+usage.parquet, daily.parquet, daily_by_project.parquet, daily_by_user.parquet and charges.parquet.
+Relative to the engine it still does NOT:
+  - check invariants, keep accounts, compare with the legacy report or write report.html;
+  - carry every source column into rejected/ and inactive/ (the span columns only);
+  - share out a child piece that parent islands with different inherited values overlap twice (no
+    bare-metal parent has such islands: each is claimed per hostname, which is in the key);
+  - read the archive tables (nova.shadow_*), the pre-2021 Blazar layout (capability_name), exclusions
+    (etc/exclusions.yaml), the projected lens or a site time zone (days are UTC);
+  - generalise: the SQL is written for these five entities, where the engine compiles any spec.
+
+Both DuckDB pipelines read the node type by property_id only.
+`compare_daily` puts the engine's hours per metric next to a baseline's; `compare_outputs` compares the
+breakdowns, charges and checkpoint row counts of the engine and duckdb_full.
 """
 
 import argparse
@@ -764,6 +783,41 @@ def compare_daily(engine_daily: pl.DataFrame, duck_daily: pl.DataFrame, resource
     return {row.pop("metric"): row for row in per_metric.iter_rows(named=True)}
 
 
+def compare_outputs(engine_out: Path, full_out: Path) -> dict:
+    """{what: {"engine", "duckdb_full": its total, "max_cell_difference"}} from the two output directories: the
+    node-hours of daily_by_project and daily_by_user (cells of date, metric, node_type and project or user),
+    the SUs of charges.parquet (cells of date, node_type, project), and the rows of each checkpoint (cells:
+    the entities)."""
+    out = {}
+    for name, cells, value in (
+        ("daily_by_project", ["date", "metric", "node_type", "project_id"], "hours"),
+        ("daily_by_user", ["date", "metric", "node_type", "user_id"], "hours"),
+        ("charges", ["date", "node_type", "project_id"], "su"),
+    ):
+        a, b = (pl.read_parquet(Path(d) / f"{name}.parquet") for d in (engine_out, full_out))
+        if "resource" in a.columns:
+            a, b = (t.filter(pl.col("resource") == "nodes") for t in (a, b))
+            name = f"{name} node-hours"
+        both = a.select(*cells, value).join(b.select(*cells, value), on=cells, how="full", coalesce=True)
+        out[name] = _totals(both.fill_null(0.0), value, f"{value}_right")
+    for kind in ("spans", "validated", "rejected", "inactive"):
+        counts = [[_rows_in(Path(d) / kind / f"{e}.parquet") for d in (engine_out, full_out)] for e in ENTITIES]
+        out[f"{kind}/ rows"] = _totals(pl.DataFrame(counts, schema=["a", "b"], orient="row"), "a", "b")
+    return out
+
+
+def _rows_in(path: Path) -> int:
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def _totals(both: pl.DataFrame, engine: str, full: str) -> dict:
+    return {
+        "engine": both[engine].sum(),
+        "duckdb_full": both[full].sum(),
+        "max_cell_difference": (both[full] - both[engine]).abs().max(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=["small", "medium", "large"], default="small")
@@ -781,21 +835,25 @@ def main() -> None:
         print(f"no engine output in {out}: the simulated window, no comparison")
     window = _window((window["start"], window["end"]))
     print(f"{args.size}: window {window[0]} → {window[1]}")
-    low, duck = floor(raw, window), duckdb_pipeline(raw, window)
-    print(f"floor: {low['rows']:,} raw rows, {low['events']:,} events sorted\n{'stage':<18} {'wall s':>8} {'cpu s':>8}")
-    for label, result in (("floor", low), ("duckdb", duck)):
+    low, duck, full = floor(raw, window), duckdb_pipeline(raw, window), duckdb_full(raw, window)
+    print(f"floor: {low['rows']:,} raw rows, {low['events']:,} events sorted\n{'stage':<24} {'wall s':>8} {'cpu s':>8}")
+    for label, result in (("floor", low), ("duckdb", duck), ("duckdb_full", full)):
         for stage, t in result["stages"].items():
-            print(f"{label + ' ' + stage:<18} {t['seconds']:>8.2f} {t['cpu_seconds']:>8.2f}")
+            print(f"{label + ' ' + stage:<24} {t['seconds']:>8.2f} {t['cpu_seconds']:>8.2f}")
         total = [sum(t[k] for t in result["stages"].values()) for k in ("seconds", "cpu_seconds")]
-        print(f"{label + ' total':<18} {total[0]:>8.2f} {total[1]:>8.2f}")
+        print(f"{label + ' total':<24} {total[0]:>8.2f} {total[1]:>8.2f}")
     print("duckdb rows: " + ", ".join(f"{t} {n:,}" for t, n in duck["spans"].items()))
+    print("duckdb_full rows: " + "; ".join(f"{e} {n}" for e, n in full["rows"].items()) + f" → {full['out']}")
     if (out / "daily.parquet").is_file():
-        print(f"\n{'node-hours':<22} {'engine':>14} {'duckdb':>14} {'rel. diff':>10} {'max cell diff':>14}")
-        for metric, c in compare_daily(pl.read_parquet(out / "daily.parquet"), duck["daily"]).items():
-            print(
-                f"{metric:<22} {c['engine']:>14,.1f} {c['duckdb']:>14,.1f} {c['relative_difference']:>+10.4%}"
-                f" {c['max_cell_difference']:>14,.2f}"
-            )
+        for label, result in (("duckdb", duck), ("duckdb_full", full)):
+            print(f"\n{'node-hours':<22} {'engine':>14} {label:>14} {'rel. diff':>10} {'max cell diff':>14}")
+            for metric, c in compare_daily(pl.read_parquet(out / "daily.parquet"), result["daily"]).items():
+                print(
+                    f"{metric:<22} {c['engine']:>14,.1f} {c['duckdb']:>14,.1f} {c['relative_difference']:>+10.4%}"
+                    f" {c['max_cell_difference']:>14,.2f}"
+                )
+        for name, c in compare_outputs(out, Path(full["out"])).items():
+            print(f"{name:<30} {c['engine']:>14,.1f} {c['duckdb_full']:>14,.1f} {c['max_cell_difference']:>14,.2f}")
 
 
 if __name__ == "__main__":
