@@ -651,16 +651,18 @@ FROM unpivoted l JOIN {_terms(targets)} ON t.base = l.base;
 SWEEP_FULL = (
     _signed("signed", list(TERMS)[:5], "node_type", TERMS)
     + f"""
-CREATE TEMP TABLE steps AS
-WITH events AS (
-    SELECT metric, resource, node_type, s AS ts, value AS delta FROM signed
-    UNION ALL SELECT metric, resource, node_type, e, -value FROM signed
-),
-per_instant AS (SELECT metric, resource, node_type, ts, sum(delta) AS delta FROM events GROUP BY ALL)
-SELECT metric, resource, node_type, ts, sum(delta) OVER w AS value, lead(ts) OVER w AS next_ts
-FROM per_instant WINDOW w AS (PARTITION BY metric, resource, node_type ORDER BY ts ROWS UNBOUNDED PRECEDING);
+CREATE TEMP TABLE series AS  -- integer ids: string keys on every delta made the sweep 1.7x slower (medium)
+SELECT row_number() OVER (ORDER BY metric, resource, node_type)::INTEGER AS sid, *
+FROM (SELECT DISTINCT metric, resource, node_type FROM signed);
 
-COPY (SELECT ts AS timestamp, metric, resource, node_type, value FROM steps ORDER BY metric, resource, node_type, ts)
+CREATE TEMP TABLE steps AS
+WITH spans AS (SELECT sid, s, e, value FROM signed JOIN series USING (metric, resource, node_type)),
+events AS (SELECT sid, s AS ts, value AS delta FROM spans UNION ALL SELECT sid, e, -value FROM spans),
+per_instant AS (SELECT sid, ts, sum(delta) AS delta FROM events GROUP BY sid, ts)
+SELECT sid, ts, sum(delta) OVER w AS value, lead(ts) OVER w AS next_ts
+FROM per_instant WINDOW w AS (PARTITION BY sid ORDER BY ts ROWS UNBOUNDED PRECEDING);
+
+COPY (SELECT ts AS timestamp, metric, resource, node_type, value FROM steps JOIN series USING (sid) ORDER BY sid, ts)
 TO '{{out}}/usage.parquet' {PARQUET};
 """
 )
@@ -677,12 +679,14 @@ FROM (SELECT *, unnest(range(date_trunc('day', s), e, INTERVAL 1 DAY)) AS day FR
 # Stage daily: hours per UTC day of each step (each step split at the midnights it crosses), daily.parquet.
 DAILY_FULL = f"""
 CREATE TEMP TABLE daily AS
-WITH pieces AS ({_day_hours("(SELECT metric, resource, node_type, ts AS s, next_ts AS e, value FROM steps WHERE value <> 0 AND next_ts IS NOT NULL)", "value")})
-SELECT date, metric, resource, node_type, sum(hours) AS hours,
-       sum(hours) / (date_diff('microsecond', greatest(date::TIMESTAMP, {{w0}}), least(date + INTERVAL 1 DAY, {{w1}})) / 3.6e9) AS mean
-FROM pieces GROUP BY date, metric, resource, node_type;
+WITH steps AS (SELECT sid, ts AS s, next_ts AS e, value FROM steps WHERE value <> 0 AND next_ts IS NOT NULL),
+per_day AS (SELECT sid, date, sum(hours) AS hours FROM ({_day_hours("steps", "value")}) GROUP BY sid, date)
+SELECT sid, date, metric, resource, node_type, hours,
+       hours / (date_diff('microsecond', greatest(date::TIMESTAMP, {{w0}}), least(date + INTERVAL 1 DAY, {{w1}})) / 3.6e9)
+           AS mean
+FROM per_day JOIN series USING (sid);
 
-COPY (SELECT * FROM daily ORDER BY metric, resource, node_type, date) TO '{{out}}/daily.parquet' {PARQUET};
+COPY (SELECT * EXCLUDE (sid) FROM daily ORDER BY sid, date) TO '{{out}}/daily.parquet' {PARQUET};
 """
 
 WHO = [m for m, terms in TERMS.items() if set(terms) <= set(BY_WHO)]  # committed, occupied_*, idle
