@@ -692,24 +692,41 @@ COPY (SELECT * EXCLUDE (sid) FROM daily ORDER BY sid, date) TO '{{out}}/daily.pa
 WHO = [m for m, terms in TERMS.items() if set(terms) <= set(BY_WHO)]  # committed, occupied_*, idle
 FALLBACK = "CASE node_type WHEN 'gpu_rtx_6000' THEN 2.0 WHEN 'storage_nvme' THEN 1.5 ELSE 1.0 END"  # metrics.yaml
 
-# Stage breakdowns: each span's hours per day it touches, summed per project and per user (daily_by_*.parquet);
-# charges.parquet: committed node-hours x the host's su_factor (else the node type's), per project.
+
+def _by_who(col: str) -> str:
+    """daily_by_<who>.parquet: the resources are summed side by side, then unpivoted (a fifth of the rows to group)."""
+    sums = ", ".join(f"sum(hours * {r}) AS {r}" for r in RESOURCES)
+    return f"""
+COPY (
+    SELECT date, metric, resource, node_type, {col}, hours FROM (
+        UNPIVOT (SELECT date, metric, node_type, {col}, {sums} FROM who_days GROUP BY date, metric, node_type, {col})
+        ON {", ".join(RESOURCES)} INTO NAME resource VALUE hours
+    ) WHERE abs(hours) > 1e-9 ORDER BY metric, resource, node_type, {col}, date
+) TO '{{out}}/daily_by_{col.removesuffix("_id")}.parquet' {PARQUET};
+"""
+
+
+# Stage breakdowns: each span's hours per day it touches (signed, for idle), summed per project and per user
+# (daily_by_*.parquet); charges.parquet: committed node-hours x the host's su_factor, else the node type's.
 BREAKDOWNS = (
-    _signed(
-        "who",
-        BY_WHO,
-        "node_type, coalesce(project_id, 'null') AS project_id, coalesce(user_id, 'null') AS user_id",
-        WHO,
-    )
+    f"""
+CREATE TEMP TABLE who AS
+WITH base AS (
+    SELECT * FROM ({
+        _window_spans(
+            BY_WHO,
+            "node_type, coalesce(project_id, 'null') AS project_id, coalesce(user_id, 'null') AS user_id, "
+            + ", ".join(RESOURCES),
+        )
+    }) WHERE s < e
+)
+SELECT t.target AS metric, b.* EXCLUDE (base), t.coef FROM base b JOIN {_terms(WHO)} ON t.base = b.base;
+
+CREATE TEMP TABLE who_days AS {_day_hours("who", "coef")};
+"""
+    + _by_who("project_id")
+    + _by_who("user_id")
     + f"""
-CREATE TEMP TABLE who_days AS {_day_hours("who", "value")};
-
-COPY (SELECT date, metric, resource, node_type, project_id, sum(hours) AS hours FROM who_days
-      GROUP BY date, metric, resource, node_type, project_id HAVING abs(sum(hours)) > 1e-9 ORDER BY ALL) TO '{{out}}/daily_by_project.parquet' {PARQUET};
-
-COPY (SELECT date, metric, resource, node_type, user_id, sum(hours) AS hours FROM who_days
-      GROUP BY date, metric, resource, node_type, user_id HAVING abs(sum(hours)) > 1e-9 ORDER BY ALL) TO '{{out}}/daily_by_user.parquet' {PARQUET};
-
 COPY (
     WITH charged AS (
         SELECT node_type, project_id, s, e, nodes * coalesce(TRY_CAST(su_factor AS DOUBLE), {FALLBACK}) AS su
