@@ -751,7 +751,8 @@ def duckdb_full(raw: Path, window, out: Path | None = None) -> dict:
     for kind in ("spans", "validated", "rejected", "inactive"):
         (out / kind).mkdir(parents=True, exist_ok=True)
     (out / ".duckdb-full").touch()
-    con = duckdb.connect(config={"threads": 2})
+    # Spill beyond 12 GB (this machine has 24 and is shared) into bench/data, not into .tmp/ of the working directory.
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "12GB", "temp_directory": f"{out}.tmp"})
     for table in [*TABLES, "blazar.resource_properties"]:
         con.execute(f"CREATE VIEW {table.split('.')[1]} AS SELECT * FROM read_parquet('{Path(raw) / table}.parquet')")
     stages = {}
