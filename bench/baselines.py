@@ -299,6 +299,7 @@ COUNTED = "hierarchy_status IN ('root', 'direct', 'clamped')"
 RESOURCES = ["nodes", "vcpus", "schedulable_vcpus", "memory_mb", "disk_gb"]
 INACTIVE = ("zero_length", "never_launched", "cancelled_before_start")  # legitimately never active: no defect
 IDENTITY = "hypervisor_hostname"  # INV-7: the identity of all five bare-metal entities
+PARQUET = "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"  # as the engine writes (zstd level 1)
 # Each metric of specs/metrics.yaml as signed base metrics (its formula expanded).
 TERMS = {
     "total": {"total": 1},
@@ -311,6 +312,7 @@ TERMS = {
     "idle": {"committed": 1, "occupied_reservation": -1},
     "available_ondemand": {"total": 1, "reservable": -1, "occupied_ondemand": -1},
 }
+BASE = [m for m, terms in TERMS.items() if terms == {m: 1}]  # the metrics entities feed
 BY_WHO = ["committed", "occupied_reservation", "occupied_ondemand"]  # the base metrics with a project and user
 
 FULL_LOOKUPS = (
@@ -615,11 +617,9 @@ def _checkpoints(name: str, e: Entity, out: Path, w1: str) -> str:
     )
 
 
-PARQUET = "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"  # as the engine writes (zstd level 1)
-
-
 def _window_spans(metrics: list[str], columns: str) -> str:
-    """The counted pieces of the entities feeding these base metrics, cut to the window, with `columns`."""
+    """The counted pieces of the entities feeding these base metrics, cut to the window, with `columns` (the
+    window is left as {w0} and {w1}, formatted with the stage's SQL)."""
     return "\nUNION ALL BY NAME\n".join(
         f"SELECT '{e.metric}' AS base, {columns}, greatest(valid_start, {{w0}}) AS s,"
         f" least(coalesce(valid_end, {{w1}}), {{w1}}) AS e FROM {name}_validated WHERE {COUNTED}"
@@ -649,7 +649,7 @@ FROM unpivoted l JOIN {_terms(targets)} ON t.base = l.base;
 
 # Stage sweep: the step function of every (metric, resource, node_type), written as usage.parquet.
 SWEEP_FULL = (
-    _signed("signed", list(TERMS)[:5], "node_type", TERMS)
+    _signed("signed", BASE, "node_type", TERMS)
     + f"""
 CREATE TEMP TABLE series AS  -- integer ids: string keys on every delta made the sweep 1.7x slower (medium)
 SELECT row_number() OVER (ORDER BY metric, resource, node_type)::INTEGER AS sid, *
