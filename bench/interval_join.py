@@ -36,7 +36,10 @@ def data(children: int, keys: int, seed: int = 1):
             "e": c_start + rng.integers(1, 24 * 14, size=children),
         }
     )
-    as_time = lambda df: df.with_columns((pl.lit(T0) + pl.duration(hours=pl.col(x))).alias(x) for x in ("s", "e"))  # noqa: E731
+
+    def as_time(df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns((pl.lit(T0) + pl.duration(hours=pl.col(x))).alias(x) for x in ("s", "e"))
+
     return as_time(c), as_time(p)
 
 
