@@ -107,8 +107,9 @@ def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "
 
 
 def ordered_sum(lf: pl.LazyFrame, keys: list[str], value: str) -> pl.LazyFrame:
-    """`value` summed per `keys`, adding each group's rows in their order, so that a run gives the same bits
-    every time (a parallel group-by adds partial sums in any order); the groups come out sorted by `keys`."""
-    running = pl.col(value).cum_sum().over(keys)
+    """`value` summed per `keys` (nulls as 0), adding each group's rows in their order, so that a run gives
+    the same bits every time (a parallel group-by adds partial sums in any order); the groups come out
+    sorted by `keys`."""
+    running = pl.col(value).fill_null(0.0).cum_sum().over(keys)
     ordered = lf.sort(keys, maintain_order=True).with_columns(running)
     return ordered.unique(keys, keep="last", maintain_order=True).select(*keys, value)
