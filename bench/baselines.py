@@ -690,17 +690,18 @@ COPY (SELECT * EXCLUDE (sid) FROM daily ORDER BY sid, date) TO '{{out}}/daily.pa
 """
 
 WHO = [m for m, terms in TERMS.items() if set(terms) <= set(BY_WHO)]  # committed, occupied_*, idle
+SPLIT = ["nodes", "vcpus"]  # the resources specs/metrics.yaml's breakdowns split
 FALLBACK = "CASE node_type WHEN 'gpu_rtx_6000' THEN 2.0 WHEN 'storage_nvme' THEN 1.5 ELSE 1.0 END"  # metrics.yaml
 
 
 def _by_who(col: str) -> str:
     """daily_by_<who>.parquet: the resources are summed side by side, then unpivoted (a fifth of the rows to group)."""
-    sums = ", ".join(f"sum(hours * {r}) AS {r}" for r in RESOURCES)
+    sums = ", ".join(f"sum(hours * {r}) AS {r}" for r in SPLIT)
     return f"""
 COPY (
     SELECT date, metric, resource, node_type, {col}, hours FROM (
         UNPIVOT (SELECT date, metric, node_type, {col}, {sums} FROM who_days GROUP BY date, metric, node_type, {col})
-        ON {", ".join(RESOURCES)} INTO NAME resource VALUE hours
+        ON {", ".join(SPLIT)} INTO NAME resource VALUE hours
     ) WHERE abs(hours) > 1e-9 ORDER BY metric, resource, node_type, {col}, date
 ) TO '{{out}}/daily_by_{col.removesuffix("_id")}.parquet' {PARQUET};
 """
@@ -716,7 +717,7 @@ WITH base AS (
         _window_spans(
             BY_WHO,
             "node_type, coalesce(project_id, 'null') AS project_id, coalesce(user_id, 'null') AS user_id, "
-            + ", ".join(RESOURCES),
+            + ", ".join(SPLIT),
         )
     }) WHERE s < e
 )
