@@ -12,7 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.sweep import ordered_sum, sweep
+from engine.sweep import cell_sums, sweep
 from engine.temporal import day_hours
 from engine.usage import buckets, expand, signed_spans
 
@@ -33,7 +33,7 @@ def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str,
         parts = day_hours(spans.lazy(), window, tz=tz).select(
             "__sid", "date", hours=pl.col("value") * pl.col("day_hours")
         )
-        daily = ordered_sum(parts, ["__sid", "date"], "hours")
+        daily = cell_sums(parts, "__sid", "date", "hours")
     named = daily.collect().join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
     return named.with_columns(pl.col("date").cast(pl.Date))
 

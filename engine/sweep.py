@@ -106,10 +106,12 @@ def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "
     return points + ([window[1]] if points[-1] < window[1] else [])
 
 
-def ordered_sum(lf: pl.LazyFrame, keys: list[str], value: str) -> pl.LazyFrame:
-    """`value` summed per `keys` (nulls as 0), adding each group's rows in their order, so that a run gives
-    the same bits every time (a parallel group-by adds partial sums in any order); the groups come out
-    sorted by `keys`."""
-    running = pl.col(value).fill_null(0.0).cum_sum().over(keys)
-    ordered = lf.sort(keys, maintain_order=True).with_columns(running)
-    return ordered.unique(keys, keep="last", maintain_order=True).select(*keys, value)
+def cell_sums(lf: pl.LazyFrame, sid: str, date: str, value: str) -> pl.LazyFrame:
+    """`value` summed per (series id, date) cell (nulls as 0), cells in order, the same bits on every run: a
+    hash group-by adds a cell's partial sums in any order, so the cells are packed into one sorted integer
+    key, whose groups Polars sums slice by slice (a sort and a running sum per cell cost ten times more)."""
+    days = pl.col(date).cast(pl.Date).cast(pl.Int64) + (1 << 19)  # +-1,435 years around 1970
+    key = (pl.col(sid).cast(pl.Int64) * (1 << 20) + days).alias("__cell")
+    cells = lf.with_columns(key).sort("__cell", maintain_order=True).group_by("__cell", maintain_order=True)
+    summed = cells.agg(pl.col(sid).first(), pl.col(date).first(), pl.col(value).fill_null(0.0).sum())
+    return summed.drop("__cell")
