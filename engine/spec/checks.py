@@ -24,6 +24,7 @@ def check_specs(specs) -> None:
         problems += _cycles(specs, graph)
         problems += _claims(specs) if not problems else []
         problems += _attributes(specs) if not problems else []
+        problems += _breakdowns(specs) if not problems else []
     if problems:
         raise SpecError(problems)
 
@@ -42,22 +43,32 @@ def _metrics(specs) -> list[str]:
     stack = specs.metrics.stack or {}
     drawn = [*(m for g in stack.get("groups", {}).values() for m in g), *stack.get("dashed", []), stack.get("line")]
     out += [f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics]
-    return out + _breakdowns(specs.metrics)
+    return out
 
 
-def _breakdowns(metrics) -> list[str]:
-    """Breakdown columns are new group columns; charges name a base metric."""
-    file, groups, out = metrics.file, set(metrics.group_by), []
-    for name, b in metrics.breakdowns.items():
-        out += [
-            f"{file}: breakdowns.{name}.by: '{c}' is a group column already (group_by)" for c in b.by if c in groups
-        ]
+def _breakdowns(specs) -> list[str]:
+    """Breakdown and charge columns are attributes some entity provides (own or inherited), and new group
+    columns; charges name a base metric."""
+    metrics = specs.metrics
+    file, out = metrics.file, []
+    provided = {c for name in specs.entities for c in specs.provided(name)}
+    taken = {"site", "metric", "resource", "date", "hours", "su", "encumbered_su", *metrics.group_by}
     charges = metrics.charges
+    named = [(f"breakdowns.{name}.by", b.by) for name, b in metrics.breakdowns.items()]
+    for field, cols in named + ([("charges.by", charges.by)] if charges else []):
+        for c in cols:
+            if c in taken:
+                out.append(f"{file}: {field}: '{c}' is a column of the outputs already (site, group_by, metric, ...)")
+            elif c not in provided:
+                out.append(f"{file}: {field}: '{c}' is not an attribute of any entity{did_you_mean(c, provided)}")
+    if charges and charges.fallback["column"] not in provided:
+        column = charges.fallback["column"]
+        out.append(
+            f"{file}: charges.fallback.column: '{column}' is not an attribute of any entity{did_you_mean(column, provided)}"
+        )
     if charges and charges.metric not in metrics.base():
         hint = " (it is derived)" if charges.metric in metrics.metrics else did_you_mean(charges.metric, metrics.base())
         out.append(f"{file}: charges.metric: '{charges.metric}' is not a base metric{hint}")
-    if charges:
-        out += [f"{file}: charges.by: '{c}' is a group column already (group_by)" for c in charges.by if c in groups]
     return out
 
 

@@ -167,5 +167,16 @@ def test_breakdowns_and_charges_are_checked_against_the_metrics_and_entities(spe
     edit(specs_copy / "metrics.yaml", "  user: {by: [user_id]", "  types: {by: [node_type]}\n  user: {by: [user_id]")
     edit(specs_copy / "metrics.yaml", "charges:\n  metric: committed", "charges:\n  metric: idle")
     out = problems_of(specs_copy)
-    assert "metrics.yaml: breakdowns.types.by: 'node_type' is a group column already (group_by)" in out
+    assert "metrics.yaml: breakdowns.types.by: 'node_type' is a column of the outputs already" in out
     assert "metrics.yaml: charges.metric: 'idle' is not a base metric (it is derived)" in out
+
+
+@pytest.mark.parametrize("col", ["site", "metric", "valid_start", "__row", "projet_id"])
+def test_a_breakdown_column_is_an_attribute_and_not_an_output_column(specs_copy, col):
+    edit(specs_copy / "metrics.yaml", "  user: {by: [user_id]", f"  odd: {{by: [{col}]}}\n  user: {{by: [user_id]")
+    out = problems_of(specs_copy)
+    taken = "is a column of the outputs already"
+    expected = taken if col in ("site", "metric") else "is not an attribute of any entity"
+    assert f"metrics.yaml: breakdowns.odd.by: '{col}' {expected}" in out
+    if col == "projet_id":
+        assert "(did you mean 'project_id'?)" in out

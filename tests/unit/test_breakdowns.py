@@ -32,6 +32,8 @@ def test_a_recorded_factor_counts_only_when_it_is_a_usable_number():
 def test_without_the_factor_column_every_node_takes_the_fallback():
     df = pl.DataFrame({"node_type": ["gpu", "cpu", None]})
     assert df.select(factor(CHARGES, df.columns).alias("f"))["f"].to_list() == [2.0, 1.0, 1.0]
+    bare = pl.DataFrame({"nodes": [1, 2]})  # no factor, no node type either: the default
+    assert bare.with_columns(factor(CHARGES, bare.columns).alias("f"))["f"].to_list() == [1.0, 1.0]
 
 
 T0 = datetime(2024, 3, 8)
