@@ -21,7 +21,7 @@ MAX_FACTOR = 1e6  # service units per node-hour: the largest factor taken from t
 NOISE = 1e-9  # hours: a cell of opposite terms that cancel (idle = committed - occupied) keeps their rounding
 
 
-def split_daily(counted: list, metrics: dict, group: list[str], window, tz: str, swept: bool = False):
+def split_daily(counted: list, metrics: dict, *, group: list[str], window, tz: str, swept: bool = False):
     """Exact hours per local day, metric, resource and group of these (validated spans, resources) pairs:
     date, the group columns, metric, resource, hours. Each span's hours per day it touches, summed; or, with
     `swept`, the sweep and its integral over every day (usage.py's way: the check of the other)."""
@@ -45,7 +45,7 @@ def broken_down(metrics, feeds: dict[str, list], cols: tuple[str, ...]) -> list[
     return [m for m, terms in expand(metrics.metrics).items() if terms and set(terms) <= set(base)]
 
 
-def breakdown(metrics, feeds: dict[str, list], split, group: list[str], window, tz: str):
+def breakdown(metrics, feeds: dict[str, list], split, *, group: list[str], window, tz: str):
     """daily_by_<name>: date, site, metric, resource, the group and breakdown columns, hours (the cells with
     hours only) of the breakdown `split` (by, resources); None when no metric has the columns on this site."""
     names = broken_down(metrics, feeds, split.by)
@@ -58,7 +58,9 @@ def breakdown(metrics, feeds: dict[str, list], split, group: list[str], window, 
         if m in names
         for df, resources in pairs
     ]
-    table = split_daily(counted, {m: metrics.metrics[m] for m in names}, [*group, *split.by], window, tz)
+    table = split_daily(
+        counted, {m: metrics.metrics[m] for m in names}, group=[*group, *split.by], window=window, tz=tz
+    )
     return table.filter(pl.col("hours").abs() > NOISE).select(*BREAKDOWN_KEYS, *group[1:], *split.by, "hours")
 
 
@@ -93,7 +95,7 @@ def charged_spans(charges, frames: list[pl.DataFrame]) -> list[tuple[pl.DataFram
     ]
 
 
-def charge_table(charges, metrics, frames: list[pl.DataFrame], group: list[str], window, as_of: datetime | None, tz):
+def charge_table(charges, metrics, frames: list[pl.DataFrame], *, group: list[str], window, as_of: datetime | None, tz):
     """charges.parquet: date, site, the group and `by` columns, su (consumed) and encumbered_su (booked for
     after the as-of time: what a projected run's commitments will cost), the cells with SUs only; None when
     nothing is charged."""
@@ -106,7 +108,9 @@ def charge_table(charges, metrics, frames: list[pl.DataFrame], group: list[str],
     cut = min(max(as_of, w0), w1) if as_of is not None else w1
     parts = {"su": (w0, cut), "encumbered_su": (cut, w1)}
     tables = [
-        split_daily(spans, chosen, [*group, *charges.by], part, tz).select(*keys, pl.col("hours").alias(name))
+        split_daily(spans, chosen, group=[*group, *charges.by], window=part, tz=tz).select(
+            *keys, pl.col("hours").alias(name)
+        )
         for name, part in parts.items()
         if part[0] < part[1]
     ]
@@ -118,9 +122,9 @@ def charge_table(charges, metrics, frames: list[pl.DataFrame], group: list[str],
     return table.select(*keys, *parts).sort(keys, nulls_last=True)
 
 
-def swept_charges(charges, metrics, frames: list[pl.DataFrame], group: list[str], window, tz) -> pl.DataFrame:
+def swept_charges(charges, metrics, frames: list[pl.DataFrame], *, group: list[str], window, tz) -> pl.DataFrame:
     """The charged spans' SUs per day and group (no `by` columns: a few series) by the sweep: what the
     charges must add up to (INV-15)."""
     chosen = {charges.metric: metrics.metrics[charges.metric]}
-    table = split_daily(charged_spans(charges, frames), chosen, group, window, tz, swept=True)
+    table = split_daily(charged_spans(charges, frames), chosen, group=group, window=window, tz=tz, swept=True)
     return table.select("date", *group, "hours")

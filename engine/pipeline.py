@@ -317,7 +317,7 @@ def _breakdowns(run: Run, _) -> None:
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
         made = {}
         for name, split in metrics.breakdowns.items():
-            table = breakdown(metrics, feeds, split, group, run.window, run.cfg.timezone)
+            table = breakdown(metrics, feeds, split, group=group, window=run.window, tz=run.cfg.timezone)
             if table is None:
                 run.unsplit.append(f"breakdown {name} not made: no metric's entities provide {', '.join(split.by)}")
             else:
@@ -339,11 +339,11 @@ def _charges(run: Run, by_entity: dict[str, pl.DataFrame], group: list[str]) -> 
             for c in charges.by
             if c not in df.columns
         ]
-    table = charge_table(charges, run.specs.metrics, frames, group, run.window, run.cfg.as_of, tz)
+    table = charge_table(charges, run.specs.metrics, frames, group=group, window=run.window, as_of=run.cfg.as_of, tz=tz)
     if table is None:
         return
     run.out.parquet("charges.parquet", table)
-    expected = swept_charges(charges, run.specs.metrics, frames, group, run.window, tz)
+    expected = swept_charges(charges, run.specs.metrics, frames, group=group, window=run.window, tz=tz)
     run.manifest["invariants"].append(charges_check(table, expected, group))
     run.manifest["charges"] = {
         "metric": charges.metric,

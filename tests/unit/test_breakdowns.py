@@ -89,7 +89,7 @@ def test_the_per_span_daily_sum_is_the_sweep_and_the_brute_force(rows, tz):
     window = (T0 + timedelta(hours=7), T0 + timedelta(days=5, hours=3))  # 2024-03-10: 23 hours in Chicago
     results = []
     for swept in (False, True):
-        table = split_daily(frames(rows), METRICS, ["site", "who"], window, tz, swept=swept)
+        table = split_daily(frames(rows), METRICS, group=["site", "who"], window=window, tz=tz, swept=swept)
         results.append({(d, m, w): h for d, m, w, h in table.select("date", "metric", "who", "hours").rows()})
     expected = brute(rows, window, tz)
     for got in results:
