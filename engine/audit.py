@@ -147,12 +147,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     metrics = run.specs.metrics.metrics
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
-    groups = ["site", *run.specs.metrics.group_by]
-    for col in where:
-        if col not in groups:
-            raise EngineError(
-                f"--where: '{col}' is not a group column{did_you_mean(col, groups)}; known: {', '.join(groups)}"
-            )
+    table = _cells(run, metric, resource, where)
     midnight = pl.lit(datetime(day.year, day.month, day.day), pl.Datetime("us"))
     d0, d1 = (scalar(to_utc(midnight.dt.offset_by(f"{n}d"), run.tz)) for n in (0, 1))
     if not (run.window[0] <= d0 < run.window[1]):
@@ -160,7 +155,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
         raise EngineError(
             f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
         )
-    daily = run.read("daily.parquet", must=True)
+    daily = run.read(table, must=True)
     for col, value in where.items():  # a typo in a value must not read as "0 spans, matches"
         known = sorted(daily[col].drop_nulls().unique().to_list()) if col in daily.columns else []
         if value not in known:
@@ -175,8 +170,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
             if spec.metric != base or not df.height or resource not in df.columns:
                 continue
             df = df.filter(
-                pl.col("hierarchy_status").is_in(COUNTED),
-                *(pl.col(k) == v for k, v in where.items() if k in df.columns),
+                pl.col("hierarchy_status").is_in(COUNTED), *(_is(k, v) for k, v in where.items() if k in df.columns)
             )
             part = day_hours(df.lazy(), window, tz=run.tz).collect()
             rows.append(part.select(*_contribution(base, sign, name, resource)))
@@ -190,6 +184,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     return {
         "metric": metric,
         "date": str(day),
+        "table": table,
         "where": where,
         "resource": resource,
         "spans": sorted(rows_of(spans), key=_natural),
@@ -197,6 +192,36 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
         "daily": reported,
         "matches": abs(total - reported) <= 1e-6 * max(1.0, abs(reported)),
     }
+
+
+def _cells(run: Run, metric: str, resource: str, where: dict[str, str]) -> str:
+    """The output that holds the cell: daily.parquet for the group columns, a breakdown's
+    daily_by_<name>.parquet when `where` names its columns (for a metric and resource it split)."""
+    groups = ["site", *run.specs.metrics.group_by]
+    extra = [c for c in where if c not in groups]
+    if not extra:
+        return "daily.parquet"
+    splits = run.specs.metrics.breakdowns
+    name = next((n for n, b in splits.items() if set(extra) <= set(b.by)), None)
+    if name is None:
+        known = [*groups, *dict.fromkeys(c for b in splits.values() for c in b.by)]
+        raise EngineError(
+            f"--where: '{extra[0]}' is not a group or breakdown column{did_you_mean(extra[0], known)}; "
+            f"known: {', '.join(known)}"
+        )
+    split = (run.manifest.get("breakdowns") or {}).get(name, {})
+    resources = splits[name].resources
+    if metric not in split.get("metrics", []) or (resources is not None and resource not in resources):
+        raise EngineError(
+            f"--where {extra[0]}: {metric} in {resource} is not split by {name} in this run (split: "
+            f"{', '.join(split.get('metrics', [])) or 'nothing'}, in {', '.join(resources or ['every resource'])})"
+        )
+    return f"daily_by_{name}.parquet"
+
+
+def _is(col: str, value: str) -> pl.Expr:
+    """A span's column equals a cell's value: outputs name a missing group value 'null'."""
+    return (pl.col(col) == value) | (pl.col(col).is_null() & pl.lit(value == "null"))
 
 
 def _contribution(base: str, sign: int, entity: str, resource: str) -> list:

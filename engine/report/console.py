@@ -246,7 +246,5 @@ def print_why(w: dict, metric: str, where: dict, resource: str) -> None:
     label = " ".join(f"{k}={v}" for k, v in where.items())
     wide(180).print(rows_table(f"{plain(metric)} on {w['date']} {plain(label)}", w["spans"], [*WHY, "contribution"]))
     mark = "[green]✓ matches[/]" if w["matches"] else "[red]✗ differs from[/]"
-    unit = resource.removesuffix("s")
-    out.print(
-        f"{len(w['spans'])} spans, total {w['total']:,.6g} {unit}-hours — {mark} daily.parquet ({w['daily']:,.6g})"
-    )
+    unit, total = resource.removesuffix("s"), f"{w['total']:,.6g}"
+    out.print(f"{len(w['spans'])} spans, total {total} {unit}-hours — {mark} {w['table']} ({w['daily']:,.6g})")

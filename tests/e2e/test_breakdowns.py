@@ -109,3 +109,19 @@ def test_a_projected_run_splits_consumed_from_encumbered_units(tmp_path):
     ours = charges.group_by("date", "node_type").agg((pl.col("su") + pl.col("encumbered_su")).sum().alias("hours"))
     assert same(ours, expected, ["date", "node_type"]) < 1e-6
     assert manifest["charges"]["encumbered_su"] > 0
+
+
+def test_why_takes_a_project_cell_apart(site):
+    out, _, truth = site
+    split = pl.read_parquet(out / "daily_by_project.parquet").filter(pl.col("resource") == "nodes")
+    cell = split.filter(pl.col("metric") == "committed").sort("hours", descending=True).row(0, named=True)
+    args = ["why", out, "--metric", "committed", "--date", str(cell["date"]), "--json"]
+    where = ["--where", f"project_id={cell['project_id']}", "--where", f"node_type={cell['node_type']}"]
+    answer = json.loads(run_cli(*args, *where).stdout)
+    assert answer["matches"] and answer["table"] == "daily_by_project.parquet"
+    assert answer["daily"] == pytest.approx(cell["hours"]) and answer["total"] == pytest.approx(cell["hours"])
+    keys = {k: cell[k] for k in ("date", "project_id", "node_type")}
+    expected = truth.filter(metric="committed", **keys)["hours"].sum()
+    assert answer["total"] == pytest.approx(expected, abs=1e-6)  # the brute force agrees
+    refused = run_cli(*args, "--where", f"project_id={cell['project_id']}", "--metric", "total")
+    assert refused.exit_code == 1 and "total in nodes is not split by project in this run" in refused.stderr

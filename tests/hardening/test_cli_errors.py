@@ -64,7 +64,7 @@ def test_why_with_an_unknown_group_column(tmp_path):
     result = run_cli("why", tmp_path / "out", "--metric", "total", "--date", "2024-01-02", "--where", "node_typ=gpu")
     assert (
         one_error(result)
-        == "--where: 'node_typ' is not a group column (did you mean 'node_type'?); known: site, node_type"
+        == "--where: 'node_typ' is not a group or breakdown column (did you mean 'node_type'?); known: site, node_type, project_id, user_id"
     )
 
 
