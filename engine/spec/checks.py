@@ -61,6 +61,14 @@ def _breakdowns(specs) -> list[str]:
                 out.append(f"{file}: {field}: '{c}' is a column of the outputs already (site, group_by, metric, ...)")
             elif c not in provided:
                 out.append(f"{file}: {field}: '{c}' is not an attribute of any entity{did_you_mean(c, provided)}")
+    resources = {r for name in specs.entities for r in specs.resources_of(name)}
+    asked = [(f"breakdowns.{name}.resources", b.resources or ()) for name, b in metrics.breakdowns.items()]
+    for field, names in asked + ([("charges.resource", (charges.resource,))] if charges else []):
+        out += [
+            f"{file}: {field}: '{r}' is not a resource of any entity{did_you_mean(r, resources)}"
+            for r in names
+            if r not in resources
+        ]
     if charges and charges.fallback["column"] not in provided:
         column = charges.fallback["column"]
         out.append(

@@ -180,3 +180,11 @@ def test_a_breakdown_column_is_an_attribute_and_not_an_output_column(specs_copy,
     assert f"metrics.yaml: breakdowns.odd.by: '{col}' {expected}" in out
     if col == "projet_id":
         assert "(did you mean 'project_id'?)" in out
+
+
+def test_a_breakdown_or_charge_names_resources_some_entity_has(specs_copy):
+    edit(specs_copy / "metrics.yaml", "resources: [nodes, vcpus]}", "resources: [nodes, vcpu]}")
+    edit(specs_copy / "metrics.yaml", "  metric: committed\n", "  metric: committed\n  resource: node\n")
+    out = problems_of(specs_copy)
+    assert "metrics.yaml: breakdowns.project.resources: 'vcpu' is not a resource of any entity (did you mean" in out
+    assert "metrics.yaml: charges.resource: 'node' is not a resource of any entity (did you mean 'nodes'?)" in out
