@@ -94,24 +94,17 @@ def test_zero_dates_become_null_and_types_are_arrow_types(site):
     assert pl.read_parquet(base / "extracted" / "nova_api.request_specs.parquet").schema["spec"] == pl.String
 
 
+def grants(base, user: str, secret: str) -> str:
+    """`engine grants` for the simulated site: the SQL that creates `user` with `secret`, connecting from here."""
+    sites = base / "etc" / "sites.yaml"
+    args = ["--user", user, "--host", "127.0.0.1", "--password", secret]
+    return run_cli("grants", "--site", "sim", "--sites", sites, "--specs", SPECS, *args).stdout
+
+
 def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "S3cret-pw"
-    sql = run_cli(
-        "grants",
-        "--site",
-        "sim",
-        "--sites",
-        base / "etc" / "sites.yaml",
-        "--specs",
-        SPECS,
-        "--user",
-        user,
-        "--host",
-        "127.0.0.1",
-        "--password",
-        secret,
-    ).stdout
+    sql = grants(base, user, secret)
     assert sql.count("GRANT SELECT ON") == 12 and "GRANT ALL" not in sql
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
@@ -229,21 +222,7 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL quotes it whole
     spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
-    sql = run_cli(
-        "grants",
-        "--site",
-        "sim",
-        "--sites",
-        base / "etc" / "sites.yaml",
-        "--specs",
-        SPECS,
-        "--user",
-        user,
-        "--host",
-        "127.0.0.1",
-        "--password",
-        secret,
-    ).stdout
+    sql = grants(base, user, secret)
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
             cur.execute(statement)
