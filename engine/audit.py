@@ -16,7 +16,7 @@ from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs
-from engine.temporal import day_hours, scalar, to_local, to_utc
+from engine.temporal import day_hours, local_time, utc_time
 from engine.usage import expand
 
 
@@ -148,10 +148,9 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
     table = _cells(run, metric, resource, where)
-    midnight = pl.lit(datetime(day.year, day.month, day.day), pl.Datetime("us"))
-    d0, d1 = (scalar(to_utc(midnight.dt.offset_by(f"{n}d"), run.tz)) for n in (0, 1))
+    d0, d1 = (utc_time(datetime(day.year, day.month, day.day) + timedelta(days=n), run.tz) for n in (0, 1))
     if not (run.window[0] <= d0 < run.window[1]):
-        w0, w1 = (scalar(to_local(pl.lit(t, pl.Datetime("us")), run.tz)) for t in run.window)
+        w0, w1 = (local_time(t, run.tz) for t in run.window)
         raise EngineError(
             f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
         )

@@ -40,7 +40,7 @@ from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.sweep import clock_range
-from engine.temporal import EARLIEST, LATEST, day_start, hours_in, scalar, to_local, to_utc, zone_error
+from engine.temporal import EARLIEST, LATEST, day_start, hours_in, local_time, utc_time, zone_error
 from engine.usage import usage_stage
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
@@ -578,7 +578,7 @@ def _window_record(window: tuple[datetime, datetime], tz: str) -> dict:
     """The window in UTC, and on the clocks of the run's time zone when that is not UTC."""
     record = {"start": window[0], "end": window[1]}
     if tz != "UTC":
-        local = (scalar(to_local(pl.lit(t, pl.Datetime("us")), tz)) for t in window)
+        local = (local_time(t, tz) for t in window)
         record |= dict(zip(("local_start", "local_end"), local, strict=True))
     return record
 
@@ -591,8 +591,8 @@ def _in_utc(cfg: RunConfig) -> RunConfig:
     for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
         value = getattr(cfg, name)
         if value is not None:
-            times[name] = scalar(to_utc(pl.lit(value, pl.Datetime("us")), cfg.timezone))
-            if scalar(to_local(pl.lit(times[name], pl.Datetime("us")), cfg.timezone)) != value:
+            times[name] = utc_time(value, cfg.timezone)
+            if local_time(times[name], cfg.timezone) != value:
                 raise EngineError(f"{flag} {value}: the clocks of {cfg.timezone} skip this time; give another")
     return dataclasses.replace(cfg, **times)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import polars as pl
 
-from engine.temporal import hours, scalar, to_local, to_utc, window_cut
+from engine.temporal import hours, local_time, to_utc, window_cut
 
 
 def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
@@ -93,8 +93,8 @@ def clock_range(start: datetime, end: datetime, every: str, tz: str = "UTC", day
     long across a clock change), on UTC for shorter steps."""
     if not every.endswith(("d", "w", "mo", "y")):
         tz = "UTC"
-    first, last = (scalar(to_local(pl.lit(t, pl.Datetime("us")), tz)) for t in (start, end))
-    first = scalar(pl.lit(first).dt.truncate("1d")) if day else first
+    first, last = local_time(start, tz), local_time(end, tz)
+    first = datetime(first.year, first.month, first.day) if day else first
     local = pl.datetime_range(first, last, every, eager=True, time_unit="us")
     return pl.select(to_utc(local, tz)).to_series().unique(maintain_order=True).to_list()
 

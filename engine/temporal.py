@@ -4,7 +4,7 @@ Intervals are half-open [start, end); a null end is open (still running). Inside
 open end is the far-future instant OPEN, and it is turned back into null on the way out.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import available_timezones
 
 import polars as pl
@@ -50,26 +50,34 @@ def to_utc(expr: pl.Expr, tz: str) -> pl.Expr:
     return pl.coalesce(utc(expr), utc(expr.dt.offset_by("-1h")).dt.offset_by("1h"))
 
 
-def scalar(expr: pl.Expr):
-    return pl.select(expr).item()
+def local_time(t: datetime, tz: str) -> datetime:
+    """One UTC time on the clocks of `tz` (to_local for a value)."""
+    return pl.select(to_local(pl.lit(t, pl.Datetime("us")), tz)).item()
+
+
+def utc_time(t: datetime, tz: str) -> datetime:
+    """One clock time of `tz` as a UTC time (to_utc for a value)."""
+    return pl.select(to_utc(pl.lit(t, pl.Datetime("us")), tz)).item()
 
 
 def day_start(t: datetime, tz: str, days: int = 0) -> datetime:
     """The UTC time at which the day of `tz` holding the UTC time `t` begins (or the day `days` later)."""
-    return scalar(to_utc(to_local(pl.lit(t, pl.Datetime("us")), tz).dt.truncate("1d").dt.offset_by(f"{days}d"), tz))
+    local = local_time(t, tz)
+    return utc_time(datetime(local.year, local.month, local.day) + timedelta(days=days), tz)
 
 
 def zone_error(name: str) -> str | None:
     """Why `name` is not a time zone the engine takes (an IANA name spelled as the tz database spells it,
     which Polars knows too), or None."""
-    if name in available_timezones():
+    zones = available_timezones()
+    if name in zones:
         try:
-            scalar(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
+            pl.select(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
             return None
         except pl.exceptions.PolarsError:
             pass
     shown = name if len(name) <= 64 else name[:61] + "..."
-    spelled = [z for z in available_timezones() if z.lower() == name.strip().lower()]
+    spelled = [z for z in zones if z.lower() == name.strip().lower()]
     hint = f" (did you mean '{spelled[0]}'?)" if spelled else " (e.g. America/Chicago)"
     return f"{shown!r} is not an IANA time zone name{hint}"
 
