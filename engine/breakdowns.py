@@ -67,10 +67,11 @@ def breakdown(metrics, feeds: dict[str, list], split, *, group: list[str], windo
 def factor(charges, columns: list[str]) -> pl.Expr:
     """Each node's factor: the data's where it records a usable one (a number from 0 to MAX_FACTOR: no text,
     negative, infinite or absurd value makes SUs), else the fallback by its column's value."""
-    fallback, default = charges.fallback, pl.lit(float(charges.fallback["default"]))
-    if fallback["column"] in columns:
-        by_value = pl.col(fallback["column"]).cast(pl.String)
-        default = by_value.replace_strict(fallback["values"], default=default, return_dtype=pl.Float64)
+    fallback = charges.fallback
+    default = pl.lit(float(fallback.default))
+    if fallback.column in columns:
+        by_value = pl.col(fallback.column).cast(pl.String)
+        default = by_value.replace_strict(fallback.values, default=default, return_dtype=pl.Float64)
     if charges.factor not in columns:
         return default
     recorded = pl.col(charges.factor).cast(pl.Float64, strict=False)

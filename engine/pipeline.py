@@ -165,6 +165,7 @@ class Run:
     unmade: dict[str, str] = field(default_factory=dict)  # report -> the entity or table it lacked
     unsplit: list[str] = field(default_factory=list)  # breakdowns no metric of this site has the columns of
     usage: tuple = ()  # (series, buckets) of the usage node
+    counted: dict = field(default_factory=dict)  # entity -> (its validated spans' columns read downstream, resources)
 
     def __post_init__(self):
         self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name, self.specs.archives)
@@ -284,19 +285,26 @@ def _checkpoints(run: Run, _) -> None:
 
 def _usage(run: Run, _) -> None:
     with run.stage("sweep"):
-        group = ["site", *run.specs.metrics.group_by]
-        counted = [
-            (run.catalog.spans(n, [*SWEPT, *group, *run.specs.resources_of(n)]).collect(), run.specs.resources_of(n))
-            for n in run.catalog.live()
-        ]
+        group, read = ["site", *run.specs.metrics.group_by], _span_columns(run.specs.metrics)
+        for name in run.catalog.live():
+            resources = run.specs.resources_of(name)
+            run.counted[name] = run.catalog.spans(name, [*read, *resources]).collect(), resources
         series, buckets, checks = usage_stage(
-            counted, run.specs.metrics, group, run.window, run.every, tz=run.cfg.timezone
+            list(run.counted.values()), run.specs.metrics, group, run.window, run.every, tz=run.cfg.timezone
         )
         run.usage = series, buckets
         if run.out:
             run.manifest["invariants"] += checks
             run.manifest["metrics"] = metric_totals(buckets["1d"])
             write_usage(run.out, series, buckets, group)
+
+
+def _span_columns(metrics) -> list[str]:
+    """What the sweep, the breakdowns and the charges read of a span, besides its resources: a full copy of a
+    2M-row validated frame is GB."""
+    charges = metrics.charges
+    read = [*SWEPT, "site", *metrics.group_by, *(c for b in metrics.breakdowns.values() for c in b.by)]
+    return read + ([*charges.by, charges.factor, charges.fallback.column] if charges else [])
 
 
 def _breakdowns(run: Run, _) -> None:
@@ -308,12 +316,8 @@ def _breakdowns(run: Run, _) -> None:
     group = ["site", *metrics.group_by]
     with run.stage("breakdowns"):
         feeds = {m: [] for m in metrics.base()}
-        charges = metrics.charges
-        wanted = [*SWEPT, *group, *(c for b in metrics.breakdowns.values() for c in b.by)]
-        wanted += [*charges.by, charges.factor, charges.fallback["column"]] if charges else []
-        for name, res in live.items():
-            resources = run.specs.resources_of(name)
-            feeds[res.spec.metric].append((run.catalog.spans(name, [*wanted, *resources]).collect(), resources))
+        for name, pair in run.counted.items():
+            feeds[live[name].spec.metric].append(pair)
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
         made = {}
         for name, split in metrics.breakdowns.items():
@@ -327,8 +331,8 @@ def _breakdowns(run: Run, _) -> None:
                 made[name] = {"by": list(split.by), "metrics": sorted(table["metric"].unique()), "values": values}
         run.manifest["breakdowns"] = made
         if metrics.charges:
-            charged = [n for n, res in live.items() if res.spec.metric == metrics.charges.metric]
-            _charges(run, dict(zip(charged, (df for df, _ in feeds[metrics.charges.metric]), strict=True)), group)
+            charged = {n: df for n, (df, _) in run.counted.items() if live[n].spec.metric == metrics.charges.metric}
+            _charges(run, charged, group)
 
 
 def _charges(run: Run, by_entity: dict[str, pl.DataFrame], group: list[str]) -> None:

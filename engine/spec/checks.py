@@ -69,8 +69,8 @@ def _breakdowns(specs) -> list[str]:
             for r in names
             if r not in resources
         ]
-    if charges and charges.fallback["column"] not in provided:
-        column = charges.fallback["column"]
+    if charges and charges.fallback.column not in provided:
+        column = charges.fallback.column
         out.append(
             f"{file}: charges.fallback.column: '{column}' is not an attribute of any entity{did_you_mean(column, provided)}"
         )

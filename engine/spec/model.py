@@ -217,6 +217,15 @@ class Breakdown:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Fallback:
+    """The factor where the data records none: `values` by the value of `column`, else `default`."""
+
+    column: str
+    values: dict[str, float]
+    default: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Charges:
     """Service units: `metric`'s hours of `resource` times each node's factor, charged to the `by` columns."""
 
@@ -224,7 +233,7 @@ class Charges:
     resource: str
     by: tuple[str, ...]
     factor: str
-    fallback: dict  # column, values, default: the factor where the data records none
+    fallback: Fallback
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,7 +307,9 @@ def parse(kind: str, data: dict, file: str):
                 name: Breakdown(by=tuple(b["by"]), resources=tuple(b["resources"]) if "resources" in b else None)
                 for name, b in data["breakdowns"].items()
             },
-            charges=Charges(**charges | {"by": tuple(charges["by"])}) if charges else None,
+            charges=Charges(**charges | {"by": tuple(charges["by"]), "fallback": Fallback(**charges["fallback"])})
+            if charges
+            else None,
         )
     common = {
         "kind": kind,

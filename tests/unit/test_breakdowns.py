@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.breakdowns import factor, split_daily
-from engine.spec.model import Charges, Metric
+from engine.spec.model import Charges, Fallback, Metric
 
 CHARGES = Charges(
     metric="committed",
     resource="nodes",
     by=("project_id",),
     factor="su_factor",
-    fallback={"column": "node_type", "values": {"gpu": 2.0}, "default": 1.0},
+    fallback=Fallback(column="node_type", values={"gpu": 2.0}, default=1.0),
 )
 
 
