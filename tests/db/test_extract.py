@@ -94,17 +94,16 @@ def test_zero_dates_become_null_and_types_are_arrow_types(site):
     assert pl.read_parquet(base / "extracted" / "nova_api.request_specs.parquet").schema["spec"] == pl.String
 
 
-def grants(base, user: str, secret: str) -> str:
-    """`engine grants` for the simulated site: the SQL that creates `user` with `secret`, connecting from here."""
-    sites = base / "etc" / "sites.yaml"
-    args = ["--user", user, "--host", "127.0.0.1", "--password", secret]
-    return run_cli("grants", "--site", "sim", "--sites", sites, "--specs", SPECS, *args).stdout
+def grants(sites, site: str, user: str, secret: str, *more: str) -> str:
+    """`engine grants` for a site of a sites file: the SQL that creates `user` with `secret`, connecting from here."""
+    args = ["--user", user, "--host", "127.0.0.1", "--password", secret, *more]
+    return run_cli("grants", "--site", site, "--sites", sites, "--specs", SPECS, *args).stdout
 
 
 def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "S3cret-pw"
-    sql = grants(base, user, secret)
+    sql = grants(base / "etc" / "sites.yaml", "sim", user, secret)
     assert sql.count("GRANT SELECT ON") == 12 and "GRANT ALL" not in sql
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
@@ -222,7 +221,7 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     base, _, conn = site
     user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL quotes it whole
     spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
-    sql = grants(base, user, secret)
+    sql = grants(base / "etc" / "sites.yaml", "sim", user, secret)
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
             cur.execute(statement)
@@ -278,23 +277,7 @@ def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply
     run = run_cli("run", SPECS, "--data", tmp_path / "all", "--out", tmp_path / "out", "--no-report", *WINDOW)
     assert run.exit_code == 0, run.stderr  # the raw directory follows the same rule: absent services skipped
     user = f"ext_{uuid.uuid4().hex[:6]}"
-    sql = run_cli(
-        "grants",
-        "--site",
-        "every",
-        "--sites",
-        sites,
-        "--specs",
-        SPECS,
-        "--user",
-        user,
-        "--host",
-        "127.0.0.1",
-        "--password",
-        "pw-1",
-        "--db-uri",
-        "mysql://root@127.0.0.1:3306",
-    ).stdout
+    sql = grants(sites, "every", user, "pw-1", "--db-uri", "mysql://root@127.0.0.1:3306")
     assert "zun" not in sql and "devices" not in sql and "instance_reservations" in sql
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
