@@ -57,7 +57,8 @@ def main():
     c, p = data(args.children, args.keys)
     print(f"{c.height:,} children, {p.height:,} parent intervals, {args.keys:,} keys")
     timed(
-        "polars equi-join + overlap filter", lambda: clip(c.lazy(), p.lazy(), ["k"], ["k"], "s", "e").collect().height
+        "polars equi-join + overlap filter",
+        lambda: clip(c.lazy(), p.lazy(), left_on=["k"], right_on=["k"], start="s", end="e").collect().height,
     )
     timed(
         "polars join_where (experimental)",

@@ -6,7 +6,7 @@ from engine.hierarchy import COUNTED
 from engine.temporal import hours_in
 
 
-def entity_account(spec, spans, validated: pl.DataFrame, window) -> dict:
+def entity_account(spec, spans, validated: pl.DataFrame, *, window) -> dict:
     """One entity's rows (read, out of scope, accepted, rejected, inactive) and hours in the window (input =
     counted + clamped away + orphaned + rejected + inactive)."""
     status = validated["hierarchy_status"]

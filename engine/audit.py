@@ -71,7 +71,7 @@ def trace(out_dir, entity: str, key: str) -> dict:
     """One raw row's journey: raw values, rejection or span pieces with hierarchy status, parents, hours per day."""
     run = Run(out_dir)
     spec = run.entity(entity)
-    raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key, run.specs.archives)
+    raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key, archives=run.specs.archives)
     rejected, inactive = (_with_key(run.frame(stage, entity), key) for stage in ("rejected", "inactive"))
     validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
     if not raw.height and not rejected.height and not inactive.height and not validated.height:
@@ -128,7 +128,7 @@ def _with_key(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     return rows.filter(pl.col("entity_id") == key) if rows.height else rows
 
 
-def _raw_rows(data: RawDir, source, key: str, archives: dict) -> pl.DataFrame:
+def _raw_rows(data: RawDir, source, key: str, *, archives: dict) -> pl.DataFrame:
     """The raw rows with this key, as the run read them (with the table's archive; none if the table is a lookup
     or has no such column)."""
     table, column = source.table, source.key
@@ -141,13 +141,13 @@ def _raw_rows(data: RawDir, source, key: str, archives: dict) -> pl.DataFrame:
     return scan.filter(as_text(pl.col(column), schema[column]) == key).collect()
 
 
-def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = "nodes") -> dict:
+def why(out_dir, metric: str, day: Date, *, where: dict[str, str], resource: str = "nodes") -> dict:
     """The counted spans making up one daily cell, with their signed contributions, checked against daily.parquet."""
     run = Run(out_dir)
     metrics = run.specs.metrics.metrics
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
-    table = _cells(run, metric, resource, where)
+    table = _cells(run, metric, resource, where=where)
     d0, d1 = (utc_time(datetime(day.year, day.month, day.day) + timedelta(days=n), run.tz) for n in (0, 1))
     if not (run.window[0] <= d0 < run.window[1]):
         w0, w1 = (local_time(t, run.tz) for t in run.window)
@@ -172,7 +172,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
                 pl.col("hierarchy_status").is_in(COUNTED), *(_is(k, v) for k, v in where.items() if k in df.columns)
             )
             part = day_hours(df.lazy(), window, tz=run.tz).collect()
-            rows.append(part.select(*_contribution(base, sign, name, resource)))
+            rows.append(part.select(*_contribution(base, sign, entity=name, resource=resource)))
     spans = pl.concat(rows) if rows else pl.DataFrame()
     total = float(spans["contribution"].sum()) if spans.height else 0.0
     daily = daily.filter(
@@ -193,7 +193,7 @@ def why(out_dir, metric: str, day: Date, where: dict[str, str], resource: str = 
     }
 
 
-def _cells(run: Run, metric: str, resource: str, where: dict[str, str]) -> str:
+def _cells(run: Run, metric: str, resource: str, *, where: dict[str, str]) -> str:
     """The output that holds the cell: daily.parquet for the group columns, a breakdown's
     daily_by_<name>.parquet when `where` names its columns (for a metric and resource it split)."""
     groups = ["site", *run.specs.metrics.group_by]
@@ -223,7 +223,7 @@ def _is(col: str, value: str) -> pl.Expr:
     return (pl.col(col) == value) | (pl.col(col).is_null() & pl.lit(value == "null"))
 
 
-def _contribution(base: str, sign: int, entity: str, resource: str) -> list:
+def _contribution(base: str, sign: int, *, entity: str, resource: str) -> list:
     """The columns of one span's share of a daily cell: its level, its hours that day, level x hours x sign."""
     return [
         pl.lit(base).alias("metric"),

@@ -25,15 +25,15 @@ def split_daily(counted: list, metrics: dict, *, group: list[str], window, tz: s
     """Exact hours per local day, metric, resource and group of these (validated spans, resources) pairs:
     date, the group columns, metric, resource, hours. Each span's hours per day it touches, summed; or, with
     `swept`, the sweep and its integral over every day (usage.py's way: the check of the other)."""
-    spans, keys = signed_spans(counted, metrics, group, window)
+    spans, keys = signed_spans(counted, metrics, group, window=window)
     if swept:
-        series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value").collect()
-        daily = buckets(series.lazy(), ["__sid"], window, "1d", tz).rename({"bucket": "date"}).drop("mean")
+        series = sweep(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value").collect()
+        daily = buckets(series.lazy(), ["__sid"], window, every="1d", tz=tz).rename({"bucket": "date"}).drop("mean")
     else:
         parts = day_hours(spans.lazy(), window, tz=tz).select(
             "__sid", "date", hours=pl.col("value") * pl.col("day_hours")
         )
-        daily = cell_sums(parts, "__sid", "date", "hours")
+        daily = cell_sums(parts, sid="__sid", date="date", value="hours")
     named = daily.collect().join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
     return named.with_columns(pl.col("date").cast(pl.Date))
 

@@ -193,7 +193,7 @@ def explain(specs_dir, fmt, entity):
 @click.option("--no-report", is_flag=True, help="Skip report.html (faster for scripts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON instead of the summary.")
 @friendly
-def run(specs_dir, data_dir, site_keys, sites_file, out_dir, lens, as_of, **options):
+def run(specs_dir, *, data_dir, site_keys, sites_file, out_dir, lens, as_of, **options):
     """Build spans, validate the hierarchy, sweep the usage series; write checkpoints and a manifest.
 
     With --data, runs on that raw directory. Otherwise runs the sites of the sites file named by --site
@@ -207,7 +207,15 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, lens, as_of, **opti
     if (lens == "projected") != (as_of is not None):
         raise EngineError("--lens projected needs --as-of T, and --as-of needs --lens projected")
     workers, as_json = options.pop("workers"), options.pop("as_json")
-    jobs = _jobs(specs_dir, data_dir, site_keys, sites_file, out_dir, as_of=as_of, **options)
+    jobs = _jobs(
+        specs_dir,
+        data_dir=data_dir,
+        site_keys=site_keys,
+        sites_file=sites_file,
+        out_dir=out_dir,
+        as_of=as_of,
+        **options,
+    )
     specs = {path: load_specs(path) for path in dict.fromkeys(job.specs for job in jobs)}
     if len(jobs) == 1:  # one site: its errors are the command's errors, and its specs are the ones loaded
         with live(f"site {plain(jobs[0].site)}") as report:
@@ -231,7 +239,7 @@ def run(specs_dir, data_dir, site_keys, sites_file, out_dir, lens, as_of, **opti
         sys.exit(1)
 
 
-def _done(report, outcome, n: int, total: int) -> None:
+def _done(report, outcome, *, n: int, total: int) -> None:
     """One line per site as it finishes, in a fleet run."""
     mark = "[green]✓[/]" if outcome.manifest else "[red]✗[/]"
     err.print(f"{mark} site {plain(outcome.site)} ({n}/{total})")
@@ -239,7 +247,7 @@ def _done(report, outcome, n: int, total: int) -> None:
 
 
 def _jobs(
-    specs_dir, data_dir, site_keys, sites_file, out_dir, *, plots_dir, exclusions_file, no_report, timezone, **common
+    specs_dir, *, data_dir, site_keys, sites_file, out_dir, plots_dir, exclusions_file, no_report, timezone, **common
 ):
     """One RunConfig per site to run: the raw directory given (as the site of that name, if the sites file has
     it), or the sites of the sites file (the demo when none is named), each into its own --out subdirectory."""
@@ -353,7 +361,7 @@ def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
 @click.option("--tables", multiple=True, help="Only these tables (schema.table); default: every table the specs read.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer.")
 @friendly
-def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
+def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
     from engine.extract import ABSENT, Database
     from engine.extract import extract as run_extract
@@ -379,7 +387,16 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     optional = [] if tables else archives  # an archive asked for by name is extracted like any table
     with live("extracting") as status:
         schemas = site.schemas if site else {}
-        report = run_extract(db, Path(target), chosen, reading, schemas, status, timeout, archives=optional)
+        report = run_extract(
+            db,
+            Path(target),
+            chosen,
+            entities=reading,
+            schemas=schemas,
+            progress=status,
+            timeout=timeout,
+            archives=optional,
+        )
     print_extract(report, f"{db.shown} → {target}")
     if tables:  # asked for by name: absent is a failure, whatever reads it
         report["failed"] = sorted({*report["failed"], *(t["table"] for t in report["tables"] if t["status"] != "ok")})
@@ -401,7 +418,7 @@ def extract(db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
 @click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
 @click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
 @friendly
-def grants(user, host_pattern, password, site_key, sites_file, specs_dir, db_uri):
+def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_uri):
     """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read
     (with --db-uri, only those that server has, so the SQL applies as it is)."""
     from engine.extract import Database, grants_sql, present
@@ -416,7 +433,7 @@ def grants(user, host_pattern, password, site_key, sites_file, specs_dir, db_uri
         err.print(
             f"notice: archive tables left out (give --db-uri to grant those the server has): {', '.join(archives)}"
         )
-    out.out(grants_sql(needed, schemas, user, host_pattern, password), end="")
+    out.out(grants_sql(needed, schemas, user=user, host=host_pattern, password=password), end="")
 
 
 @main.command()
@@ -426,7 +443,7 @@ def grants(user, host_pattern, password, site_key, sites_file, specs_dir, db_uri
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Also write the table as CSV here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write it as JSON (a list of rows).")
 @friendly
-def export(out_dir, target, db_uri, csv_file, json_file):
+def export(out_dir, *, target, db_uri, csv_file, json_file):
     """Publish a run's daily node-hours as one wide table (a column per metric): into a database table for
     dashboards (replaced atomically), a CSV file or a JSON file."""
     from engine.extract import Database, export_daily, export_file
@@ -452,7 +469,7 @@ def export(out_dir, target, db_uri, csv_file, json_file):
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def trace(out_dir, entity, key, as_json):
+def trace(out_dir, entity, key, *, as_json):
     """Follow one raw row through a run: raw values, span or rejection, hierarchy, parent, hours per day."""
     from engine.audit import trace as follow
     from engine.report.console import print_trace
@@ -474,7 +491,7 @@ def trace(out_dir, entity, key, as_json):
 @click.option("--resource", default="nodes", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def why(out_dir, metric, day, conditions, resource, as_json):
+def why(out_dir, *, metric, day, conditions, resource, as_json):
     """List the spans that make up one cell of daily.parquet, with their hours, and check they add up."""
     from engine.audit import why as explain_cell
     from engine.report.console import print_why
@@ -482,8 +499,8 @@ def why(out_dir, metric, day, conditions, resource, as_json):
     where = dict(c.split("=", 1) for c in conditions if "=" in c)
     if len(where) != len(conditions):
         raise EngineError("--where: expected COLUMN=VALUE")
-    w = explain_cell(out_dir, metric, day.date(), where, resource)
+    w = explain_cell(out_dir, metric, day.date(), where=where, resource=resource)
     if as_json:
         out.out(json.dumps(w, default=str))
         return
-    print_why(w, metric, where, resource)
+    print_why(w, metric, where=where, resource=resource)

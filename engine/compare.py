@@ -10,7 +10,7 @@ from engine.hierarchy import COUNTED
 from engine.temporal import day_hours, to_local, to_utc
 
 
-def audit_daily(results: dict, window, groups: list[str], tz: str = "UTC") -> pl.DataFrame:
+def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") -> pl.DataFrame:
     """Node-hours per (date, metric, groups) that the engine did not count, by entity and cause.
 
     A row rejected before it got a group value (one inherited from its parent) has it null.
@@ -26,7 +26,9 @@ def audit_daily(results: dict, window, groups: list[str], tz: str = "UTC") -> pl
         validated = grouped(res.validated)
         orphans = validated.filter(pl.col("hierarchy_status") == "orphan").with_columns(pl.lit("orphan").alias("cause"))
         cut = validated.filter(pl.col("original_start").is_not_null())
-        raw = day_hours(cut.unique("entity_id", keep="first"), window, "original_start", "original_end", tz)
+        raw = day_hours(
+            cut.unique("entity_id", keep="first"), window, start="original_start", end="original_end", tz=tz
+        )
         kept = day_hours(cut.filter(pl.col("hierarchy_status").is_in(COUNTED)), window, tz=tz)
         lost = raw.join(
             kept.group_by("entity_id", "date").agg(pl.col("day_hours").sum().alias("__k")),

@@ -129,7 +129,7 @@ def _select(db: Database, database: str, name: str) -> str:
     return f"SELECT {', '.join(cols)} FROM `{database}`.`{name}`"
 
 
-def extract_table(db: Database, table: str, out: Path, schemas: dict[str, str]) -> int:
+def extract_table(db: Database, table: str, out: Path, *, schemas: dict[str, str]) -> int:
     """Stream one table into OUT/<schema>.<table>.parquet (zstd, written atomically); returns its rows."""
     import pyarrow.parquet as pq
 
@@ -155,6 +155,7 @@ def extract(
     db: Database,
     out: Path,
     tables: list[str],
+    *,
     entities: dict[str, tuple[str, set[str]]],
     schemas: dict[str, str],
     progress,
@@ -181,7 +182,7 @@ def extract(
         try:
             if login:
                 raise RuntimeError(f"{login}: {db.user}@{db.host} cannot log in")
-            entry |= {"rows": extract_table(db, table, out, schemas), "status": "ok"}
+            entry |= {"rows": extract_table(db, table, out, schemas=schemas), "status": "ok"}
         except Exception as exc:  # every driver failure is this table's status; the others go on
             message = db.mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             status = next((s for text, s in PROBLEMS if text in message), "error")
@@ -228,7 +229,7 @@ def present(db: Database, tables: list[str], schemas: dict[str, str]) -> list[st
     return sorted(t for pair, t in wanted.items() if pair in have)
 
 
-def grants_sql(tables: list[str], schemas: dict[str, str], user: str, host: str, password: str) -> str:
+def grants_sql(tables: list[str], schemas: dict[str, str], *, user: str, host: str, password: str) -> str:
     """CREATE USER and one GRANT SELECT per table: exactly what extraction reads, nothing more."""
     if not IDENT.match(user) or not re.match(r"^[A-Za-z0-9_.%:-]+$", host):
         raise EngineError(

@@ -34,7 +34,7 @@ def run_one(cfg, progress=None) -> SiteOutcome:
         return SiteOutcome(cfg.site, error=f"{exc.filename or ''}: {exc.strerror or exc}")
 
 
-def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: None, progress=None) -> list[SiteOutcome]:
+def run_sites(configs: list, jobs: int, *, on_done=lambda outcome, n, total: None, progress=None) -> list[SiteOutcome]:
     """Outcomes in the order of `configs`; at most `jobs` sites run at once.
 
     `progress(stage, item)` reports each stage as it starts (prefixed with the site), when the sites run one
@@ -45,7 +45,7 @@ def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: Non
         outcomes = []
         for i, cfg in enumerate(configs):
             outcomes.append(run_one(cfg, progress))
-            on_done(outcomes[-1], i + 1, len(configs))
+            on_done(outcomes[-1], n=i + 1, total=len(configs))
         return outcomes
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     saved = os.environ.get("POLARS_MAX_THREADS")
@@ -56,7 +56,7 @@ def run_sites(configs: list, jobs: int, on_done=lambda outcome, done, total: Non
             outcomes: list = [None] * len(configs)
             for done, future in enumerate(as_completed(futures), 1):
                 outcomes[futures[future]] = future.result()
-                on_done(outcomes[futures[future]], done, len(configs))
+                on_done(outcomes[futures[future]], n=done, total=len(configs))
     finally:
         if saved is None:
             os.environ.pop("POLARS_MAX_THREADS", None)

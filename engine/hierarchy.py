@@ -21,7 +21,7 @@ def parent_islands(spec, parent: pl.DataFrame) -> pl.LazyFrame:
     on, inherit = spec.parent.on, list(spec.inherit)
     counted = parent.lazy().filter(pl.col("hierarchy_status").is_in(COUNTED))
     counted = counted.select(*(pl.col(t).alias(m) for m, t in on.items()), *inherit, "valid_start", "valid_end")
-    return merge_intervals(counted, [*on, *inherit], "valid_start", "valid_end")
+    return merge_intervals(counted, [*on, *inherit], start="valid_start", end="valid_end")
 
 
 def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataFrame:
@@ -33,10 +33,10 @@ def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataF
     cut = clip(
         child.select("__piece", *keys, "valid_start", "valid_end"),
         parent_islands(spec, parent),
-        keys,
-        keys,
-        "valid_start",
-        "valid_end",
+        left_on=keys,
+        right_on=keys,
+        start="valid_start",
+        end="valid_end",
     )
     # Materialised once: the cuts are numbered, then read twice below (as a lazy plan, the optimiser
     # re-evaluated and re-ordered it, several times slower, and a join's row order is not stable).
@@ -45,7 +45,12 @@ def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataF
     # Only pieces cut more than once can overlap themselves (few: skip the rest, claim is per group).
     several = pl.len().over("__piece") > 1
     owned, _ = claim(
-        cut.lazy().filter(several), ["__piece"], "valid_start", "valid_end", ["valid_start", "__cut"], "__cut"
+        cut.lazy().filter(several),
+        ["__piece"],
+        start="valid_start",
+        end="valid_end",
+        priority=["valid_start", "__cut"],
+        row="__cut",
     )
     owned = pl.concat([cut.lazy().filter(~several).select("__cut", "valid_start", "valid_end"), owned])
     cut = cut.lazy().drop("valid_start", "valid_end", *keys).join(owned, on="__cut")

@@ -46,7 +46,7 @@ def record(inv: str, entity: str | None, violations: int, *, handled: int = 0, d
     return out | ({"sample": sample} if sample else {})
 
 
-def entity_checks(spec, spans, validated: pl.DataFrame, parent: pl.DataFrame | None, as_of) -> list[dict]:
+def entity_checks(spec, spans, validated: pl.DataFrame, *, parent: pl.DataFrame | None, as_of) -> list[dict]:
     """The entity-level invariants that apply to this entity, checked on its outputs."""
     rejected = dict(spans.rejected["rejection_reason"].value_counts().rows()) if spans.rejected.height else {}
     status = validated["hierarchy_status"]
@@ -59,7 +59,10 @@ def entity_checks(spec, spans, validated: pl.DataFrame, parent: pl.DataFrame | N
         "INV-3": (validated.clear(), 0),
         "INV-7": (
             overlapping(
-                validated.filter(status.is_in(COUNTED)).lazy(), list(spec.identity), "valid_start", "valid_end"
+                validated.filter(status.is_in(COUNTED)).lazy(),
+                list(spec.identity),
+                start="valid_start",
+                end="valid_end",
             ).collect(),
             rejected.get("duplicate", 0) + spans.duplicates_clamped,
         ),
@@ -91,7 +94,7 @@ def hours_check(name: str, hours: dict) -> dict:
     return record("INV-10", name, len(negative), detail=detail + (f"; negative: {negative}" if negative else ""))
 
 
-def usage_checks(below: pl.DataFrame, buckets: pl.DataFrame, expected: pl.DataFrame, metrics) -> list[dict]:
+def usage_checks(below: pl.DataFrame, buckets: pl.DataFrame, expected: pl.DataFrame, *, metrics) -> list[dict]:
     """INV-8 and INV-9 from the levels below zero (beyond rounding); INV-10 with a tolerance relative to the
     hours' magnitude (the sum of |value x hours| of the spans: a difference of huge opposite terms keeps their
     rounding)."""
@@ -184,7 +187,7 @@ def _gaps(ours: pl.DataFrame, truth: pl.DataFrame, keys: list[str]) -> pl.DataFr
     return both.filter((pl.col("hours") - pl.col("hours_truth")).abs() > 1e-6 * scale)
 
 
-def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, group: list[str], split) -> dict:
+def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, *, group: list[str], split) -> dict:
     """INV-14 for one breakdown: its hours summed over the breakdown columns, against daily.parquet's (for
     the metrics it split and its resources)."""
     keys = ["date", *group, "metric", "resource"]

@@ -273,8 +273,8 @@ def _checkpoints(run: Run, _) -> None:
                 m["entities"][name] = {"status": "skipped", "reason": res.skipped}
                 continue
             parent = live[res.spec.parent.entity].validated if res.spec.parent else None
-            m["invariants"] += entity_checks(res.spec, res.spans, res.validated, parent, run.cfg.as_of)
-            m["entities"][name] = entity_account(res.spec, res.spans, res.validated, run.window)
+            m["invariants"] += entity_checks(res.spec, res.spans, res.validated, parent=parent, as_of=run.cfg.as_of)
+            m["entities"][name] = entity_account(res.spec, res.spans, res.validated, window=run.window)
             m["invariants"].append(hours_check(name, m["entities"][name]["hours"]))
             resources = run.specs.resources_of(name)
             write_entity(run.out, res, site=run.catalog.site, window=run.window, resources=resources)
@@ -290,13 +290,18 @@ def _usage(run: Run, _) -> None:
             resources = run.specs.resources_of(name)
             run.counted[name] = run.catalog.spans(name, [*read, *resources]).collect(), resources
         series, buckets, checks = usage_stage(
-            list(run.counted.values()), run.specs.metrics, group, run.window, run.every, tz=run.cfg.timezone
+            list(run.counted.values()),
+            run.specs.metrics,
+            group,
+            window=run.window,
+            every=run.every,
+            tz=run.cfg.timezone,
         )
         run.usage = series, buckets
         if run.out:
             run.manifest["invariants"] += checks
             run.manifest["metrics"] = metric_totals(buckets["1d"])
-            write_usage(run.out, series, buckets, group)
+            write_usage(run.out, series, buckets, group=group)
 
 
 def _span_columns(metrics) -> list[str]:
@@ -326,7 +331,7 @@ def _breakdowns(run: Run, _) -> None:
                 run.unsplit.append(f"breakdown {name} not made: no metric's entities provide {', '.join(split.by)}")
             else:
                 run.out.parquet(f"daily_by_{name}.parquet", table)
-                run.manifest["invariants"].append(breakdown_check(name, table, daily, group, split))
+                run.manifest["invariants"].append(breakdown_check(name, table, daily, group=group, split=split))
                 values = table.select(split.by).n_unique()
                 made[name] = {"by": list(split.by), "metrics": sorted(table["metric"].unique()), "values": values}
         run.manifest["breakdowns"] = made
@@ -390,7 +395,7 @@ def _snapshots(run: Run, _) -> None:
     every = run.cfg.as_of_series
     if not every:
         return
-    snapshots = clock_range(*run.window, every, run.cfg.timezone)[1:]
+    snapshots = clock_range(*run.window, every, tz=run.cfg.timezone)[1:]
     if len(snapshots) > MAX_SNAPSHOTS:  # each snapshot is a whole run of the pipeline
         raise EngineError(
             f"--as-of-series {every}: {len(snapshots):,} snapshots over the window, at most "

@@ -12,13 +12,13 @@ import polars as pl
 from engine.temporal import hours, local_time, to_utc, window_cut
 
 
-def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], start: str, end: str) -> pl.LazyFrame:
+def clipped(spans: pl.LazyFrame, window: tuple[datetime, datetime], *, start: str, end: str) -> pl.LazyFrame:
     """Spans cut to the window (an open end runs to the window end); empty ones dropped."""
     s, e = window_cut(window, start, end)
     return spans.with_columns(s.alias(start), e.alias(end)).filter(pl.col(start) < pl.col(end))
 
 
-def sweep(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
+def sweep(spans: pl.LazyFrame, by: list[str], *, start: str, end: str, value: str) -> pl.LazyFrame:
     """Step series per group: +value at each start, -value at each end, summed per instant, accumulated.
 
     The result is ordered by group, then time. Each group's deltas are put in time order and summed
@@ -52,7 +52,7 @@ def _same_as_next(by: list[str]) -> pl.Expr:
     ).lt(pl.len() - 1)
 
 
-def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[datetime]) -> pl.LazyFrame:
+def integrate(series: pl.LazyFrame, by: list[str], value: str, *, boundaries: list[datetime]) -> pl.LazyFrame:
     """Exact integral (value x hours) of each series over each bucket [boundaries[i], boundaries[i+1]).
 
     `series` is ordered by group, then time, as `sweep` returns it. F(t), the integral from the
@@ -80,14 +80,14 @@ def integrate(series: pl.LazyFrame, by: list[str], value: str, boundaries: list[
     )
 
 
-def weighted_hours(spans: pl.LazyFrame, by: list[str], start: str, end: str, value: str) -> pl.LazyFrame:
+def weighted_hours(spans: pl.LazyFrame, by: list[str], *, start: str, end: str, value: str) -> pl.LazyFrame:
     """Sum of value x duration (hours) of the spans per group, what the integral of their sweep must equal,
     and `scale`, the sum of its terms' magnitudes (what its rounding is relative to)."""
     weighted = pl.col(value) * hours(pl.col(start), pl.col(end))
     return spans.group_by(by).agg(weighted.sum().alias("hours"), weighted.abs().sum().alias("scale"))
 
 
-def clock_range(start: datetime, end: datetime, every: str, tz: str = "UTC", day: bool = False) -> list[datetime]:
+def clock_range(start: datetime, end: datetime, every: str, *, tz: str = "UTC", day: bool = False) -> list[datetime]:
     """UTC times from `start` (or the start of its day, with `day`) through `end`, `every` apart: on the
     clocks of the time zone `tz` for days, weeks and months (a "1d" step is a calendar day, 23 or 25 hours
     long across a clock change), on UTC for shorter steps."""
@@ -102,11 +102,11 @@ def clock_range(start: datetime, end: datetime, every: str, tz: str = "UTC", day
 def bucket_boundaries(window: tuple[datetime, datetime], every: str, tz: str = "UTC") -> list[datetime]:
     """Bucket starts through the window end: the calendar days of `tz` for "1d" (from the day holding the
     window start), and for any other length buckets that start at the window start itself."""
-    points = clock_range(*window, every, tz, day=every == "1d")
+    points = clock_range(*window, every, tz=tz, day=every == "1d")
     return points + ([window[1]] if points[-1] < window[1] else [])
 
 
-def cell_sums(lf: pl.LazyFrame, sid: str, date: str, value: str) -> pl.LazyFrame:
+def cell_sums(lf: pl.LazyFrame, *, sid: str, date: str, value: str) -> pl.LazyFrame:
     """`value` summed per (series id, date) cell (nulls as 0), cells in order, the same bits on every run: a
     hash group-by adds a cell's partial sums in any order, so the cells are packed into one sorted integer
     key, whose groups Polars sums slice by slice (a sort and a running sum per cell cost ten times more)."""

@@ -93,11 +93,11 @@ def hours_in(window, start: str = "valid_start", end: str = "valid_end") -> pl.E
     return pl.when(pl.col(start).is_null()).then(0.0).otherwise(hours(*window_cut(window, start, end)))
 
 
-def merge_intervals(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
+def merge_intervals(lf: pl.LazyFrame, by: list[str], *, start: str, end: str) -> pl.LazyFrame:
     """Union of the intervals of each group: overlapping or touching intervals become one island."""
     lf = lf.select(*by, start, closed(end)).sort(*by, start)
     return (
-        lf.with_columns(runs(by, start, end, touching=True).alias("__island"))
+        lf.with_columns(runs(by, start=start, end=end, touching=True).alias("__island"))
         .group_by("__island")
         .agg(*(pl.col(c).first() for c in by), pl.col(start).min(), pl.col(end).max())
         .drop("__island")
@@ -105,7 +105,7 @@ def merge_intervals(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl
     )
 
 
-def runs(by: list[str], start: str, end: str, touching: bool) -> pl.Expr:
+def runs(by: list[str], *, start: str, end: str, touching: bool) -> pl.Expr:
     """On rows sorted by `by` then `start` (ends closed): a run id, new where a row starts a group or
     starts after every earlier row of its group has ended (at or after, unless `touching` joins them).
 
@@ -123,7 +123,7 @@ def runs(by: list[str], start: str, end: str, touching: bool) -> pl.Expr:
 
 
 def clip(
-    child: pl.LazyFrame, islands: pl.LazyFrame, left_on: list[str], right_on: list[str], start: str, end: str
+    child: pl.LazyFrame, islands: pl.LazyFrame, *, left_on: list[str], right_on: list[str], start: str, end: str
 ) -> pl.LazyFrame:
     """Each child interval cut to every island with equal keys it overlaps (one row per overlap).
 
@@ -144,7 +144,7 @@ def clip(
 
 
 def claim(
-    lf: pl.LazyFrame, by: list[str], start: str, end: str, priority: list[str], row: str
+    lf: pl.LazyFrame, by: list[str], *, start: str, end: str, priority: list[str], row: str
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Share time among rows with equal `by`: each instant goes to the covering row first in `priority`.
 
@@ -159,7 +159,7 @@ def claim(
     rows = (
         rows.filter(keyed)
         .sort(*by, start)
-        .with_columns(runs(by, start, end, touching=False).alias("__c"))
+        .with_columns(runs(by, start=start, end=end, touching=False).alias("__c"))
         .collect()  # the one collect here: read four times below, and a plan would sort it four times
         .lazy()
     )
@@ -217,14 +217,14 @@ def claim(
     return pieces, conflicts
 
 
-def overlapping(lf: pl.LazyFrame, by: list[str], start: str, end: str) -> pl.LazyFrame:
+def overlapping(lf: pl.LazyFrame, by: list[str], *, start: str, end: str) -> pl.LazyFrame:
     """Rows that start before an earlier-starting row of their group has ended (the group overlaps)."""
     reach = closed(end).cum_max().shift(1).over(by)
     keyed = pl.all_horizontal(pl.col(c).is_not_null() for c in by)
     return lf.filter(keyed).sort(*by, start).filter(pl.col(start) < reach)
 
 
-def day_hours(lf: pl.LazyFrame, window, start: str = "valid_start", end: str = "valid_end", tz: str = "UTC"):
+def day_hours(lf: pl.LazyFrame, window, *, start: str = "valid_start", end: str = "valid_end", tz: str = "UTC"):
     """Each interval's hours per day of the time zone `tz` inside the window (`date`, `day_hours`), one row
     per day touched."""
     s, e = window_cut(window, start, end)

@@ -28,7 +28,7 @@ def expand(metrics: dict) -> dict[str, dict[str, int]]:
 
 
 def signed_spans(
-    validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str], window
+    validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str], *, window
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(counted spans cut to the window, one row per series they feed with the value signed; the series).
 
@@ -64,8 +64,8 @@ def signed_spans(
             ]
         ),
         window,
-        "valid_start",
-        "valid_end",
+        start="valid_start",
+        end="valid_end",
     ).collect()
     plan = pl.DataFrame(
         [(target, b, c) for target, terms in expand(metrics).items() for b, c in terms.items()],
@@ -95,7 +95,7 @@ def signed_spans(
     return spans, series
 
 
-def usage_stage(validated, metrics, group: list[str], window, every: list[str], tz: str = "UTC"):
+def usage_stage(validated, metrics, group: list[str], *, window, every: list[str], tz: str = "UTC"):
     """(usage series as a plan, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
@@ -103,11 +103,11 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str], 
     The sweep is collected first and the buckets computed from it: one plan sharing a lazy sub-plan
     between several outputs has deadlocked Polars' executor.
     """
-    spans, keys = signed_spans(validated, metrics.metrics, group, window)
-    series = sweep(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
+    spans, keys = signed_spans(validated, metrics.metrics, group, window=window)
+    series = sweep(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value")
     series = series.collect()
-    plans = [buckets(series.lazy(), ["__sid"], window, e, tz) for e in every]
-    expected = weighted_hours(spans.lazy(), ["__sid"], "valid_start", "valid_end", "value")
+    plans = [buckets(series.lazy(), ["__sid"], window, every=e, tz=tz) for e in every]
+    expected = weighted_hours(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value")
     # A value below zero by less than rounding (relative to the series' largest level) is no violation.
     scale = pl.max_horizontal(pl.lit(1.0), pl.col("value").abs().max().over("__sid"))
     below = series.lazy().filter(pl.col("value") < -TOLERANCE * scale)
@@ -120,12 +120,12 @@ def usage_stage(validated, metrics, group: list[str], window, every: list[str], 
 
     expected = named(expected.lazy()).group_by("metric", "resource").agg(pl.col("hours", "scale").sum()).collect()
     tables = [named(t.lazy()).collect() for t in tables]
-    checks = usage_checks(named(below.lazy()).collect(), tables[0], expected, metrics)
+    checks = usage_checks(named(below.lazy()).collect(), tables[0], expected, metrics=metrics)
     series = named(series.lazy())  # left a plan: named, the series are GB on a decade-long site; callers stream
     return series, dict(zip(every, tables, strict=True)), checks
 
 
-def buckets(series: pl.LazyFrame, by: list[str], window, every: str, tz: str) -> pl.LazyFrame:
+def buckets(series: pl.LazyFrame, by: list[str], window, *, every: str, tz: str) -> pl.LazyFrame:
     """Hours per bucket and the mean level (hours / the bucket's length inside the window); each bucket is
     named by its start on the clocks of the time zone `tz`."""
     bounds = bucket_boundaries(window, every, tz)
@@ -139,7 +139,7 @@ def buckets(series: pl.LazyFrame, by: list[str], window, every: str, tz: str) ->
         }
     ).cast({"bucket": pl.Datetime("us")})
     return (
-        integrate(series, by, "value", bounds)
+        integrate(series, by, "value", boundaries=bounds)
         .join(length, on="bucket", how="left")
         .with_columns((pl.col("hours") / pl.col("__len")).alias("mean"), to_local(pl.col("bucket"), tz))
         .drop("__len")

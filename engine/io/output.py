@@ -61,7 +61,12 @@ NOT_NULL = {
 
 
 def check_schema(
-    df: pl.DataFrame | pl.LazyFrame, stage: str, declared: dict, extra: dict | None = None, nullable: set = frozenset()
+    df: pl.DataFrame | pl.LazyFrame,
+    stage: str,
+    declared: dict,
+    *,
+    extra: dict | None = None,
+    nullable: set = frozenset(),
 ) -> pl.DataFrame | pl.LazyFrame:
     """Stop the run if a checkpoint drifts from its declared columns, types or nullability (NOT_NULL - nullable).
 
@@ -93,7 +98,7 @@ def write_entity(out: "OutputDir", res, *, site: str, window, resources: list[st
         ("validated", res.validated, VALIDATED, dynamic | inherited),
     ):
         df = df.with_columns(extra).sort("entity_id", "valid_start", "__row").drop("__row")
-        out.parquet(f"{stage}/{name}.parquet", check_schema(df, f"{stage}/{name}", declared, own))
+        out.parquet(f"{stage}/{name}.parquet", check_schema(df, f"{stage}/{name}", declared, extra=own))
     rejected = res.spans.rejected.with_columns(pl.lit(site).alias("site"))
     rejected = check_schema(rejected, f"rejected/{name}", REJECTED, nullable={"entity_id"})  # a null source key
     out.parquet(f"rejected/{name}.parquet", rejected)
@@ -102,19 +107,19 @@ def write_entity(out: "OutputDir", res, *, site: str, window, resources: list[st
     out.parquet(f"inactive/{name}.parquet", check_schema(inactive, f"inactive/{name}", INACTIVE))
 
 
-def write_usage(out: "OutputDir", series: pl.LazyFrame, buckets: dict, group: list[str]) -> None:
+def write_usage(out: "OutputDir", series: pl.LazyFrame, buckets: dict, *, group: list[str]) -> None:
     """usage.parquet (streamed: GB on a decade-long site), daily.parquet and resampled_<every>.parquet."""
     keys = ["site", "metric", "resource", *group[1:]]
     dynamic = {g: pl.String for g in group}
     usage = series.select("timestamp", *keys, "value")  # ordered by keys, then time
-    out.sink("usage.parquet", check_schema(usage, "usage", USAGE, dynamic))
+    out.sink("usage.parquet", check_schema(usage, "usage", USAGE, extra=dynamic))
     for every, table in buckets.items():
         daily = every == "1d"
         name, declared = ("daily", DAILY) if daily else (f"resampled_{every}", {**DAILY, "bucket": TIME})
         table = table.select(pl.col("bucket").alias("date" if daily else "bucket"), *keys, "hours", "mean")
         table = table.with_columns(pl.col("date").cast(pl.Date)) if daily else table
         declared = {k: v for k, v in declared.items() if k in table.columns}
-        out.parquet(f"{name}.parquet", check_schema(table, name, declared, dynamic))
+        out.parquet(f"{name}.parquet", check_schema(table, name, declared, extra=dynamic))
 
 
 MARKER = ".engine-output"  # written into every output directory: only such a directory is ever replaced

@@ -58,7 +58,7 @@ class RawDir:
             keys = list(archive.key)
             added = old.join(live.select(keys).unique(), on=keys, how="anti", maintain_order="left")
             self._unions[table] = pl.concat([live, added], how="vertical")
-            differ = _differing(live, old, keys, f"{self.file(archive.table)}: archive of {table}")
+            differ = _differing(live, old, keys, where=f"{self.file(archive.table)}: archive of {table}")
             if differ:
                 self.notes.append(
                     f"{self.file(archive.table)}: {differ:,} key(s) of ({', '.join(keys)}) also in {table} with "
@@ -86,7 +86,7 @@ class RawDir:
         return self.scan(table).select(pl.len()).collect().item()
 
 
-def _differing(live: pl.LazyFrame, old: pl.LazyFrame, keys: list[str], where: str) -> int:
+def _differing(live: pl.LazyFrame, old: pl.LazyFrame, keys: list[str], *, where: str) -> int:
     """Keys found in both tables on rows that differ in some column."""
     others = [c for c in live.collect_schema() if c not in keys]
     both = live.join(old, on=keys, how="inner", suffix="__archive")

@@ -280,7 +280,12 @@ def _resolve_duplicates(accepted: pl.DataFrame, identity) -> tuple[pl.DataFrame,
     """
     identity = list(identity)
     pieces, conflicts = claim(
-        accepted.lazy(), identity, "valid_start", "valid_end", ["tx_start", "entity_id", "__row"], "__row"
+        accepted.lazy(),
+        identity,
+        start="valid_start",
+        end="valid_end",
+        priority=["tx_start", "entity_id", "__row"],
+        row="__row",
     )
     pieces, conflicts = pl.collect_all([pieces, conflicts])
     owners = accepted.select(pl.col("__row").alias("covered_by"), pl.col("entity_id").alias("__owner_id"))

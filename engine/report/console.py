@@ -241,7 +241,7 @@ def print_trace(t: dict, entity: str, key: str) -> None:
 WHY = ["metric", "sign", "entity", "entity_id", "valid_start", "valid_end", "hierarchy_status", "value", "hours"]
 
 
-def print_why(w: dict, metric: str, where: dict, resource: str) -> None:
+def print_why(w: dict, metric: str, *, where: dict, resource: str) -> None:
     """The spans of one daily cell and whether they add up to it."""
     label = " ".join(f"{k}={v}" for k, v in where.items())
     wide(180).print(rows_table(f"{plain(metric)} on {w['date']} {plain(label)}", w["spans"], [*WHY, "contribution"]))

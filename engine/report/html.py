@@ -9,7 +9,9 @@ import html
 import io
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import matplotlib as mpl
@@ -76,29 +78,56 @@ def _legend(text: str) -> str:
     return f" {text}" if text.startswith("_") else text
 
 
-def _chart(fig: Figure, name: str, title: str, plots_dir: Path | None, reverse: bool = False, axis: str = "y") -> str:
-    """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides; with
-    `reverse`, the legend lists the artists top to bottom as a stack is drawn bottom to top. Values start
-    at 0 on `axis` (x for horizontal bars)."""
-    ax = fig.axes[0]
-    ax.set(title=title, **{f"{axis}lim": (0, None)})
-    handles, labels = ax.get_legend_handles_labels()
-    if reverse:
-        handles, labels = handles[::-1], labels[::-1]
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    fig.tight_layout()
-    if plots_dir:
-        fig.savefig(plots_dir / f"{name}.png", dpi=100)
-    buf = io.StringIO()
-    # text stays <text> (light, searchable); a fixed id salt and no date: the same run gives the same page
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue().split("<svg", 1)[1], flags=re.S)
-    return f'<figure id="{name}"><svg{svg}</figure>'
+@dataclass(frozen=True)
+class Page:
+    """What the sections read: the run's outputs and manifest, the specs' metrics, and where PNGs go."""
+
+    out_dir: Path
+    plots_dir: Path | None
+    manifest: dict
+    spec: object  # the specs' metrics: names, formulas, descriptions, group columns, stack, breakdowns
+
+    @cached_property
+    def window(self) -> tuple[datetime, datetime]:
+        return tuple(datetime.fromisoformat(self.manifest["window"][k]) for k in ("start", "end"))
+
+    @property
+    def group(self) -> str:
+        """The first group column: per-group charts and tables split by it."""
+        return self.spec.group_by[0] if self.spec.group_by else "site"
+
+    @property
+    def resource(self) -> str:
+        return self.spec.stack["resource"] if self.spec.stack else "nodes"
+
+    def read(self, name: str) -> pl.DataFrame | None:
+        """An output of the run, or None where the run did not write it."""
+        path = self.out_dir / name
+        return pl.read_parquet(path) if path.exists() else None
+
+    def chart(self, fig: Figure, name: str, title: str, *, reverse: bool = False, axis: str = "y") -> str:
+        """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides; with
+        `reverse`, the legend lists the artists top to bottom as a stack is drawn bottom to top. Values start
+        at 0 on `axis` (x for horizontal bars)."""
+        ax = fig.axes[0]
+        ax.set(title=title, **{f"{axis}lim": (0, None)})
+        handles, labels = ax.get_legend_handles_labels()
+        if reverse:
+            handles, labels = handles[::-1], labels[::-1]
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        fig.tight_layout()
+        if self.plots_dir:
+            fig.savefig(self.plots_dir / f"{name}.png", dpi=100)
+        buf = io.StringIO()
+        # text stays <text> (light, searchable); a fixed id salt and no date: the same run gives the same page
+        with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue().split("<svg", 1)[1], flags=re.S)
+        return f'<figure id="{name}"><svg{svg}</figure>'
 
 
 def stack_series(
-    out_dir: Path, window: tuple[datetime, datetime], stack: dict, groups: list[str]
+    out_dir: Path, window: tuple[datetime, datetime], stack: dict, *, groups: list[str]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The stack's metrics (metrics.yaml `stack`) summed over the groups on one time grid: each value holds until
     the next grid time, the last grid time is the window end. Exact step functions for short windows, exact daily
@@ -122,12 +151,13 @@ def stack_series(
     return wide["t"].to_numpy(), {m: wide[m].to_numpy() for m in names}
 
 
-def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict | None, groups: list[str]) -> str:
+def _stack(page: Page) -> str:
     """Filled steps bottom to top, the whole as a line, group tops dashed: a fill that misses its line shows at
     once. The legend reads top to bottom, as the stack does."""
+    stack, groups = page.spec.stack, list(page.spec.group_by)
     if stack is None:
         return _none("metrics.yaml declares no stack")
-    t, series = stack_series(out_dir, window, stack, groups)
+    t, series = stack_series(page.out_dir, page.window, stack, groups=groups)
     if not any(np.any(v) for v in series.values()):
         return _none(f"no {stack['resource']} of any stacked metric in the window")
     ax = (fig := Figure(figsize=(13, 5))).subplots()
@@ -141,12 +171,14 @@ def _stack(plots_dir: Path | None, out_dir: Path, window, stack: dict | None, gr
     ax.step(t, series[stack["line"]], where="post", color="black", lw=1.5, label=stack["line"])
     ax.set(ylabel=stack["resource"], xlim=(t[0], t[-1]))
     title = f"{stack['resource']}, summed over {', '.join(groups) or 'the site'}"
-    return _chart(fig, "stack", title, plots_dir, reverse=True)
+    return page.chart(fig, "stack", title, reverse=True)
 
 
-def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, resource: str, group: str) -> str:
-    """One chart per base metric of the spec (no formula): a line of daily node-hours per value of `group`."""
-    daily = pl.read_parquet(out_dir / "daily.parquet").filter(resource=resource)
+def _daily(page: Page) -> str:
+    """One chart per base metric of the spec (no formula): a line of daily node-hours per value of the first
+    group column."""
+    metrics, group = page.spec.metrics, page.group
+    daily = page.read("daily.parquet").filter(resource=page.resource)
     colour = {nt: f"C{i % 10}" for i, nt in enumerate(sorted(daily[group].unique()))}  # same in every chart
     out = []
     for metric in (m for m, spec in metrics.items() if spec.formula is None):
@@ -158,27 +190,26 @@ def _daily(plots_dir: Path | None, out_dir: Path, metrics: dict, resource: str, 
         for (nt,), part in d.group_by(group, maintain_order=True):
             ax.plot(part["date"].to_numpy(), part["hours"].to_numpy(), lw=1.2, color=colour[nt], label=_legend(nt))
         ax.set(ylabel="node-hours")
-        out.append(_chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].description}", plots_dir))
+        out.append(page.chart(fig, f"daily_{metric}", f"{metric}: {metrics[metric].description}"))
     return "".join(out)
 
 
-def _who(plots_dir: Path | None, out_dir: Path, metrics_file, resource: str) -> str:
+def _who(page: Page) -> str:
     """Per breakdown of metrics.yaml: its largest values (by the first metric it splits) with their hours of
     every metric it splits and, where the charges go to the same columns, their service units; then a bar chart."""
-    if not metrics_file.breakdowns:
+    if not page.spec.breakdowns:
         return _none("metrics.yaml declares no breakdowns")
-    charges = metrics_file.charges
-    su = pl.read_parquet(out_dir / "charges.parquet") if (out_dir / "charges.parquet").exists() else None
+    charges, su = page.spec.charges, page.read("charges.parquet")
     out = []
-    for name, split in metrics_file.breakdowns.items():
+    for name, split in page.spec.breakdowns.items():
         cols = split.by
-        path = out_dir / f"daily_by_{name}.parquet"
-        split = pl.read_parquet(path).filter(resource=resource) if path.exists() else pl.DataFrame()
+        split = page.read(f"daily_by_{name}.parquet")
+        split = pl.DataFrame() if split is None else split.filter(resource=page.resource)
         out.append(f"<h3>by {html.escape(name)} ({html.escape(', '.join(cols))})</h3>")
         if not split.height:
             out.append(_none(f"no metric of this site has {', '.join(cols)}"))
             continue
-        names = [m for m in metrics_file.metrics if m in split["metric"].unique()]
+        names = [m for m in page.spec.metrics if m in split["metric"].unique()]
         wide = split.pivot(on="metric", index=list(cols), values="hours", aggregate_function="sum").fill_null(0.0)
         if su is not None and charges and tuple(charges.by) == tuple(cols):
             wide = wide.join(su.group_by(cols).agg(pl.col("su", "encumbered_su").sum()), on=list(cols), how="left")
@@ -195,17 +226,17 @@ def _who(plots_dir: Path | None, out_dir: Path, metrics_file, resource: str) -> 
         ax.barh(labels[::-1], top[names[0]].to_numpy()[::-1], color="C0", label=names[0])
         ax.set(xlabel=f"{names[0]} node-hours")
         title = f"{names[0]} node-hours by {name}, the {top.height} largest"
-        out.append(_chart(fig, f"by_{name}", title, plots_dir, axis="x"))
+        out.append(page.chart(fig, f"by_{name}", title, axis="x"))
     return "".join(out)
 
 
-def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: dict, group: str) -> str:
+def _comparison(page: Page) -> str:
     """What was compared and how a cell is flagged, engine and legacy per day with the flagged days marked, then
     the flagged cells with the audit's explanation and the command that takes each apart."""
-    if not (out_dir / "comparison.parquet").exists():
+    cmp, metrics, group = page.read("comparison.parquet"), page.spec.metrics, page.group
+    if cmp is None:
         return _none("no legacy report in the raw data to compare with")
-    cmp = pl.read_parquet(out_dir / "comparison.parquet")
-    about = manifest.get("comparison") or {}
+    about = page.manifest.get("comparison") or {}
     parts = [
         _p(
             f"{cmp.height:,} cells (day, {group}, metric) compared with the older report; {int(cmp['flagged'].sum()):,} "
@@ -225,7 +256,7 @@ def _comparison(plots_dir: Path | None, out_dir: Path, manifest: dict, metrics: 
         ax.plot(x, d["legacy_hours"].to_numpy(), lw=1.2, ls="--", label="legacy")
         ax.plot(x[flagged], engine[flagged], "o", color="#c00", ms=5, label="flagged", gid=f"flagged_{metric}")
         ax.set(ylabel="node-hours")
-        parts.append(_chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}", plots_dir))
+        parts.append(page.chart(fig, f"comparison_{metric}", f"{metric}, summed over {group}"))
     order = cmp.sort(pl.col("diff_hours").abs(), "date", group, "metric", descending=[True, False, False, False])
     rows = [
         [
@@ -381,33 +412,26 @@ def write_report(out_dir: Path, metrics_file, plots_dir: Path | None = None) -> 
     outputs in out_dir; with plots_dir, also write every chart there as a PNG. Returns the report path.
 
     `metrics_file` is the specs' metrics (names, formulas, descriptions, group columns and stack)."""
-    metrics, stack, groups = metrics_file.metrics, metrics_file.stack, list(metrics_file.group_by)
-    group = groups[0] if groups else "site"  # per-group charts split by the first group column
-    out_dir, plots_dir = Path(out_dir), Path(plots_dir) if plots_dir else None
+    plots_dir = Path(plots_dir) if plots_dir else None
     if plots_dir:
         plots_dir.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    window = tuple(datetime.fromisoformat(manifest["window"][k]) for k in ("start", "end"))
+    manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
+    page = Page(Path(out_dir), plots_dir, manifest, metrics_file)
     with mpl.rc_context({"text.parse_math": False}):  # text from the data is text: "$x$" is no formula
-        charts = (
-            _stack(plots_dir, out_dir, window, stack, groups),
-            _daily(plots_dir, out_dir, metrics, stack["resource"] if stack else "nodes", group),
-            _who(plots_dir, out_dir, metrics_file, stack["resource"] if stack else "nodes"),
-            _comparison(plots_dir, out_dir, manifest, metrics, group),
-        )
+        charts = [section(page) for section in (_stack, _daily, _who, _comparison)]
     bodies = (
         _provenance(manifest),
-        _definitions(manifest, metrics),
+        _definitions(manifest, metrics_file.metrics),
         *charts,
         _accounts(manifest),
         _invariants(manifest),
         DRILL_DOWN,
     )
     title = html.escape(printable(manifest["site"]))
-    page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {title}</title>'
-    page += f"<style>{CSS}</style></head><body>{_header(manifest)}"
-    page += "".join(f"<section><h2>{h}</h2>{b}</section>" for h, b in zip(SECTIONS, bodies, strict=True))
-    path, tmp = out_dir / "report.html", out_dir / ".report.html.tmp"
-    tmp.write_text(page + "</body></html>", encoding="utf-8")
+    text = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>usage: {title}</title>'
+    text += f"<style>{CSS}</style></head><body>{_header(manifest)}"
+    text += "".join(f"<section><h2>{h}</h2>{b}</section>" for h, b in zip(SECTIONS, bodies, strict=True))
+    path, tmp = page.out_dir / "report.html", page.out_dir / ".report.html.tmp"
+    tmp.write_text(text + "</body></html>", encoding="utf-8")
     tmp.replace(path)  # a reader never sees half a page
     return path

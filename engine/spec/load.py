@@ -129,7 +129,7 @@ def _sentence(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
-def _schema_problems(data: dict, kind: str, node, display: str) -> list[str]:
+def _schema_problems(data: dict, kind: str, node, *, display: str) -> list[str]:
     label = f"{kind} '{printable(data[kind])}'" if isinstance(data.get(kind), str) else kind
     problems = []
     for err in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
@@ -151,7 +151,7 @@ def read_config(path: str | Path, kind: str) -> dict:
     data, node = parse_yaml(read_bounded(path, str(path)), str(path))
     if not isinstance(data, dict):
         raise SpecError([f"{path}: expected a mapping with a top-level '{kind}' field"])
-    if problems := _schema_problems(data, kind, node, str(path)):
+    if problems := _schema_problems(data, kind, node, display=str(path)):
         raise SpecError(problems)
     return with_defaults(data, kind)
 
@@ -195,7 +195,7 @@ def load_specs(root: str | Path) -> Specs:
             problems += exc.problems
     if not files:
         raise EngineError(f"{root}: no spec files found (expected entities/*.yaml, lookups/*.yaml, metrics.yaml)")
-    specs = _collect(root, parsed, problems, notes, digest.hexdigest())
+    specs = _collect(root, parsed, problems=problems, notes=notes, digest=digest.hexdigest())
     check_specs(specs)
     return specs
 
@@ -207,12 +207,12 @@ def _spec(data, node, display: str):
         raise SpecError(
             [f"{display}: not a spec: expected a top-level 'entity', 'lookup', 'report' or 'metrics' field"]
         )
-    if problems := _schema_problems(data, kind, node, display):
+    if problems := _schema_problems(data, kind, node, display=display):
         raise SpecError(problems)
     return parse(kind, with_defaults(data, kind), display)
 
 
-def _collect(root: Path, parsed: list, problems: list[str], notes: list[str], digest: str) -> Specs:
+def _collect(root: Path, parsed: list, *, problems: list[str], notes: list[str], digest: str) -> Specs:
     """The parsed specs by kind and name; a name defined twice names both files."""
     metrics = [p for p in parsed if not hasattr(p, "kind")]
     named: dict = {}

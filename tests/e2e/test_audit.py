@@ -54,5 +54,5 @@ def test_why_takes_a_derived_cell_apart(out):
 def test_every_daily_cell_is_the_sum_of_its_spans(out):
     daily = pl.read_parquet(out / "daily.parquet").filter((pl.col("resource") == "nodes") & (pl.col("hours") != 0))
     for row in daily.iter_rows(named=True):
-        cell = why(out, row["metric"], row["date"], {"node_type": row["node_type"]})
+        cell = why(out, row["metric"], row["date"], where={"node_type": row["node_type"]})
         assert cell["matches"] and cell["total"] == pytest.approx(row["hours"]), row

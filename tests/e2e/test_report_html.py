@@ -97,7 +97,7 @@ def test_the_report_renders_in_headless_chromium(run_dir, tmp_path):
 @pytest.mark.parametrize("exact_days", [60, 0], ids=["step functions", "daily means"])
 def test_the_stack_chart_series_integrate_to_the_run_hours(run_dir, monkeypatch, exact_days):
     monkeypatch.setattr(report, "EXACT_DAYS", exact_days)
-    t, series = stack_series(run_dir, WINDOW, STACK, list(METRICS.group_by))
+    t, series = stack_series(run_dir, WINDOW, STACK, groups=list(METRICS.group_by))
     hours = np.diff(t).astype("timedelta64[us]").astype(float) / 3.6e9
     run_hours = json.loads((run_dir / "manifest.json").read_text())["metrics"]
     assert t[0] == np.datetime64(WINDOW[0]) and t[-1] == np.datetime64(WINDOW[1])

@@ -107,7 +107,7 @@ def test_properties_on_random_spans(parent_draw, child_draw):
     counted = out.filter(pl.col("hierarchy_status").is_in(COUNTED))
     assert set(out["__row"]) == set(c["__row"])  # INV-3: every child row is still there
     assert outside_parent(out, SPEC, p).height == 0  # INV-4
-    assert overlapping(counted.lazy(), ["__row"], "valid_start", "valid_end").collect().height == 0
+    assert overlapping(counted.lazy(), ["__row"], start="valid_start", end="valid_end").collect().height == 0
     assert hours_of(counted) + hours_of(out.filter(pl.col("hierarchy_status") == "orphan")) <= hours_of(c) + 1e-9
     clamped = out.filter(pl.col("hierarchy_status") == "clamped")
     assert clamped["original_start"].null_count() == 0  # INV-6

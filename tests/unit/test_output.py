@@ -14,7 +14,9 @@ def test_drift_names_stage_column_and_expected_type():
     with pytest.raises(EngineError, match=r"stage spans/x: column 'span_hours' is Int64, expected Float64"):
         check_schema(df, "spans/x", SPAN)
     with pytest.raises(EngineError, match=r"stage spans/x: column 'nodes' is missing \(expected Float64\)"):
-        check_schema(df.with_columns(pl.col("span_hours").cast(pl.Float64)), "spans/x", SPAN, {"nodes": pl.Float64})
+        check_schema(
+            df.with_columns(pl.col("span_hours").cast(pl.Float64)), "spans/x", SPAN, extra={"nodes": pl.Float64}
+        )
 
 
 def test_nulls_in_a_not_null_column_stop_the_run():

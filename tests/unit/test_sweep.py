@@ -31,7 +31,11 @@ def spans(rows):
 
 def series(rows, window=WINDOW):
     """The sweep, ordered by group then time (sweep itself orders by time only)."""
-    return sweep(clipped(spans(rows), window, "s", "e"), ["g"], "s", "e", "v").sort("g", maintain_order=True).collect()
+    return (
+        sweep(clipped(spans(rows), window, start="s", end="e"), ["g"], start="s", end="e", value="v")
+        .sort("g", maintain_order=True)
+        .collect()
+    )
 
 
 def test_touching_intervals_do_not_step_down_between_them():
@@ -55,8 +59,14 @@ def test_groups_are_separate_series():
 
 
 def test_daily_integral_by_hand():
-    s = sweep(clipped(spans([("a", 12, 36, 2), ("a", 30, None, 1)]), WINDOW, "s", "e"), ["g"], "s", "e", "v")
-    got = integrate(s, ["g"], "v", bucket_boundaries(WINDOW, "1d")).collect()
+    s = sweep(
+        clipped(spans([("a", 12, 36, 2), ("a", 30, None, 1)]), WINDOW, start="s", end="e"),
+        ["g"],
+        start="s",
+        end="e",
+        value="v",
+    )
+    got = integrate(s, ["g"], "v", boundaries=bucket_boundaries(WINDOW, "1d")).collect()
     # day 0: 12 h x 2 = 24; day 1: 12 h x 2 + 18 h x 1 = 42; day 2: 24 h x 1 = 24
     assert got.select("bucket", "hours").rows() == [(t(0), 24.0), (t(24), 42.0), (t(48), 24.0)]
 
@@ -82,9 +92,9 @@ def test_bucket_boundaries_cover_the_window_from_its_start():
 )
 def test_integral_matches_brute_force_per_bucket(rows, every):
     data = [(g, s, None if is_open else s + d, v) for g, s, d, is_open, v in rows]
-    s = sweep(clipped(spans(data), WINDOW, "s", "e"), ["g"], "s", "e", "v")
+    s = sweep(clipped(spans(data), WINDOW, start="s", end="e"), ["g"], start="s", end="e", value="v")
     bounds = bucket_boundaries(WINDOW, every)
-    got = {(g, b): h for g, b, h in integrate(s, ["g"], "v", bounds).collect().rows()}
+    got = {(g, b): h for g, b, h in integrate(s, ["g"], "v", boundaries=bounds).collect().rows()}
     for g in {r[0] for r in data}:
         for a, b in zip(bounds, bounds[1:], strict=False):
             want = 0.0
