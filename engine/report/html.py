@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import matplotlib as mpl
+import matplotlib.dates as mdates
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
 from engine.report.console import printable
+from engine.temporal import to_utc
 
 SECTIONS = (
     "Provenance",
@@ -97,6 +100,10 @@ class Page:
         return self.spec.group_by[0] if self.spec.group_by else "site"
 
     @property
+    def tz(self) -> str:
+        return self.manifest.get("timezone", "UTC")
+
+    @property
     def resource(self) -> str:
         return self.spec.stack["resource"] if self.spec.stack else "nodes"
 
@@ -127,17 +134,18 @@ class Page:
 
 
 def stack_series(
-    out_dir: Path, window: tuple[datetime, datetime], stack: dict, *, groups: list[str]
+    out_dir: Path, window: tuple[datetime, datetime], stack: dict, *, groups: list[str], tz: str = "UTC"
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The stack's metrics (metrics.yaml `stack`) summed over the groups on one time grid: each value holds until
-    the next grid time, the last grid time is the window end. Exact step functions for short windows, exact daily
-    means for long ones."""
+    """The stack's metrics (metrics.yaml `stack`) summed over the groups on one grid of UTC times: each value holds
+    until the next grid time, the last grid time is the window end. Exact step functions for short windows, exact
+    means of the days of the time zone `tz` (23 or 25 hours long across a clock change) for long ones."""
     names = [*(m for g in stack["groups"].values() for m in g), stack["line"], *stack["dashed"]]
     (w0, w1), keep = window, (pl.col("resource") == stack["resource"]) & pl.col("metric").is_in(names)
     if w1 - w0 > timedelta(days=EXACT_DAYS):
         daily = pl.read_parquet(out_dir / "daily.parquet").filter(keep)
         wide = daily.pivot(on="metric", index="date", values="mean", aggregate_function="sum")
-        wide = wide.select(pl.col("date").cast(pl.Datetime("us")).alias("t"), pl.exclude("date"))
+        day = to_utc(pl.col("date").cast(pl.Datetime("us")), tz)
+        wide = wide.select(pl.max_horizontal(day, pl.lit(w0)).alias("t"), pl.exclude("date"))  # a first day, cut
     else:  # a sum of step functions is the running sum of their summed changes
         usage = pl.read_parquet(out_dir / "usage.parquet").filter(keep).sort("timestamp")
         delta = pl.col("value").diff().over("metric", *groups).fill_null(pl.col("value")).alias("delta")
@@ -157,7 +165,7 @@ def _stack(page: Page) -> str:
     stack, groups = page.spec.stack, list(page.spec.group_by)
     if stack is None:
         return _none("metrics.yaml declares no stack")
-    t, series = stack_series(page.out_dir, page.window, stack, groups=groups)
+    t, series = stack_series(page.out_dir, page.window, stack, groups=groups, tz=page.tz)
     if not any(np.any(v) for v in series.values()):
         return _none(f"no {stack['resource']} of any stacked metric in the window")
     ax = (fig := Figure(figsize=(13, 5))).subplots()
@@ -170,6 +178,11 @@ def _stack(page: Page) -> str:
         ax.step(t, series[m], where="post", color="#333", lw=1.2, ls="--", label=m)
     ax.step(t, series[stack["line"]], where="post", color="black", lw=1.5, label=stack["line"])
     ax.set(ylabel=stack["resource"], xlim=(t[0], t[-1]))
+    if page.tz != "UTC":  # the times are UTC instants, read on the clocks of the run's time zone
+        locator = mdates.AutoDateLocator(tz=ZoneInfo(page.tz))
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.AutoDateFormatter(locator, tz=ZoneInfo(page.tz)))
+        ax.set_xlabel(f"{page.tz} time")
     title = f"{stack['resource']}, summed over {', '.join(groups) or 'the site'}"
     return page.chart(fig, "stack", title, reverse=True)
 

@@ -2,7 +2,7 @@
 brute-force truth, whose days come from the standard library's zoneinfo (not from the engine's code)."""
 
 import json
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import pytest
@@ -107,3 +107,22 @@ def test_a_site_declares_its_time_zone_and_the_flag_overrides_it(tmp_path, chica
     sites.write_text(f"sites:\n  chi:\n    name: CHI\n    data: {chicago / 'raw'}\n    timezone: Central\n")
     bad = run_cli("run", SPECS, "--sites", sites, "--site", "chi", "--out", tmp_path / "bad")
     assert bad.exit_code == 1 and f"{sites}: site chi: timezone 'Central' is not an IANA time zone name" in bad.stderr
+
+
+@pytest.mark.parametrize("exact_days", [400, 0], ids=["step functions", "daily means"])
+def test_the_report_stack_is_on_utc_instants_and_integrates_to_the_run_hours(chicago, monkeypatch, exact_days):
+    """The stack chart's grid starts and ends at the window's instants, and its daily means hold for the 23
+    and 25 hours of the clock-change days: each series integrates to the run's hours either way."""
+    import numpy as np
+
+    from engine.report import html as report
+    from engine.spec.load import load_specs
+
+    monkeypatch.setattr(report, "EXACT_DAYS", exact_days)
+    metrics, manifest = load_specs(SPECS).metrics, json.loads((chicago / "out" / "manifest.json").read_text())
+    window = tuple(datetime.fromisoformat(manifest["window"][k]) for k in ("start", "end"))
+    t, series = report.stack_series(chicago / "out", window, metrics.stack, groups=list(metrics.group_by), tz=ZONE)
+    assert t[0] == np.datetime64(datetime(2024, 3, 1)) and t[-1] == np.datetime64(datetime(2024, 12, 1))
+    hours = np.diff(t).astype("timedelta64[us]").astype(float) / 3.6e9
+    for metric, values in series.items():
+        assert (values[:-1] * hours).sum() == pytest.approx(manifest["metrics"][metric]["nodes"], rel=1e-9)
