@@ -74,8 +74,8 @@ def zone_error(name: str) -> str | None:
         try:
             pl.select(pl.lit(datetime(2000, 1, 1)).dt.replace_time_zone(name))
             return None
-        except pl.exceptions.PolarsError:
-            pass
+        except pl.exceptions.PolarsError:  # in the system's tz database (localtime, Factory), not a zone of Polars
+            return f"{name!r} is not a time zone the engine can use (e.g. America/Chicago)"
     shown = name if len(name) <= 64 else name[:61] + "..."
     spelled = [z for z in zones if z.lower() == name.strip().lower()]
     hint = f" (did you mean '{spelled[0]}'?)" if spelled else " (e.g. America/Chicago)"

@@ -91,6 +91,9 @@ def test_an_unknown_zone_or_a_skipped_clock_time_is_one_line(tmp_path, chicago):
     for zone, hint in (("america/chicago", "(did you mean 'America/Chicago'?)"), ("", "(e.g. America/Chicago)")):
         bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, "--timezone", zone)
         assert bad.exit_code == 1 and f"--timezone '{zone}' is not an IANA time zone name {hint}" in bad.stderr
+    # in the tz database of the system (and of the tzdata package), not a zone of Polars: no "did you mean" itself
+    bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, "--timezone", "Factory")
+    assert bad.exit_code == 1 and "--timezone 'Factory' is not a time zone the engine can use" in bad.stderr
     skipped = ["--timezone", ZONE, "--start", "2024-03-10T02:30:00"]
     bad = run_cli("run", SPECS, "--data", chicago / "raw", "--out", out, *skipped)
     assert bad.exit_code == 1 and "skip this time" in bad.stderr and not out.exists()
