@@ -155,6 +155,11 @@ def why(out_dir, metric: str, day: Date, *, where: dict[str, str], resource: str
             f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
         )
     daily = run.read(table, must=True)
+    resources = sorted(daily["resource"].unique()) if daily.height else []
+    if resource not in resources:
+        raise EngineError(
+            f"--resource: '{resource}' is not in {table}{did_you_mean(resource, resources)}; known: {', '.join(resources)}"
+        )
     for col, value in where.items():  # a typo in a value must not read as "0 spans, matches"
         known = sorted(daily[col].drop_nulls().unique().to_list()) if col in daily.columns else []
         if value not in known:
@@ -202,12 +207,16 @@ def _cells(run: Run, metric: str, resource: str, *, where: dict[str, str]) -> st
         return "daily.parquet"
     splits = run.specs.metrics.breakdowns
     name = next((n for n, b in splits.items() if set(extra) <= set(b.by)), None)
-    if name is None:
-        known = [*groups, *dict.fromkeys(c for b in splits.values() for c in b.by)]
+    known = [*groups, *dict.fromkeys(c for b in splits.values() for c in b.by)]
+    unknown = [c for c in extra if c not in known]
+    if unknown:
         raise EngineError(
-            f"--where: '{extra[0]}' is not a group or breakdown column{did_you_mean(extra[0], known)}; "
+            f"--where: '{unknown[0]}' is not a group or breakdown column{did_you_mean(unknown[0], known)}; "
             f"known: {', '.join(known)}"
         )
+    if name is None:
+        by = "; ".join(f"{n}: {', '.join(b.by)}" for n, b in splits.items())
+        raise EngineError(f"--where: no breakdown splits by {' and '.join(extra)} together (breakdowns: {by})")
     split = (run.manifest.get("breakdowns") or {}).get(name, {})
     resources = splits[name].resources
     if metric not in split.get("metrics", []) or (resources is not None and resource not in resources):

@@ -125,3 +125,11 @@ def test_why_takes_a_project_cell_apart(site):
     assert answer["total"] == pytest.approx(expected, abs=1e-6)  # the brute force agrees
     refused = run_cli(*args, "--where", f"project_id={cell['project_id']}", "--metric", "total")
     assert refused.exit_code == 1 and "total in nodes is not split by project in this run" in refused.stderr
+    both = run_cli(*args, "--where", f"project_id={cell['project_id']}", "--where", "user_id=u")
+    assert both.exit_code == 1
+    assert (
+        "no breakdown splits by project_id and user_id together (breakdowns: project: project_id; user: user_id)"
+        in (both.stderr)
+    )
+    unknown = run_cli(*args, "--resource", "vcpu")  # a typo must not read as "0 spans, matches"
+    assert unknown.exit_code == 1 and "--resource: 'vcpu' is not in daily.parquet" in unknown.stderr
