@@ -13,7 +13,6 @@ then manifest.json and report.html. Everything is written into a temporary direc
 only once the run is complete. Progress and timings are hooks around each stage (Hamilton's lifecycle hooks).
 """
 
-import dataclasses
 import functools
 import resource
 import time
@@ -25,14 +24,14 @@ from pathlib import Path
 import polars as pl
 
 from engine import __version__
-from engine.accounts import by_reason, entity_account, metric_totals
+from engine.accounts import entity_account, metric_totals
 from engine.breakdowns import breakdown, charge_table, swept_charges
 from engine.compare import audit_daily, compare
 from engine.errors import EngineError
 from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, needed, order
-from engine.hierarchy import COUNTED, parent_keys, validate
+from engine.hierarchy import parent_keys, validate
 from engine.invariants import breakdown_check, charges_check, entity_checks, hours_check, partition_checks
 from engine.io.output import OutputDir, write_entity, write_usage
 from engine.io.raw import RawDir
@@ -40,8 +39,8 @@ from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.sweep import clock_range
-from engine.temporal import EARLIEST, LATEST, day_start, hours_in, local_time, utc_time, zone_error
 from engine.usage import usage_stage
+from engine.window import data_window, in_utc, refuse_empty, window_record
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
 SWEPT = ["metric", "hierarchy_status", "valid_start", "valid_end"]  # what the sweep reads of a span, with its groups
@@ -265,8 +264,8 @@ def _checkpoints(run: Run, _) -> None:
     if not live:
         why = "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
         raise EngineError(f"{run.raw.path}: no entity could run: {why}")
-    run.window = _window(run.cfg, live.values())
-    _refuse_empty(live.values(), run.window)
+    run.window = data_window(run.cfg, live.values())
+    refuse_empty(live.values(), run.window)
     with run.stage("checkpoints"):
         for name, res in results.items():
             if res.skipped:
@@ -433,14 +432,7 @@ HANDLERS = {
 def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
     """Run the pipeline (on `specs` if the caller loaded them already); returns the manifest. Nothing is
     written unless the whole run succeeds."""
-    if cfg.start and cfg.end and cfg.end <= cfg.start:
-        raise EngineError(f"--end {cfg.end:%Y-%m-%d} is not after --start {cfg.start:%Y-%m-%d}")
-    for flag, value in (("--start", cfg.start), ("--end", cfg.end), ("--as-of", cfg.as_of)):
-        if value is not None and not EARLIEST <= value <= LATEST:
-            raise EngineError(
-                f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
-            )
-    cfg = _in_utc(cfg)
+    cfg = in_utc(cfg)
     specs, raw = specs or load_specs(cfg.specs), RawDir(cfg.data)
     guarded = {
         "the raw data directory": cfg.data,
@@ -501,7 +493,7 @@ def _manifest(run: Run) -> dict:
         "site_name": cfg.site_name,
         "timezone": cfg.timezone,
         "lens": {"name": run.lens.name, "as_of": cfg.as_of},
-        "window": _window_record(run.window, cfg.timezone),
+        "window": window_record(run.window, cfg.timezone),
         "tables": dict(sorted(m["tables"].items())),
         "entities": m["entities"],
         "invariants": m["invariants"],
@@ -560,68 +552,3 @@ def _skipped(specs, raw: RawDir, selected: list[str]) -> dict[str, str]:
         elif not raw.has(source):
             skipped[name] = f"the site has no {source}"
     return skipped
-
-
-def _counted(results) -> list[pl.DataFrame]:
-    return [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
-
-
-def _window(cfg: RunConfig, results) -> tuple[datetime, datetime]:
-    """--start/--end, else from the data: first counted start to the last recorded change, whole UTC days."""
-    counted = _counted(results)
-    first = _bounded(df["valid_start"] for df in counted)
-    last = _bounded((r.spans.accepted[c] for r in results for c in ("tx_start", "tx_end")), latest=True)
-    if cfg.as_of is not None:  # projected: show the future as booked at as_of too
-        ends = _bounded((df["valid_end"] for df in counted), latest=True)
-        last = max([cfg.as_of, *(t for t in (ends, last) if t is not None)])
-    start = cfg.start or (day_start(first, cfg.timezone) if first else None)
-    end = cfg.end or (day_start(last, cfg.timezone, days=1) if last else None)
-    if start is None or end is None:
-        raise EngineError("no counted spans to derive a window from; give --start and --end")
-    if end <= start:
-        raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
-    return start, end
-
-
-def _window_record(window: tuple[datetime, datetime], tz: str) -> dict:
-    """The window in UTC, and on the clocks of the run's time zone when that is not UTC."""
-    record = {"start": window[0], "end": window[1]}
-    if tz != "UTC":
-        local = (local_time(t, tz) for t in window)
-        record |= dict(zip(("local_start", "local_end"), local, strict=True))
-    return record
-
-
-def _in_utc(cfg: RunConfig) -> RunConfig:
-    """The config with its --start, --end and --as-of (clock times of its time zone) as UTC times."""
-    if problem := zone_error(cfg.timezone):
-        raise EngineError(f"--timezone {problem}")
-    times = {}
-    for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
-        value = getattr(cfg, name)
-        if value is not None:
-            times[name] = utc_time(value, cfg.timezone)
-            if local_time(times[name], cfg.timezone) != value:
-                raise EngineError(f"{flag} {value}: the clocks of {cfg.timezone} skip this time; give another")
-    return dataclasses.replace(cfg, **times)
-
-
-def _refuse_empty(results, window) -> None:
-    """A window with no counted span is no result: stop before anything replaces a previous output."""
-    counted = _counted(results)
-    if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
-        return
-    first = _bounded(df["valid_start"] for df in counted)
-    why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all"
-    rejected = [f"{r.spec.name} {by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
-    why += f"; rejected: {', '.join(rejected)}" if rejected and not first else ""
-    raise EngineError(f"no counted span in the window {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d} ({why})")
-
-
-def _bounded(columns, latest: bool = False) -> datetime | None:
-    """The earliest (or latest) time of the columns inside the documented bounds (EARLIEST, LATEST): a time
-    outside them never stretches the default window (a host enrolled in 1901 is clipped by it), and never
-    reaches Python (whose datetime cannot hold year -64)."""
-    inside = [c.filter(c.is_between(EARLIEST, LATEST)) for c in columns]
-    found = [c.max() if latest else c.min() for c in inside if c.len()]
-    return (max if latest else min)((t for t in found if t is not None), default=None)
