@@ -153,13 +153,17 @@ class Frames:
     def collect(self, lf: pl.LazyFrame, where: str) -> pl.DataFrame:
         """Collect a plan; a data error (bad type, bad value) becomes one line naming the spec (and the field)."""
         try:
-            return lf.collect()
+            df = lf.collect()
         except POLARS_ERRORS as exc:
             what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
             if isinstance(exc, pl.exceptions.PanicException):
                 read = ", ".join(self._tables.get(where, {}).values())
                 what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
             raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)}") from None
+        # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
+        # every frame they read (a lookup after its last reader, say) until the run ends.
+        self.compiled.pop(where, None)
+        return df
 
     def _join(self, lf: pl.LazyFrame, join, refs: set[str], where: str) -> pl.LazyFrame:
         """The rows so far joined to one table: many-to-one on keys of one common type, or as of a time."""
