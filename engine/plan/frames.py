@@ -60,6 +60,8 @@ class Frames:
         self._joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table, for hints
         self._tables: dict[str, dict[str, str]] = {}  # spec -> alias ('' for the source) -> table, for messages
         self._repeats: dict[tuple, tuple[int, int, bool]] = {}  # (table, keys) -> (keys repeated, rows ignored, any)
+        self._sharers = _sharers(specs)  # lookup -> the lookups whose rows start with the same first join
+        self._shared: dict[str, tuple[pl.DataFrame, set[str]]] = {}  # share key -> (rows, lookups yet to read them)
 
     def frame(self, spec) -> tuple[pl.LazyFrame, list]:
         """Source rows (numbered __row) with every join and derived column applied, and the required joins.
@@ -74,9 +76,30 @@ class Frames:
         lf = lf.drop("__row", strict=False).with_row_index("__row")
         pending, refs = dict(spec.columns), reads(spec)
         lf = self._columns(lf, pending, spec.where)
-        for i, join in enumerate(spec.joins):
+        joins = list(enumerate(spec.joins))
+        if spec.name in self._sharers and len(pending) == len(spec.columns):
+            lf, joins = self._columns(self._shared_join(spec, lf, refs), pending, spec.where), joins[1:]
+        for i, join in joins:
             lf = self._columns(self._join(lf, join, refs, f"{spec.where}: joins[{i}]"), pending, spec.where)
         return self._columns(lf, pending, spec.where, final=True), [j for j in spec.joins if j.required]
+
+    def _shared_join(self, spec, lf: pl.LazyFrame, refs: set[str]) -> pl.LazyFrame:
+        """The source rows joined to the first join, collected once for every lookup that starts the same way,
+        with the columns any of them reads, and released once the last of them has read them. The others still
+        compile the join, for its notes and messages."""
+        where, (key, sharers) = f"{spec.where}: joins[0]", self._sharers[spec.name]
+        if key in self._shared:
+            self._join(lf, spec.joins[0], refs, where)
+        else:
+            every = set().union(*(_lookup_reads(self.specs.lookups[n]) for n in sharers))
+            joined = self._join(lf, spec.joins[0], every, where)
+            keep = [c for c in joined.collect_schema() if c in every or c == "__row" or c.startswith("__matched.")]
+            self._shared[key] = self.collect(joined.select(keep), spec.where), set(sharers)
+        rows, unread = self._shared[key]
+        unread.discard(spec.name)
+        if not unread:
+            del self._shared[key]
+        return rows.lazy()
 
     def lookup(self, spec) -> pl.LazyFrame:
         """A lookup's (or a report's) rows: the frame in scope, grouped and aggregated, or row-wise with the
@@ -161,7 +184,7 @@ class Frames:
                 what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
             raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)}") from None
         # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
-        # every frame they read (a lookup after its last reader, say) until the run ends.
+        # every frame they read (a lookup after its last reader, the rows lookups share) until the run ends.
         self.compiled.pop(where, None)
         return df
 
@@ -307,6 +330,26 @@ class Frames:
         return right.with_columns(
             pl.when(pl.col("__versioned")).then(pl.col(f"__v.{c}")).otherwise(pl.col(c)).alias(c) for c in hist.columns
         ).drop([f"__v.{c}" for c in hist.columns])
+
+
+def _lookup_reads(spec) -> set[str]:
+    """Every column a lookup reads, its order and groups included."""
+    return reads(spec) | {c for e in (*spec.order_by, *spec.group_by) for c in columns_of(e)}
+
+
+def _sharers(specs) -> dict[str, tuple[str, frozenset[str]]]:
+    """Lookup -> (share key, the lookups that share it): grouped lookups over the same source whose first join
+    is the same plain join (no as-of, history or optional table). One that derives a column before that join
+    (`frame` finds out) reads rows of its own."""
+    groups: dict[str, set[str]] = {}
+    for spec in specs.lookups.values():
+        first = spec.joins[0] if spec.joins else None
+        if not spec.group_by or first is None or first.asof or first.history or first.optional:
+            continue
+        src = spec.source  # an archive is read with its table wherever it is declared (catalog.table)
+        join = (first.table, first.alias, tuple(first.on.items()), first.required, first.optional_columns)
+        groups.setdefault(repr((src.table, src.optional_columns, join)), set()).add(spec.name)
+    return {n: (key, frozenset(names)) for key, names in groups.items() if len(names) > 1 for n in names}
 
 
 def _with_optional(lf: pl.LazyFrame, columns) -> pl.LazyFrame:
