@@ -73,7 +73,9 @@ def build_spans(frames, spec, *, lens: Lens, parent_keys=None, exclusions=None, 
         _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
         *(flag.alias(f"__far{i}") for i, (_, _, flag, _) in enumerate(checks.far)),
     )
-    rows = frames.collect(lf.sort("__row"), spec.where)
+    rows = frames.collect(lf, spec.where)
+    if not rows["__row"].is_sorted():  # the joins mostly keep the source's order: then a sort only copies every column
+        rows = rows.sort("__row")
     frames.notes += _notes(spec, rows, checks)
     return _split(spec, rows)
 
