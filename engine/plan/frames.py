@@ -59,7 +59,9 @@ class Frames:
         self.compiled: dict[str, list] = {}  # spec -> (field, frame, expr): to name the field a failed plan chokes on
         self._joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table, for hints
         self._tables: dict[str, dict[str, str]] = {}  # spec -> alias ('' for the source) -> table, for messages
-        self._repeats: dict[tuple, tuple[int, int]] = {}  # (table, keys) -> (keys repeated, rows ignored)
+        self._repeats: dict[tuple, tuple[int, int, bool]] = {}  # (table, keys) -> (keys repeated, rows ignored, any)
+        self._sharers = _sharers(specs)  # lookup -> the lookups whose rows start with the same first join
+        self._shared: dict[str, tuple[pl.DataFrame, set[str]]] = {}  # share key -> (rows, lookups yet to read them)
 
     def frame(self, spec) -> tuple[pl.LazyFrame, list]:
         """Source rows (numbered __row) with every join and derived column applied, and the required joins.
@@ -74,9 +76,30 @@ class Frames:
         lf = lf.drop("__row", strict=False).with_row_index("__row")
         pending, refs = dict(spec.columns), reads(spec)
         lf = self._columns(lf, pending, spec.where)
-        for i, join in enumerate(spec.joins):
+        joins = list(enumerate(spec.joins))
+        if spec.name in self._sharers and len(pending) == len(spec.columns):
+            lf, joins = self._columns(self._shared_join(spec, lf, refs), pending, spec.where), joins[1:]
+        for i, join in joins:
             lf = self._columns(self._join(lf, join, refs, f"{spec.where}: joins[{i}]"), pending, spec.where)
         return self._columns(lf, pending, spec.where, final=True), [j for j in spec.joins if j.required]
+
+    def _shared_join(self, spec, lf: pl.LazyFrame, refs: set[str]) -> pl.LazyFrame:
+        """The source rows joined to the first join, collected once for every lookup that starts the same way,
+        with the columns any of them reads, and released once the last of them has read them. The others still
+        compile the join, for its notes and messages."""
+        where, (key, sharers) = f"{spec.where}: joins[0]", self._sharers[spec.name]
+        if key in self._shared:
+            self._join(lf, spec.joins[0], refs, where)
+        else:
+            every = set().union(*(_lookup_reads(self.specs.lookups[n]) for n in sharers))
+            joined = self._join(lf, spec.joins[0], every, where)
+            keep = [c for c in joined.collect_schema() if c in every or c == "__row" or c.startswith("__matched.")]
+            self._shared[key] = self.collect(joined.select(keep), spec.where), set(sharers)
+        rows, unread = self._shared[key]
+        unread.discard(spec.name)
+        if not unread:
+            del self._shared[key]
+        return rows.lazy()
 
     def lookup(self, spec) -> pl.LazyFrame:
         """A lookup's (or a report's) rows: the frame in scope, grouped and aggregated, or row-wise with the
@@ -153,13 +176,17 @@ class Frames:
     def collect(self, lf: pl.LazyFrame, where: str) -> pl.DataFrame:
         """Collect a plan; a data error (bad type, bad value) becomes one line naming the spec (and the field)."""
         try:
-            return lf.collect()
+            df = lf.collect()
         except POLARS_ERRORS as exc:
             what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
             if isinstance(exc, pl.exceptions.PanicException):
                 read = ", ".join(self._tables.get(where, {}).values())
                 what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
             raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)}") from None
+        # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
+        # every frame they read (a lookup after its last reader, the rows lookups share) until the run ends.
+        self.compiled.pop(where, None)
+        return df
 
     def _join(self, lf: pl.LazyFrame, join, refs: set[str], where: str) -> pl.LazyFrame:
         """The rows so far joined to one table: many-to-one on keys of one common type, or as of a time."""
@@ -178,8 +205,9 @@ class Frames:
         right = right.with_columns(expr.alias(k) for (_, expr), k in zip(keys, tmp, strict=True))
         if join.asof:
             return self._join_asof(lf, right, join, tmp, where).drop(tmp)
-        self._note_repeats(right, join, tmp, where)
-        return lf.join(right.unique(subset=tmp, keep="first", maintain_order=True), on=tmp, how="left").drop(tmp)
+        if self._note_repeats(right, join, tmp, where):  # else every key is on one row: nothing to drop
+            right = right.unique(subset=tmp, keep="first", maintain_order=True)
+        return lf.join(right, on=tmp, how="left").drop(tmp)
 
     def _right(self, right: pl.LazyFrame, join, refs: set[str], where: str) -> pl.LazyFrame:
         """The joined table's columns the spec reads, named alias.column (the source keeps all of its own);
@@ -217,22 +245,36 @@ class Frames:
             pairs.append((_as(a, lschema[a], common), _as(b, rschema[b], common)))
         return pairs
 
-    def _note_repeats(self, right: pl.LazyFrame, join, keys: list[str], where: str) -> None:
-        """A right table that repeats a key: its first row is used, and the manifest says how many were ignored."""
+    def _note_repeats(self, right: pl.LazyFrame, join, keys: list[str], where: str) -> bool:
+        """A right table that repeats a key: its first row is used, and the manifest says how many were ignored.
+        True if some key with no null part is on several rows (False: a left join needs no `unique` first)."""
         cache = (join.table, tuple(join.on.values()))
         if cache not in self._repeats:
-            counts = right.group_by(keys).agg(pl.len().alias("n"))
-            counts = counts.filter(pl.col(keys).is_not_null().all() & (pl.col("n") > 1))
-            self._repeats[cache] = self.collect(
-                counts.select(pl.len().alias("keys"), (pl.col("n") - 1).sum()), where
-            ).row(0)
-        repeated, ignored = self._repeats[cache]
+            self._repeats[cache] = self._count_repeats(right, keys, where)
+        repeated, ignored, any_repeat = self._repeats[cache]
         if repeated:
             on = ", ".join(join.on.values())
             self.notes.append(
                 f"{where}: {join.table} repeats {repeated} value(s) of ({on}); the first row of each is used "
                 f"({ignored} row(s) ignored)"
             )
+        return any_repeat
+
+    def _count_repeats(self, right: pl.LazyFrame, keys: list[str], where: str) -> tuple[int, int, bool]:
+        """(keys repeated, rows ignored) as the manifest counts them, and whether any key with no null part is on
+        several rows. The counts leave out every repeat once a key column holds a null anywhere (`.all()` over
+        the column); the flag does not. One integer key that only increases repeats nothing: no group-by."""
+        if len(keys) == 1 and right.collect_schema()[keys[0]].is_integer():
+            key = pl.col(keys[0]).drop_nulls()
+            if self.collect(right.select((key > key.shift(1)).drop_nulls().all()), where).item():
+                return 0, 0, False
+        counts = right.group_by(keys).agg(pl.len().alias("n"))
+        several = pl.col("n") > 1
+        counted = counts.filter(pl.col(keys).is_not_null().all() & several)
+        counted = counted.select(pl.len().alias("keys"), (pl.col("n") - 1).sum())
+        any_repeat = counts.select((pl.all_horizontal(pl.col(k).is_not_null() for k in keys) & several).any())
+        repeated, ignored, any_repeat = self.collect(pl.concat([counted, any_repeat], how="horizontal"), where).row(0)
+        return repeated, ignored, bool(any_repeat)
 
     def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, keys: list[str], where: str) -> pl.LazyFrame:
         """Latest right row at or before the left time; with fallback 'earliest', the key's first row.
@@ -288,6 +330,26 @@ class Frames:
         return right.with_columns(
             pl.when(pl.col("__versioned")).then(pl.col(f"__v.{c}")).otherwise(pl.col(c)).alias(c) for c in hist.columns
         ).drop([f"__v.{c}" for c in hist.columns])
+
+
+def _lookup_reads(spec) -> set[str]:
+    """Every column a lookup reads, its order and groups included."""
+    return reads(spec) | {c for e in (*spec.order_by, *spec.group_by) for c in columns_of(e)}
+
+
+def _sharers(specs) -> dict[str, tuple[str, frozenset[str]]]:
+    """Lookup -> (share key, the lookups that share it): grouped lookups over the same source whose first join
+    is the same plain join (no as-of, history or optional table). One that derives a column before that join
+    (`frame` finds out) reads rows of its own."""
+    groups: dict[str, set[str]] = {}
+    for spec in specs.lookups.values():
+        first = spec.joins[0] if spec.joins else None
+        if not spec.group_by or first is None or first.asof or first.history or first.optional:
+            continue
+        src = spec.source  # an archive is read with its table wherever it is declared (catalog.table)
+        join = (first.table, first.alias, tuple(first.on.items()), first.required, first.optional_columns)
+        groups.setdefault(repr((src.table, src.optional_columns, join)), set()).add(spec.name)
+    return {n: (key, frozenset(names)) for key, names in groups.items() if len(names) > 1 for n in names}
 
 
 def _with_optional(lf: pl.LazyFrame, columns) -> pl.LazyFrame:

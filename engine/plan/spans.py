@@ -73,7 +73,9 @@ def build_spans(frames, spec, *, lens: Lens, parent_keys=None, exclusions=None, 
         _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
         *(flag.alias(f"__far{i}") for i, (_, _, flag, _) in enumerate(checks.far)),
     )
-    rows = frames.collect(lf.sort("__row"), spec.where)
+    rows = frames.collect(lf, spec.where)
+    if not rows["__row"].is_sorted():  # the joins mostly keep the source's order: then a sort only copies every column
+        rows = rows.sort("__row")
     frames.notes += _notes(spec, rows, checks)
     return _split(spec, rows)
 
@@ -201,10 +203,11 @@ def _notes(spec, rows: pl.DataFrame, checks: _Checks) -> list[str]:
     """Warnings for the manifest: times beyond the bounds, source keys on several rows."""
     notes = []
     for i, (name, text, _, what) in enumerate(checks.far):
-        far = rows.filter(pl.col(f"__far{i}"))["entity_id"]
+        far = rows["entity_id"].filter(rows[f"__far{i}"])  # one column, not every column of the rows
         if far.len():
             notes.append(f"{spec.where}: {name} ({text}): {far.len()} row(s) {what} (e.g. entity_id {far[0]})")
-    repeated = rows.filter(pl.col("entity_id").is_duplicated() & pl.col("entity_id").is_not_null())["entity_id"]
+    key = pl.col("entity_id")
+    repeated = rows.select(key.filter(key.is_duplicated() & key.is_not_null()))["entity_id"]
     if repeated.len():
         notes.append(
             f"{spec.where}: source.key: {repeated.n_unique()} {spec.source.key} value(s) of {spec.source.table} "
@@ -218,22 +221,25 @@ def _split(spec, rows: pl.DataFrame) -> EntitySpans:
     INV-3 asserted."""
     in_lens = pl.col("__recorded") if "__recorded" in rows.columns else pl.lit(True)
     kept = rows.filter(pl.col("__in_scope") & in_lens)
+    # counts and row numbers from their own columns: filtering every column of the rows to count them is GBs
+    scope, recorded = rows["__in_scope"], rows["__recorded"] if "__recorded" in rows.columns else None
     never = pl.col("rejection_reason").is_in(spec.inactive_reasons)
     rejected = kept.filter(pl.col("rejection_reason").is_not_null() & ~never)
+    columns = _accepted_columns(spec)
     accepted, duplicates, clamped = _resolve_duplicates(
-        kept.filter(pl.col("rejection_reason").is_null()), spec.identity
+        kept.filter(pl.col("rejection_reason").is_null()), spec.identity, _roots(columns)
     )
     rejected = pl.concat([rejected, duplicates], how="diagonal_relaxed").sort("__row")
     out = EntitySpans(
-        accepted=accepted.select(_accepted_columns(spec)),
+        accepted=accepted.select(columns),
         rejected=rejected.select(pl.exclude("^__.*$")),
         inactive=kept.filter(never).select(pl.exclude("^__.*$")),
         input_rows=rows.height,
-        out_of_scope=rows.filter(~pl.col("__in_scope")).height,
-        not_recorded=rows.filter(pl.col("__in_scope") & ~in_lens).height,
+        out_of_scope=int((~scope).sum()),
+        not_recorded=int((scope & ~recorded).sum()) if recorded is not None else 0,
         duplicates_clamped=clamped,
         raw_times=kept.select("__row", "valid_start", "valid_end"),
-        owned=rows.filter(pl.col("__in_scope"))["__row"],
+        owned=rows["__row"].filter(scope),
         excluded=set(rejected.filter(pl.col("rejection_reason") == "excluded")["__ex.exclusion"])
         if "__ex.exclusion" in rejected.columns
         else set(),
@@ -273,10 +279,17 @@ def _accepted_columns(spec) -> list:
     return ["__row", "entity", "entity_id", "metric", *times, *spec.attributes, *resources, *measures]
 
 
-def _resolve_duplicates(accepted: pl.DataFrame, identity) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _roots(columns: list) -> list[str]:
+    """The columns a list of names and expressions reads, in order, once each."""
+    names = (n for c in columns for n in ([c] if isinstance(c, str) else c.meta.root_names()))
+    return list(dict.fromkeys(names))
+
+
+def _resolve_duplicates(accepted: pl.DataFrame, identity, kept: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """INV-7: rows sharing an identity never count the same instant twice; the earlier-recorded row wins.
 
-    Returns (pieces, rows rejected as duplicate, number of rows cut to their uncovered part).
+    Returns (pieces, with the `kept` columns only; rows rejected as duplicate, with all of theirs; number of rows
+    cut to their uncovered part).
     """
     identity = list(identity)
     pieces, conflicts = claim(
@@ -300,7 +313,8 @@ def _resolve_duplicates(accepted: pl.DataFrame, identity) -> tuple[pl.DataFrame,
     cut = conflicts.join(pieces.select("__row").unique(), on="__row").select("__row")
     was_cut = pl.col("__row").is_in(cut["__row"].implode())
     spans = (
-        accepted.join(pieces.rename({"valid_start": "__s", "valid_end": "__e"}), on="__row")
+        accepted.select(c for c in kept if c in accepted.columns)
+        .join(pieces.rename({"valid_start": "__s", "valid_end": "__e"}), on="__row")
         .with_columns(
             pl.when(was_cut).then(pl.col("valid_start")).alias("original_start"),
             pl.when(was_cut).then(pl.col("valid_end")).alias("original_end"),
