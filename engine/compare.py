@@ -60,15 +60,15 @@ def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") ->
 
 def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of, tz):
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
-    explained_hours, explanation. `expr(field, text)` compiles a spec expression against the legacy table.
+    explained_hours, explanation. `expr(field=…, text=…)` compiles a spec expression against the legacy table.
 
     The legacy report records what happened: a projected run (as_of) is compared on the days that ended by
     its as-of time only (a later day holds bookings not yet made at T)."""
     groups = legacy.group_by
     theirs = table.select(
-        expr("date", legacy.date).cast(pl.Date).alias("date"),
-        *(expr(f"group_by.{g}", e).cast(pl.String).alias(g) for g, e in groups.items()),
-        *(expr(f"metrics.{m}", e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
+        expr(field="date", text=legacy.date).cast(pl.Date).alias("date"),
+        *(expr(field=f"group_by.{g}", text=e).cast(pl.String).alias(g) for g, e in groups.items()),
+        *(expr(field=f"metrics.{m}", text=e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
     ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
     theirs = theirs.group_by("date", *groups, "metric").agg(pl.col("legacy_hours").sum())
     ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy.metrics)))

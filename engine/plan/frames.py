@@ -75,13 +75,13 @@ class Frames:
         lf = _with_optional(rows, spec.source.optional_columns)
         lf = lf.drop("__row", strict=False).with_row_index("__row")
         pending, refs = dict(spec.columns), reads(spec)
-        lf = self._columns(lf, pending, spec.where)
+        lf = self._columns(lf, pending, where=spec.where)
         joins = list(enumerate(spec.joins))
         if spec.name in self._sharers and len(pending) == len(spec.columns):
-            lf, joins = self._columns(self._shared_join(spec, lf, refs), pending, spec.where), joins[1:]
+            lf, joins = self._columns(self._shared_join(spec, lf, refs), pending, where=spec.where), joins[1:]
         for i, join in joins:
-            lf = self._columns(self._join(lf, join, refs, f"{spec.where}: joins[{i}]"), pending, spec.where)
-        return self._columns(lf, pending, spec.where, final=True), [j for j in spec.joins if j.required]
+            lf = self._columns(self._join(lf, join, refs, where=f"{spec.where}: joins[{i}]"), pending, where=spec.where)
+        return self._columns(lf, pending, where=spec.where, final=True), [j for j in spec.joins if j.required]
 
     def _shared_join(self, spec, lf: pl.LazyFrame, refs: set[str]) -> pl.LazyFrame:
         """The source rows joined to the first join, collected once for every lookup that starts the same way,
@@ -89,10 +89,10 @@ class Frames:
         compile the join, for its notes and messages."""
         where, (key, sharers) = f"{spec.where}: joins[0]", self._sharers[spec.name]
         if key in self._shared:
-            self._join(lf, spec.joins[0], refs, where)
+            self._join(lf, spec.joins[0], refs, where=where)
         else:
             every = set().union(*(_lookup_reads(self.specs.lookups[n]) for n in sharers))
-            joined = self._join(lf, spec.joins[0], every, where)
+            joined = self._join(lf, spec.joins[0], every, where=where)
             keep = [c for c in joined.collect_schema() if c in every or c == "__row" or c.startswith("__matched.")]
             self._shared[key] = self.collect(joined.select(keep), spec.where), set(sharers)
         rows, unread = self._shared[key]
@@ -105,7 +105,7 @@ class Frames:
         """A lookup's (or a report's) rows: the frame in scope, grouped and aggregated, or row-wise with the
         columns its readers use."""
         lf, required = self.frame(spec)
-        keep = [self.condition(lf, spec.where, f"scope[{i}]", c) for i, c in enumerate(spec.scope)]
+        keep = [self.condition(lf, spec.where, field=f"scope[{i}]", text=c) for i, c in enumerate(spec.scope)]
         keep += [pl.col(f"__matched.{j.alias}").is_not_null() for j in required]
         if keep:
             lf = lf.filter(pl.all_horizontal(keep).fill_null(False))
@@ -113,37 +113,37 @@ class Frames:
             needed = used_columns(self.specs, spec.name)
             lf = lf.sort("__row").select(pl.exclude("^__.*$"))
             return lf.select(c for c in lf.collect_schema() if needed is None or c in needed)
-        order = [self.expr(lf, spec.where, f"order_by[{i}]", c) for i, c in enumerate(spec.order_by)]
-        keys = [self.expr(lf, spec.where, f"group_by[{i}]", c) for i, c in enumerate(spec.group_by)]
-        aggs = [self.expr(lf, spec.where, f"aggregate.{n}", e).alias(n) for n, e in spec.aggregate.items()]
+        order = [self.expr(lf, spec.where, field=f"order_by[{i}]", text=c) for i, c in enumerate(spec.order_by)]
+        keys = [self.expr(lf, spec.where, field=f"group_by[{i}]", text=c) for i, c in enumerate(spec.group_by)]
+        aggs = [self.expr(lf, spec.where, field=f"aggregate.{n}", text=e).alias(n) for n, e in spec.aggregate.items()]
         # Source row order breaks ties, so first/last are the same on every run.
         return lf.sort([*order, pl.col("__row")]).group_by(keys, maintain_order=True).agg(aggs)
 
-    def _columns(self, lf: pl.LazyFrame, pending: dict, where: str, final: bool = False) -> pl.LazyFrame:
+    def _columns(self, lf: pl.LazyFrame, pending: dict, *, where: str, final: bool = False) -> pl.LazyFrame:
         """Add the pending derived columns (in order) whose inputs exist; at the end, all of them."""
         for name, col in list(pending.items()):
             source = col.json if isinstance(col, Json) else col
             if not final and not columns_of(source) <= set(lf.collect_schema()):
                 continue
-            value = self.expr(lf, where, f"columns.{name}", source)
+            value = self.expr(lf, where, field=f"columns.{name}", text=source)
             if isinstance(col, Json):
                 value = value.cast(pl.String).str.json_path_match(col.path)
             lf = lf.with_columns(value.alias(name))
             del pending[name]
         return lf
 
-    def expr(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
+    def expr(self, lf: pl.LazyFrame, where: str, *, field: str, text) -> pl.Expr:
         """Compile one expression and check every column it reads exists in the frame."""
-        return self.typed(lf, where, field, text)[0]
+        return self.typed(lf, where, field=field, text=text)[0]
 
-    def condition(self, lf: pl.LazyFrame, where: str, field: str, text) -> pl.Expr:
+    def condition(self, lf: pl.LazyFrame, where: str, *, field: str, text) -> pl.Expr:
         """An expression that must be true or false (a scope or a rule)."""
-        expr, dtype = self.typed(lf, where, field, text)
+        expr, dtype = self.typed(lf, where, field=field, text=text)
         if dtype not in (pl.Boolean, pl.Null):
             raise EngineError(f"{where}: {field}: expected a condition (true or false), got {dtype} from {text!r}")
         return expr
 
-    def typed(self, lf: pl.LazyFrame, where: str, field: str, text) -> tuple[pl.Expr, pl.DataType]:
+    def typed(self, lf: pl.LazyFrame, where: str, *, field: str, text) -> tuple[pl.Expr, pl.DataType]:
         """Compile one expression, check the columns it reads exist and resolve its type (type errors named
         here)."""
         try:
@@ -188,7 +188,7 @@ class Frames:
         self.compiled.pop(where, None)
         return df
 
-    def _join(self, lf: pl.LazyFrame, join, refs: set[str], where: str) -> pl.LazyFrame:
+    def _join(self, lf: pl.LazyFrame, join, refs: set[str], *, where: str) -> pl.LazyFrame:
         """The rows so far joined to one table: many-to-one on keys of one common type, or as of a time."""
         try:
             right = _with_optional(self.catalog.table(join.table), join.optional_columns)
@@ -198,18 +198,18 @@ class Frames:
             missing = "is missing" if exc.table == join.table else f"cannot be built: table {exc.table} is missing"
             self.notes.append(f"{where}: optional table {join.table} {missing}; its columns are null")
             return lf.with_columns(pl.lit(None).alias(c) for c in sorted(refs) if c.startswith(f"{join.alias}."))
-        right = self._right(self._as_of_history(right, join), join, refs, where)
-        keys = self._keys(lf, right, join, where)
+        right = self._right(self._as_of_history(right, join), join, refs, where=where)
+        keys = self._keys(lf, right, join, where=where)
         tmp = [f"__key{i}" for i in range(len(keys))]
         lf = lf.with_columns(expr.alias(k) for (expr, _), k in zip(keys, tmp, strict=True))
         right = right.with_columns(expr.alias(k) for (_, expr), k in zip(keys, tmp, strict=True))
         if join.asof:
-            return self._join_asof(lf, right, join, tmp, where).drop(tmp)
-        if self._note_repeats(right, join, tmp, where):  # else every key is on one row: nothing to drop
+            return self._join_asof(lf, right, join, keys=tmp, where=where).drop(tmp)
+        if self._note_repeats(right, join, tmp, where=where):  # else every key is on one row: nothing to drop
             right = right.unique(subset=tmp, keep="first", maintain_order=True)
         return lf.join(right, on=tmp, how="left").drop(tmp)
 
-    def _right(self, right: pl.LazyFrame, join, refs: set[str], where: str) -> pl.LazyFrame:
+    def _right(self, right: pl.LazyFrame, join, refs: set[str], *, where: str) -> pl.LazyFrame:
         """The joined table's columns the spec reads, named alias.column (the source keeps all of its own);
         a required join marks its matches."""
         alias = join.alias
@@ -220,7 +220,7 @@ class Frames:
         right = right.select(c for c in right.collect_schema() if c in used).rename(lambda c: f"{alias}.{c}")
         return right.with_columns(pl.lit(True).alias(f"__matched.{alias}")) if join.required else right
 
-    def _keys(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, where: str) -> list[tuple[pl.Expr, pl.Expr]]:
+    def _keys(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, *, where: str) -> list[tuple[pl.Expr, pl.Expr]]:
         """Both sides of each join key in one type, so an int id meets a text id (and 10.0 meets 10) without
         altering either; a key or time column that is missing or nested is one line naming it."""
         lkeys, rkeys = list(join.on), [f"{join.alias}.{c}" for c in join.on.values()]
@@ -245,7 +245,7 @@ class Frames:
             pairs.append((_as(a, lschema[a], common), _as(b, rschema[b], common)))
         return pairs
 
-    def _note_repeats(self, right: pl.LazyFrame, join, keys: list[str], where: str) -> bool:
+    def _note_repeats(self, right: pl.LazyFrame, join, keys: list[str], *, where: str) -> bool:
         """A right table that repeats a key: its first row is used, and the manifest says how many were ignored.
         True if some key with no null part is on several rows (False: a left join needs no `unique` first)."""
         cache = (join.table, tuple(join.on.values()))
@@ -276,7 +276,7 @@ class Frames:
         repeated, ignored, any_repeat = self.collect(pl.concat([counted, any_repeat], how="horizontal"), where).row(0)
         return repeated, ignored, bool(any_repeat)
 
-    def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, keys: list[str], where: str) -> pl.LazyFrame:
+    def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, *, keys: list[str], where: str) -> pl.LazyFrame:
         """Latest right row at or before the left time; with fallback 'earliest', the key's first row.
 
         Both times are compared as timestamps (text and null-typed columns are read as such)."""

@@ -63,11 +63,11 @@ def build_spans(frames, spec, *, lens: Lens, parent_keys=None, exclusions=None, 
     the scope reads found nothing); they are rejected as missing_fk. Other entities leave them out of scope."""
     lf, required = frames.frame(spec)
     checks = _Checks()
-    lf = lf.with_columns(*_span_columns(frames, lf, spec, checks), _in_scope(frames, lf, spec, claims))
+    lf = lf.with_columns(*_span_columns(frames, lf, spec, checks=checks), _in_scope(frames, lf, spec, claims=claims))
     if lens.as_of is not None:
         versioned = [f"{j.alias}.__versioned" for j in spec.joins if j.history]
         lf = _project(lf, lens.as_of, [c for c in versioned if c in lf.collect_schema()])
-    lf, cases = _cases(lf, spec, required, parent_keys, exclusions, checks)
+    lf, cases = _cases(lf, spec, required=required, parent_keys=parent_keys, exclusions=exclusions, checks=checks)
     lf = lf.with_columns(
         _chain([(c, r) for c, r, _ in cases]).alias("rejection_reason"),
         _chain([(c, d) for c, _, d in cases]).alias("rejection_detail"),
@@ -80,47 +80,59 @@ def build_spans(frames, spec, *, lens: Lens, parent_keys=None, exclusions=None, 
     return _split(spec, rows)
 
 
-def _span_columns(frames, lf: pl.LazyFrame, spec, checks: _Checks) -> list[pl.Expr]:
+def _span_columns(frames, lf: pl.LazyFrame, spec, *, checks: _Checks) -> list[pl.Expr]:
     """Every column a span carries, compiled from the spec: its identity, times, attributes, resources,
     measures, and each rule's condition and detail."""
     where = spec.where
     columns = [
         pl.lit(spec.name).alias("entity"),
-        as_text(*frames.typed(lf, where, "source.key", spec.source.key)).alias("entity_id"),
+        as_text(*frames.typed(lf, where, field="source.key", text=spec.source.key)).alias("entity_id"),
         pl.lit(spec.metric).alias("metric"),
     ]
     for column, name in zip(TIMES, TIME_FIELDS, strict=True):
         part, key = name.split(".")
-        columns.append(_timestamp(frames, lf, spec, name, getattr(spec, part)[key], checks).alias(column))
+        columns.append(
+            _timestamp(frames, lf, spec, field=name, text=getattr(spec, part)[key], checks=checks).alias(column)
+        )
     columns += [
         pl.lit(False).alias("tx_uncertain"),
-        *(as_text(*frames.typed(lf, where, f"attributes.{a}", e)).alias(a) for a, e in spec.attributes.items()),
-        *(_resource(frames, lf, spec, r, e, checks) for r, e in spec.resources.items()),
-        *(frames.expr(lf, where, f"measures.{m}", e).alias(f"__measure.{m}") for m, e in spec.measures.items()),
+        *(
+            as_text(*frames.typed(lf, where, field=f"attributes.{a}", text=e)).alias(a)
+            for a, e in spec.attributes.items()
+        ),
+        *(_resource(frames, lf, spec, name=r, text=e, checks=checks) for r, e in spec.resources.items()),
+        *(
+            frames.expr(lf, where, field=f"measures.{m}", text=e).alias(f"__measure.{m}")
+            for m, e in spec.measures.items()
+        ),
     ]
     for i, rule in enumerate(spec.rules):
-        columns.append(frames.condition(lf, where, f"rules[{i}].when", rule.when).fill_null(False).alias(f"__rule{i}"))
-        detail = frames.expr(lf, where, f"rules[{i}].detail", rule.detail) if rule.detail else pl.lit(rule.when)
+        columns.append(
+            frames.condition(lf, where, field=f"rules[{i}].when", text=rule.when).fill_null(False).alias(f"__rule{i}")
+        )
+        detail = (
+            frames.expr(lf, where, field=f"rules[{i}].detail", text=rule.detail) if rule.detail else pl.lit(rule.when)
+        )
         columns.append(detail.cast(pl.String).alias(f"__detail{i}"))
     return columns
 
 
-def _in_scope(frames, lf: pl.LazyFrame, spec, claims: bool) -> pl.Expr:
+def _in_scope(frames, lf: pl.LazyFrame, spec, *, claims: bool) -> pl.Expr:
     """A condition false on known values takes the row out of scope; one that cannot be decided because a
     required join it reads found nothing leaves the row to the entity that claims such rows."""
-    scope = [frames.condition(lf, spec.where, f"scope[{i}]", c) for i, c in enumerate(spec.scope)]
+    scope = [frames.condition(lf, spec.where, field=f"scope[{i}]", text=c) for i, c in enumerate(spec.scope)]
     decided = pl.all_horizontal(scope) if scope else pl.lit(True)  # Kleene: false if any condition is false
     deciders = spec.deciding_joins()
     missing = pl.any_horizontal(pl.col(f"__matched.{a}").is_null() for a in deciders) if deciders else False
     return (decided.fill_null(False) | (decided.is_null() & missing & claims)).alias("__in_scope")
 
 
-def _timestamp(frames, lf: pl.LazyFrame, spec, field: str, text, checks: _Checks) -> pl.Expr:
+def _timestamp(frames, lf: pl.LazyFrame, spec, *, field: str, text, checks: _Checks) -> pl.Expr:
     """The expression as a timestamp. Text that is not one, and a start after LATEST, are invalid values; an
     end after LATEST is an open end, and a start before EARLIEST is kept: both are named in a note."""
     if text is None:
         return pl.lit(None, dtype=pl.Datetime("us"))
-    expr, dtype = frames.typed(lf, spec.where, field, text)
+    expr, dtype = frames.typed(lf, spec.where, field=field, text=text)
     out = as_timestamp(expr, dtype)
     if out is None:
         raise EngineError(f"{spec.where}: {field}: expected a timestamp, got {dtype} from {text!r}")
@@ -137,10 +149,10 @@ def _timestamp(frames, lf: pl.LazyFrame, spec, field: str, text, checks: _Checks
     return pl.when(beyond).then(None).otherwise(out)
 
 
-def _resource(frames, lf: pl.LazyFrame, spec, name: str, text, checks: _Checks) -> pl.Expr:
+def _resource(frames, lf: pl.LazyFrame, spec, *, name: str, text, checks: _Checks) -> pl.Expr:
     """A resource quantity as a float; null, NaN, infinite, negative and absurdly large values (beyond
     MAX_QUANTITY, where sums of hours lose their precision) are invalid values."""
-    expr, dtype = frames.typed(lf, spec.where, f"resources.{name}", text)
+    expr, dtype = frames.typed(lf, spec.where, field=f"resources.{name}", text=text)
     if not (dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)):
         raise EngineError(f"{spec.where}: resources.{name}: expected a number, got {dtype} from {text!r}")
     value = pl.col(f"__res.{name}")
@@ -151,7 +163,7 @@ def _resource(frames, lf: pl.LazyFrame, spec, name: str, text, checks: _Checks) 
     return expr.cast(pl.Float64).alias(f"__res.{name}")
 
 
-def _cases(lf: pl.LazyFrame, spec, required, parent_keys, exclusions, checks: _Checks):
+def _cases(lf: pl.LazyFrame, spec, *, required, parent_keys, exclusions, checks: _Checks):
     """(the rows with what the cases read joined on, [(condition, reason, detail)] in the order they apply)."""
     cases = []
     if exclusions is not None and exclusions.height:
