@@ -59,7 +59,7 @@ class Frames:
         self.compiled: dict[str, list] = {}  # spec -> (field, frame, expr): to name the field a failed plan chokes on
         self._joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table, for hints
         self._tables: dict[str, dict[str, str]] = {}  # spec -> alias ('' for the source) -> table, for messages
-        self._repeats: dict[tuple, tuple[int, int, bool]] = {}  # (table, keys) -> (keys repeated, rows ignored, any)
+        self._repeats: dict[tuple, tuple[int, int]] = {}  # (table, keys) -> (keys repeated, rows ignored)
         self._sharers = _sharers(specs)  # lookup -> the lookups whose rows start with the same first join
         self._shared: dict[str, tuple[pl.DataFrame, set[str]]] = {}  # share key -> (rows, lookups yet to read them)
 
@@ -247,34 +247,30 @@ class Frames:
 
     def _note_repeats(self, right: pl.LazyFrame, join, keys: list[str], *, where: str) -> bool:
         """A right table that repeats a key: its first row is used, and the manifest says how many were ignored.
-        True if some key with no null part is on several rows (False: a left join needs no `unique` first)."""
+        True if some key with no null part is on several rows (False: a left join needs no `unique` first; a key
+        with a null part matches nothing)."""
         cache = (join.table, tuple(join.on.values()))
         if cache not in self._repeats:
             self._repeats[cache] = self._count_repeats(right, keys, where)
-        repeated, ignored, any_repeat = self._repeats[cache]
+        repeated, ignored = self._repeats[cache]
         if repeated:
             on = ", ".join(join.on.values())
             self.notes.append(
                 f"{where}: {join.table} repeats {repeated} value(s) of ({on}); the first row of each is used "
                 f"({ignored} row(s) ignored)"
             )
-        return any_repeat
+        return repeated > 0
 
-    def _count_repeats(self, right: pl.LazyFrame, keys: list[str], where: str) -> tuple[int, int, bool]:
-        """(keys repeated, rows ignored) as the manifest counts them, and whether any key with no null part is on
-        several rows. The counts leave out every repeat once a key column holds a null anywhere (`.all()` over
-        the column); the flag does not. One integer key that only increases repeats nothing: no group-by."""
+    def _count_repeats(self, right: pl.LazyFrame, keys: list[str], where: str) -> tuple[int, int]:
+        """(keys with no null part that are on several rows, rows ignored). One integer key that only increases
+        repeats nothing: no group-by."""
         if len(keys) == 1 and right.collect_schema()[keys[0]].is_integer():
             key = pl.col(keys[0]).drop_nulls()
             if self.collect(right.select((key > key.shift(1)).drop_nulls().all()), where).item():
-                return 0, 0, False
+                return 0, 0
         counts = right.group_by(keys).agg(pl.len().alias("n"))
-        several = pl.col("n") > 1
-        counted = counts.filter(pl.col(keys).is_not_null().all() & several)
-        counted = counted.select(pl.len().alias("keys"), (pl.col("n") - 1).sum())
-        any_repeat = counts.select((pl.all_horizontal(pl.col(k).is_not_null() for k in keys) & several).any())
-        repeated, ignored, any_repeat = self.collect(pl.concat([counted, any_repeat], how="horizontal"), where).row(0)
-        return repeated, ignored, bool(any_repeat)
+        repeats = counts.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys) & (pl.col("n") > 1))
+        return self.collect(repeats.select(pl.len().alias("keys"), (pl.col("n") - 1).sum()), where).row(0)
 
     def _join_asof(self, lf: pl.LazyFrame, right: pl.LazyFrame, join, *, keys: list[str], where: str) -> pl.LazyFrame:
         """Latest right row at or before the left time; with fallback 'earliest', the key's first row.

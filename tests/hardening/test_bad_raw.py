@@ -328,6 +328,20 @@ def test_a_repeated_key_in_a_joined_table_uses_the_first_row_and_says_so(tmp_pat
     )
 
 
+def test_a_repeated_key_is_counted_when_another_row_has_a_null_key(tmp_path):
+    """A null key matches nothing, and it hides no repeat of another key (the count once read every repeat as
+    none as soon as a key column held a null anywhere)."""
+    tables = tiny_site()
+    tables["blazar.reservations"].append({"id": "R1", "lease_id": "L4", "resource_type": "physical:host"})
+    tables["blazar.reservations"].append({"id": None, "lease_id": "L4", "resource_type": "physical:host"})
+    m = run_ok(tmp_path, tables)
+    assert entity(m, "allocation") == (5, 1, 3, {"missing_fk": 1})
+    assert (
+        "specs/entities/allocation.yaml: entity 'allocation': joins[0]: blazar.reservations repeats 1 value(s) of "
+        "(id); the first row of each is used (1 row(s) ignored)" in m["warnings"]
+    )
+
+
 # Files that are not parquet ---------------------------------------------------------------------
 
 
