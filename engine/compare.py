@@ -10,6 +10,12 @@ from engine.hierarchy import COUNTED
 from engine.temporal import day_hours, to_local, to_utc
 
 
+def _total(col: str) -> pl.Expr:
+    """A group's sum, the same bits on every run: a hash group-by adds a group's partial sums in any order, a
+    group's values in sorted order do not depend on it."""
+    return pl.col(col).sort().sum()
+
+
 def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") -> pl.DataFrame:
     """Node-hours per (date, metric, groups) that the engine did not count, by entity and cause.
 
@@ -31,7 +37,7 @@ def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") ->
         )
         kept = day_hours(cut.filter(pl.col("hierarchy_status").is_in(COUNTED)), window, tz=tz)
         lost = raw.join(
-            kept.group_by("entity_id", "date").agg(pl.col("day_hours").sum().alias("__k")),
+            kept.group_by("entity_id", "date").agg(_total("day_hours").alias("__k")),
             on=["entity_id", "date"],
             how="left",
         )
@@ -53,7 +59,7 @@ def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") ->
     audit = pl.concat(frames).filter(pl.col("day_hours") > 1e-9)
     return (
         audit.group_by("date", "metric", *groups, "entity", "cause")
-        .agg(pl.col("entity_id").n_unique().alias("rows"), pl.col("day_hours").sum().alias("hours"))
+        .agg(pl.col("entity_id").n_unique().alias("rows"), _total("day_hours").alias("hours"))
         .collect()
     )
 
@@ -70,9 +76,9 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
         *(expr(field=f"group_by.{g}", text=e).cast(pl.String).alias(g) for g, e in groups.items()),
         *(expr(field=f"metrics.{m}", text=e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
     ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
-    theirs = theirs.group_by("date", *groups, "metric").agg(pl.col("legacy_hours").sum())
+    theirs = theirs.group_by("date", *groups, "metric").agg(_total("legacy_hours"))
     ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy.metrics)))
-    ours = ours.group_by("date", "site", *groups, "metric").agg(pl.col("hours").sum().alias("engine_hours"))
+    ours = ours.group_by("date", "site", *groups, "metric").agg(_total("hours").alias("engine_hours"))
     tol = legacy.tolerance
     diff = pl.col("engine_hours") - pl.col("legacy_hours")
     big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
@@ -103,9 +109,7 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
     causes = audit.lazy().with_columns(pl.when(loose).then(text + " (group unknown)").otherwise(text).alias("text"))
     keys = ["date", *groups, "metric"]
     why = [
-        part.group_by(on).agg(
-            pl.col("hours").sum().alias(f"__h{i}"), pl.col("text").sort().str.join("; ").alias(f"__t{i}")
-        )
+        part.group_by(on).agg(_total("hours").alias(f"__h{i}"), pl.col("text").sort().str.join("; ").alias(f"__t{i}"))
         for i, (part, on) in enumerate(((causes.filter(~loose), keys), (causes.filter(loose), ["date", "metric"])))
     ]
     out = both.join(why[0], on=keys, how="left").join(why[1], on=["date", "metric"], how="left")
