@@ -168,11 +168,12 @@ class Run:
 
     def __post_init__(self):
         self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name, self.specs.archives)
-        self.frames = Frames(self.specs, self.catalog, history_as_of=self.lens.as_of)
         self.selected = _selected(self.specs, self.graph, self.cfg.entities)
         self.skipped = _skipped(self.specs, self.raw, self.selected)
         live = [n for n in self.selected if n not in self.skipped]
         self.wanted, self.listed = needed(self.graph, live), needed(self.graph, self.selected)
+        lookups = {self.graph.nodes[n]["name"] for n in self.wanted if self.graph.nodes[n]["kind"] == "lookup"}
+        self.frames = Frames(self.specs, self.catalog, history_as_of=self.lens.as_of, lookups=lookups)
         self.manifest = {"tables": {}, "entities": {}, "invariants": []}
 
     @contextmanager

@@ -53,15 +53,17 @@ def used_columns(specs, name: str) -> set[str] | None:
 class Frames:
     """Compiles specs against the tables of one run (and one lens: `history_as_of`, the projected as-of time)."""
 
-    def __init__(self, specs, catalog, history_as_of=None):
+    def __init__(self, specs, catalog, *, history_as_of=None, lookups: set[str] | None = None):
+        """`lookups`: those this run builds (default: all), the only ones that share rows."""
         self.specs, self.catalog, self.history_as_of = specs, catalog, history_as_of
         self.notes: list[str] = []
         self.compiled: dict[str, list] = {}  # spec -> (field, frame, expr): to name the field a failed plan chokes on
         self._joined: dict[str, list[str]] = {}  # "spec: alias." -> every column of the joined table, for hints
         self._tables: dict[str, dict[str, str]] = {}  # spec -> alias ('' for the source) -> table, for messages
         self._repeats: dict[tuple, tuple[int, int]] = {}  # (table, keys) -> (keys repeated, rows ignored)
-        self._sharers = _sharers(specs)  # lookup -> the lookups whose rows start with the same first join
-        self._shared: dict[str, tuple[pl.DataFrame, set[str]]] = {}  # share key -> (rows, lookups yet to read them)
+        self._sharers = _sharers(specs, lookups)  # lookup -> (share key, the lookups whose rows start the same)
+        self._unread = {key: set(names) for key, names in self._sharers.values()}  # share key -> yet to read
+        self._shared: dict[tuple, pl.DataFrame] = {}  # share key -> the rows, until their last reader
 
     def frame(self, spec) -> tuple[pl.LazyFrame, list]:
         """Source rows (numbered __row) with every join and derived column applied, and the required joins.
@@ -69,6 +71,16 @@ class Frames:
         A derived column is computed as soon as the columns it reads exist, so a join may use one as its
         key. Raises MissingTable when the source or a non-optional joined table is absent.
         """
+        try:
+            return self._frame(spec)
+        finally:  # read, or failed: rows shared with other lookups are released after the last of them
+            if spec.name in self._sharers:
+                key = self._sharers[spec.name][0]
+                self._unread[key].discard(spec.name)
+                if not self._unread[key]:
+                    self._shared.pop(key, None)
+
+    def _frame(self, spec) -> tuple[pl.LazyFrame, list]:
         self._tables[spec.where] = {"": spec.source.table or f"the spans of entity {spec.source.entity}"}
         self._tables[spec.where] |= {j.alias: j.table for j in spec.joins}
         rows = self.catalog.spans(spec.source.entity) if spec.source.entity else self.catalog.table(spec.source.table)
@@ -85,8 +97,8 @@ class Frames:
 
     def _shared_join(self, spec, lf: pl.LazyFrame, refs: set[str]) -> pl.LazyFrame:
         """The source rows joined to the first join, collected once for every lookup that starts the same way,
-        with the columns any of them reads, and released once the last of them has read them. The others still
-        compile the join, for its notes and messages."""
+        with the columns any of them reads (`frame` releases them after the last). The others still compile the
+        join, for its notes and messages."""
         where, (key, sharers) = f"{spec.where}: joins[0]", self._sharers[spec.name]
         if key in self._shared:
             self._join(lf, spec.joins[0], refs, where=where)
@@ -94,12 +106,8 @@ class Frames:
             every = set().union(*(_lookup_reads(self.specs.lookups[n]) for n in sharers))
             joined = self._join(lf, spec.joins[0], every, where=where)
             keep = [c for c in joined.collect_schema() if c in every or c == "__row" or c.startswith("__matched.")]
-            self._shared[key] = self.collect(joined.select(keep), spec.where), set(sharers)
-        rows, unread = self._shared[key]
-        unread.discard(spec.name)
-        if not unread:
-            del self._shared[key]
-        return rows.lazy()
+            self._shared[key] = self.collect(joined.select(keep), spec.where)
+        return self._shared[key].lazy()
 
     def lookup(self, spec) -> pl.LazyFrame:
         """A lookup's (or a report's) rows: the frame in scope, grouped and aggregated, or row-wise with the
@@ -333,18 +341,18 @@ def _lookup_reads(spec) -> set[str]:
     return reads(spec) | {c for e in (*spec.order_by, *spec.group_by) for c in columns_of(e)}
 
 
-def _sharers(specs) -> dict[str, tuple[str, frozenset[str]]]:
-    """Lookup -> (share key, the lookups that share it): grouped lookups over the same source whose first join
-    is the same plain join (no as-of, history or optional table). One that derives a column before that join
-    (`frame` finds out) reads rows of its own."""
-    groups: dict[str, set[str]] = {}
-    for spec in specs.lookups.values():
+def _sharers(specs, built: set[str] | None) -> dict[str, tuple[tuple, frozenset[str]]]:
+    """Lookup -> (share key, the lookups that share it): grouped lookups built by the run over the same source
+    whose first join is the same plain join (no as-of, history or optional table). One that derives a column
+    before that join (`frame` finds out) reads rows of its own."""
+    groups: dict[tuple, set[str]] = {}
+    for spec in (s for n, s in specs.lookups.items() if built is None or n in built):
         first = spec.joins[0] if spec.joins else None
         if not spec.group_by or first is None or first.asof or first.history or first.optional:
             continue
         src = spec.source  # an archive is read with its table wherever it is declared (catalog.table)
         join = (first.table, first.alias, tuple(first.on.items()), first.required, first.optional_columns)
-        groups.setdefault(repr((src.table, src.optional_columns, join)), set()).add(spec.name)
+        groups.setdefault((src.table, src.optional_columns, join), set()).add(spec.name)
     return {n: (key, frozenset(names)) for key, names in groups.items() if len(names) > 1 for n in names}
 
 
