@@ -12,6 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
+from engine.io.output import CHARGED
 from engine.sweep import cell_sums, sweep
 from engine.temporal import day_hours
 from engine.usage import buckets, expand, signed_spans
@@ -107,7 +108,7 @@ def charge_table(charges, metrics, frames: list[pl.DataFrame], *, group: list[st
     chosen = {charges.metric: metrics.metrics[charges.metric]}
     w0, w1 = window
     cut = min(max(as_of, w0), w1) if as_of is not None else w1
-    parts = {"su": (w0, cut), "encumbered_su": (cut, w1)}
+    parts = dict(zip(CHARGED, ((w0, cut), (cut, w1)), strict=True))
     tables = [
         split_daily(spans, chosen, group=[*group, *charges.by], window=part, tz=tz).select(
             *keys, pl.col("hours").alias(name)

@@ -6,6 +6,7 @@ import networkx as nx
 import polars as pl
 
 from engine.hierarchy import COUNTED, outside_parent
+from engine.io.output import CHARGED
 from engine.temporal import overlapping
 
 CATALOGUE = {
@@ -203,7 +204,7 @@ def breakdown_check(name: str, table: pl.DataFrame, daily: pl.DataFrame, *, grou
 def charges_check(table: pl.DataFrame, expected: pl.DataFrame, group: list[str]) -> dict:
     """INV-15: the charges per day and group (consumed and encumbered) against the sweep of the charged spans."""
     keys = ["date", *group]
-    ours = table.group_by(keys).agg((pl.col("su") + pl.col("encumbered_su")).sum().alias("hours"))
+    ours = table.group_by(keys).agg(pl.sum_horizontal(CHARGED).sum().alias("hours"))
     gaps = _gaps(ours, expected, keys)
     detail = f"charges summed over who is charged = the sweep of the charged spans x factor ({ours.height:,} cells)"
     return record("INV-15", None, gaps.height, detail=detail, sample=gaps.head(5).to_dicts())

@@ -33,14 +33,14 @@ from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, needed, order
 from engine.hierarchy import parent_keys, validate
 from engine.invariants import breakdown_check, charges_check, entity_checks, hours_check, partition_checks
-from engine.io.output import OutputDir, write_entity, write_usage
+from engine.io.output import CHARGED, OutputDir, write_entity, write_usage
 from engine.io.raw import RawDir
 from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
 from engine.sweep import clock_range
 from engine.usage import usage_stage
-from engine.window import data_window, in_utc, refuse_empty, window_record
+from engine.window import data_window, in_utc, window_record
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
 SWEPT = ["metric", "hierarchy_status", "valid_start", "valid_end"]  # what the sweep reads of a span, with its groups
@@ -266,7 +266,6 @@ def _checkpoints(run: Run, _) -> None:
         why = "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
         raise EngineError(f"{run.raw.path}: no entity could run: {why}")
     run.window = data_window(run.cfg, live.values())
-    refuse_empty(live.values(), run.window)
     with run.stage("checkpoints"):
         for name, res in results.items():
             if res.skipped:
@@ -358,9 +357,7 @@ def _charges(run: Run, by_entity: dict[str, pl.DataFrame], group: list[str]) -> 
         "metric": charges.metric,
         "by": list(charges.by),
         "charged": table.select(charges.by).n_unique(),
-        "su": round(float(table["su"].sum()), 6),
-        "encumbered_su": round(float(table["encumbered_su"].sum()), 6),
-    }
+    } | {name: round(float(table[name].sum()), 6) for name in CHARGED}
 
 
 def _comparison(run: Run, _) -> None:

@@ -12,14 +12,13 @@ from engine.errors import EngineError
 from engine.hierarchy import COUNTED
 from engine.temporal import EARLIEST, LATEST, day_start, hours_in, local_time, utc_time, zone_error
 
-
-def _counted(results) -> list[pl.DataFrame]:
-    return [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
+FLAGS = (("--start", "start"), ("--end", "end"), ("--as-of", "as_of"))  # the config's times, by their flags
 
 
 def data_window(cfg, results) -> tuple[datetime, datetime]:
-    """--start/--end, else from the data: first counted start to the last recorded change, whole days of the zone."""
-    counted = _counted(results)
+    """--start/--end, else from the data: first counted start to the last recorded change, whole days of the zone;
+    refused when no counted span has an hour in it (nothing replaces a previous output then)."""
+    counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
     first = _bounded(df["valid_start"] for df in counted)
     last = _bounded((r.spans.accepted[c] for r in results for c in ("tx_start", "tx_end")), latest=True)
     if cfg.as_of is not None:  # projected: show the future as booked at as_of too
@@ -31,6 +30,7 @@ def data_window(cfg, results) -> tuple[datetime, datetime]:
         raise EngineError("no counted spans to derive a window from; give --start and --end")
     if end <= start:
         raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
+    _refuse_empty(results, counted, window=(start, end), first=first)
     return start, end
 
 
@@ -48,7 +48,7 @@ def in_utc(cfg):
     a time outside the documented bounds, a skipped clock time or an end not after the start is refused."""
     if cfg.start and cfg.end and cfg.end <= cfg.start:
         raise EngineError(f"--end {cfg.end:%Y-%m-%d} is not after --start {cfg.start:%Y-%m-%d}")
-    for flag, value in (("--start", cfg.start), ("--end", cfg.end), ("--as-of", cfg.as_of)):
+    for flag, value in ((flag, getattr(cfg, name)) for flag, name in FLAGS):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise EngineError(
                 f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
@@ -56,7 +56,7 @@ def in_utc(cfg):
     if problem := zone_error(cfg.timezone):
         raise EngineError(f"--timezone {problem}")
     times = {}
-    for flag, name in (("--start", "start"), ("--end", "end"), ("--as-of", "as_of")):
+    for flag, name in FLAGS:
         value = getattr(cfg, name)
         if value is not None:
             times[name] = utc_time(value, cfg.timezone)
@@ -65,12 +65,10 @@ def in_utc(cfg):
     return dataclasses.replace(cfg, **times)
 
 
-def refuse_empty(results, window) -> None:
-    """A window with no counted span is no result: stop before anything replaces a previous output."""
-    counted = _counted(results)
+def _refuse_empty(results, counted: list[pl.DataFrame], *, window, first: datetime | None) -> None:
+    """A window with no counted span is no result; the error says why (`first`: the first counted start)."""
     if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
         return
-    first = _bounded(df["valid_start"] for df in counted)
     why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all"
     rejected = [f"{r.spec.name} {by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
     why += f"; rejected: {', '.join(rejected)}" if rejected and not first else ""

@@ -40,6 +40,7 @@ DAILY = {
     "hours": pl.Float64,
     "mean": pl.Float64,
 }
+CHARGED = ("su", "encumbered_su")  # charges.parquet: service units consumed, and booked for after an as-of time
 NOT_NULL = {
     "timestamp",
     "date",

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
+from engine.io.output import CHARGED
 from engine.report.console import printable
 from engine.temporal import to_utc
 
@@ -38,7 +39,7 @@ SECTIONS = (
 EXACT_DAYS = 60  # longer windows draw the stack from the exact daily means: the raw steps make the page heavy
 FLAGGED_SHOWN = 20
 TOP = 10  # the largest users shown per breakdown
-SU_COLUMNS = {"su": "service units consumed", "encumbered_su": "service units booked ahead (encumbered)"}
+SU_COLUMNS = dict(zip(CHARGED, ("service units consumed", "service units booked ahead (encumbered)"), strict=True))
 CSS = """body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}table{border-collapse:collapse;
 margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}td.n{text-align:
 right}.pass{color:#1a7f37}.fail{color:#c00}tr.flagged{background:#fde2e1}.warn{color:#9a6700}.note{color:#555}
@@ -225,7 +226,7 @@ def _who(page: Page) -> str:
         names = [m for m in page.spec.metrics if m in split["metric"].unique()]
         wide = split.pivot(on="metric", index=list(cols), values="hours", aggregate_function="sum").fill_null(0.0)
         if su is not None and charges and tuple(charges.by) == tuple(cols):
-            wide = wide.join(su.group_by(cols).agg(pl.col("su", "encumbered_su").sum()), on=list(cols), how="left")
+            wide = wide.join(su.group_by(cols).agg(pl.col(CHARGED).sum()), on=list(cols), how="left")
         top = wide.sort(names[0], *cols, descending=[True, *[False] * len(cols)]).head(TOP)
         head = [
             *cols,

@@ -5,7 +5,7 @@ Every problem is collected, so `engine validate` shows them all at once."""
 from engine.errors import ExprError, SpecError
 from engine.expr import columns_of, did_you_mean
 from engine.graph import build_graph, cycle
-from engine.io.output import INACTIVE, REJECTED, TIMES, VALIDATED
+from engine.io.output import CHARGED, DAILY, INACTIVE, REJECTED, TIMES, VALIDATED
 
 # Rejection reasons the engine assigns itself (engine/plan/spans.py); entity rules may not reuse them.
 BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "zero_length", "invalid_time_range")
@@ -52,7 +52,7 @@ def _breakdowns(specs) -> list[str]:
     metrics = specs.metrics
     file, out = metrics.file, []
     provided = {c for name in specs.entities for c in specs.provided(name)}
-    taken = {"site", "metric", "resource", "date", "hours", "su", "encumbered_su", *metrics.group_by}
+    taken = {*DAILY, *CHARGED, *metrics.group_by}  # the columns of the daily outputs and the charges
     charges = metrics.charges
     named = [(f"breakdowns.{name}.by", b.by) for name, b in metrics.breakdowns.items()]
     for field, cols in named + ([("charges.by", charges.by)] if charges else []):
