@@ -231,10 +231,10 @@ def _notes(spec, rows: pl.DataFrame, checks: _Checks) -> list[str]:
 def _split(spec, rows: pl.DataFrame) -> EntitySpans:
     """Each row out of scope, not recorded, rejected, inactive or accepted (then INV-7 between the accepted);
     INV-3 asserted."""
-    in_lens = pl.col("__recorded") if "__recorded" in rows.columns else pl.lit(True)
-    kept = rows.filter(pl.col("__in_scope") & in_lens)
     # counts and row numbers from their own columns: filtering every column of the rows to count them is GBs
-    scope, recorded = rows["__in_scope"], rows["__recorded"] if "__recorded" in rows.columns else None
+    scope = rows["__in_scope"]
+    recorded = rows["__recorded"] if "__recorded" in rows.columns else pl.repeat(True, rows.height, eager=True)
+    kept = rows.filter(scope & recorded)
     never = pl.col("rejection_reason").is_in(spec.inactive_reasons)
     rejected = kept.filter(pl.col("rejection_reason").is_not_null() & ~never)
     columns = _accepted_columns(spec)
@@ -248,7 +248,7 @@ def _split(spec, rows: pl.DataFrame) -> EntitySpans:
         inactive=kept.filter(never).select(pl.exclude("^__.*$")),
         input_rows=rows.height,
         out_of_scope=int((~scope).sum()),
-        not_recorded=int((scope & ~recorded).sum()) if recorded is not None else 0,
+        not_recorded=int((scope & ~recorded).sum()),
         duplicates_clamped=clamped,
         raw_times=kept.select("__row", "valid_start", "valid_end"),
         owned=rows["__row"].filter(scope),
