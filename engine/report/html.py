@@ -11,7 +11,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -91,7 +90,7 @@ class Page:
     manifest: dict
     spec: object  # the specs' metrics: names, formulas, descriptions, group columns, stack, breakdowns
 
-    @cached_property
+    @property
     def window(self) -> tuple[datetime, datetime]:
         return tuple(datetime.fromisoformat(self.manifest["window"][k]) for k in ("start", "end"))
 
@@ -215,8 +214,7 @@ def _who(page: Page) -> str:
         return _none("metrics.yaml declares no breakdowns")
     charges, su = page.spec.charges, page.read("charges.parquet")
     out = []
-    for name, split in page.spec.breakdowns.items():
-        cols = split.by
+    for name, cols in ((n, b.by) for n, b in page.spec.breakdowns.items()):
         split = page.read(f"daily_by_{name}.parquet")
         split = pl.DataFrame() if split is None else split.filter(resource=page.resource)
         out.append(f"<h3>by {html.escape(name)} ({html.escape(', '.join(cols))})</h3>")
