@@ -15,7 +15,7 @@ import polars as pl
 from engine.io.output import CHARGED
 from engine.sweep import cell_sums, sweep
 from engine.temporal import day_hours
-from engine.usage import buckets, expand, signed_spans
+from engine.usage import buckets, expand, per_batch, signed_spans
 
 BREAKDOWN_KEYS = ["date", "site", "metric", "resource"]
 MAX_FACTOR = 1e6  # service units per node-hour: the largest factor taken from the data (the schema's bound too)
@@ -27,15 +27,18 @@ def split_daily(counted: list, metrics: dict, *, group: list[str], window, tz: s
     date, the group columns, metric, resource, hours. Each span's hours per day it touches, summed; or, with
     `swept`, the sweep and its integral over every day (usage.py's way: the check of the other)."""
     spans, keys = signed_spans(counted, metrics, group, window=window)
-    if swept:
-        series = sweep(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value").collect()
-        daily = buckets(series.lazy(), ["__sid"], window, every="1d", tz=tz).rename({"bucket": "date"}).drop("mean")
-    else:
-        parts = day_hours(spans.lazy(), window, tz=tz).select(
-            "__sid", "date", hours=pl.col("value") * pl.col("day_hours")
-        )
-        daily = cell_sums(parts, sid="__sid", date="date", value="hours")
-    named = daily.collect().join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
+
+    def cells(part: pl.DataFrame) -> list[pl.DataFrame]:
+        if swept:
+            series = sweep(part.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value").collect()
+            daily = buckets(series.lazy(), ["__sid"], window, every="1d", tz=tz).rename({"bucket": "date"})
+            return [daily.drop("mean").collect()]
+        span_days = day_hours(part.lazy(), window, tz=tz)
+        parts = span_days.select("__sid", "date", hours=pl.col("value") * pl.col("day_hours"))
+        return [cell_sums(parts, sid="__sid", date="date", value="hours").collect()]
+
+    (daily,) = per_batch(spans, cells)
+    named = daily.join(keys, on="__sid", how="left", maintain_order="left").drop("__sid")
     return named.with_columns(pl.col("date").cast(pl.Date))
 
 

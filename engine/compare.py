@@ -12,8 +12,9 @@ from engine.temporal import day_hours, to_local, to_utc
 
 def _total(col: str) -> pl.Expr:
     """A group's sum, the same bits on every run: a hash group-by adds a group's partial sums in any order, a
-    group's values in sorted order do not depend on it."""
-    return pl.col(col).sort().sum()
+    running sum of its values in sorted order does not depend on it (Polars drops a sort before `sum()`, whose
+    order it takes not to matter). Nulls count as 0, as in `sum()`."""
+    return pl.col(col).sort().cum_sum().last().fill_null(0.0)
 
 
 def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") -> pl.DataFrame:

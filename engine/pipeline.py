@@ -296,7 +296,7 @@ def _usage(run: Run, _) -> None:
             every=run.every,
             tz=run.cfg.timezone,
         )
-        run.usage = series, buckets
+        run.usage = (None if run.out else series), buckets  # the series are GB, and a snapshot's caller reads them
         if run.out:
             run.manifest["invariants"] += checks
             run.manifest["metrics"] = metric_totals(buckets["1d"])

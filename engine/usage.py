@@ -100,20 +100,11 @@ def usage_stage(validated, metrics, group: list[str], *, window, every: list[str
 
     `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
     (string group keys make every sort and window several times slower) and ordered by their keys.
-    The sweep is collected first and the buckets computed from it: one plan sharing a lazy sub-plan
-    between several outputs has deadlocked Polars' executor.
+    They are swept a batch of series at a time (`per_batch`), so that the deltas and their sort are held
+    for one batch, not for all: the whole sweep of a decade-long site is several GB more at its peak.
     """
     spans, keys = signed_spans(validated, metrics.metrics, group, window=window)
-    series = sweep(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value")
-    series = series.collect()
-    plans = [buckets(series.lazy(), ["__sid"], window, every=e, tz=tz) for e in every]
-    expected = weighted_hours(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value")
-    # A value below zero by less than rounding (relative to the series' largest level) is no violation.
-    scale = pl.max_horizontal(pl.lit(1.0), pl.col("value").abs().max().over("__sid"))
-    below = series.lazy().filter(pl.col("value") < -TOLERANCE * scale)
-    expected, below, *tables = pl.collect_all(
-        [expected, below, *plans], optimizations=pl.QueryOptFlags(comm_subplan_elim=False)
-    )
+    series, expected, below, *tables = per_batch(spans, lambda part: _swept(part, window, every=every, tz=tz))
 
     def named(lf: pl.LazyFrame) -> pl.LazyFrame:
         return lf.join(keys.lazy(), on="__sid", how="left", maintain_order="left").drop("__sid")
@@ -123,6 +114,39 @@ def usage_stage(validated, metrics, group: list[str], *, window, every: list[str
     checks = usage_checks(named(below.lazy()).collect(), tables[0], expected, metrics=metrics)
     series = named(series.lazy())  # left a plan: named, the series are GB on a decade-long site; callers stream
     return series, dict(zip(every, tables, strict=True)), checks
+
+
+BATCH_SPANS = 4_000_000  # signed spans swept at once: about 1 GB of deltas and their sort
+
+
+def per_batch(spans: pl.DataFrame, work) -> list[pl.DataFrame]:
+    """`work(spans of a batch of whole series)` -> frames ordered by series id, for each batch in order, each
+    of its frames concatenated over the batches: what `work` would give for all the spans at once."""
+    parts = [work(spans.filter(pl.col("__sid").is_between(lo, hi))) for lo, hi in batches(spans, size=BATCH_SPANS)]
+    return [pl.concat(frames, rechunk=False) for frames in zip(*parts, strict=True)]
+
+
+def batches(spans: pl.DataFrame, *, size: int) -> list[tuple[int, int]]:
+    """Ranges (first, last) of series ids, in order, each of whole series with about `size` spans in all (a
+    series with more is a batch of its own); one range for a small site, or for no spans at all."""
+    counts = spans.group_by("__sid").len().sort("__sid")
+    first = counts.with_columns(batch=(pl.col("len").cum_sum() - pl.col("len")) // size)
+    ranges = first.group_by("batch", maintain_order=True).agg(lo=pl.col("__sid").min(), hi=pl.col("__sid").max())
+    return ranges.select("lo", "hi").rows() or [(0, 0)]
+
+
+def _swept(spans: pl.DataFrame, window, *, every: list[str], tz: str) -> list[pl.DataFrame]:
+    """The series of these spans, what their integral must equal, their levels below zero and their buckets
+    per `every`. The sweep is collected first and the rest computed from it: one plan sharing a lazy
+    sub-plan between several outputs has deadlocked Polars' executor."""
+    series = sweep(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value").collect()
+    plans = [buckets(series.lazy(), ["__sid"], window, every=e, tz=tz) for e in every]
+    expected = weighted_hours(spans.lazy(), ["__sid"], start="valid_start", end="valid_end", value="value")
+    # A value below zero by less than rounding (relative to the series' largest level) is no violation.
+    scale = pl.max_horizontal(pl.lit(1.0), pl.col("value").abs().max().over("__sid"))
+    below = series.lazy().filter(pl.col("value") < -TOLERANCE * scale)
+    done = pl.collect_all([expected, below, *plans], optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+    return [series, *done]
 
 
 def buckets(series: pl.LazyFrame, by: list[str], window, *, every: str, tz: str) -> pl.LazyFrame:
