@@ -231,26 +231,27 @@ def _notes(spec, rows: pl.DataFrame, checks: _Checks) -> list[str]:
 def _split(spec, rows: pl.DataFrame) -> EntitySpans:
     """Each row out of scope, not recorded, rejected, inactive or accepted (then INV-7 between the accepted);
     INV-3 asserted."""
-    # counts and row numbers from their own columns: filtering every column of the rows to count them is GBs
+    # each part filtered from the rows by a mask, with only its columns: copying every column of the kept rows
+    # and then of the accepted ones is GBs
     scope = rows["__in_scope"]
     recorded = rows["__recorded"] if "__recorded" in rows.columns else pl.repeat(True, rows.height, eager=True)
-    kept = rows.filter(scope & recorded)
-    never = pl.col("rejection_reason").is_in(spec.inactive_reasons)
-    rejected = kept.filter(pl.col("rejection_reason").is_not_null() & ~never)
+    kept, reason = scope & recorded, rows["rejection_reason"]
+    never = reason.is_in(spec.inactive_reasons).fill_null(False)
+    rejected = rows.filter(kept & reason.is_not_null() & ~never)
     columns = _accepted_columns(spec)
     accepted, duplicates, clamped = _resolve_duplicates(
-        kept.filter(pl.col("rejection_reason").is_null()), spec.identity, _roots(columns)
+        rows, kept & reason.is_null(), identity=spec.identity, kept=_roots(columns)
     )
     rejected = pl.concat([rejected, duplicates], how="diagonal_relaxed").sort("__row")
     out = EntitySpans(
         accepted=accepted.select(columns),
         rejected=rejected.select(pl.exclude("^__.*$")),
-        inactive=kept.filter(never).select(pl.exclude("^__.*$")),
+        inactive=rows.filter(kept & never).select(pl.exclude("^__.*$")),
         input_rows=rows.height,
         out_of_scope=int((~scope).sum()),
         not_recorded=int((scope & ~recorded).sum()),
         duplicates_clamped=clamped,
-        raw_times=kept.select("__row", "valid_start", "valid_end"),
+        raw_times=rows.select("__row", "valid_start", "valid_end").filter(kept),
         owned=rows["__row"].filter(scope),
         excluded=set(rejected.filter(pl.col("rejection_reason") == "excluded")["__ex.exclusion"])
         if "__ex.exclusion" in rejected.columns
@@ -297,13 +298,17 @@ def _roots(columns: list) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _resolve_duplicates(accepted: pl.DataFrame, identity, kept: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _resolve_duplicates(
+    rows: pl.DataFrame, mask: pl.Series, *, identity, kept: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """INV-7: rows sharing an identity never count the same instant twice; the earlier-recorded row wins.
 
-    Returns (pieces, with the `kept` columns only; rows rejected as duplicate, with all of theirs; number of rows
-    cut to their uncovered part).
+    Reads the rows under `mask`, with only the columns it needs. Returns (pieces, with the `kept` columns only;
+    rows rejected as duplicate, with all of theirs; number of rows cut to their uncovered part).
     """
     identity = list(identity)
+    needed = dict.fromkeys([*kept, *identity, "valid_start", "valid_end", "tx_start", "entity_id", "__row"])
+    accepted = rows.select(c for c in needed if c in rows.columns).filter(mask)
     pieces, conflicts = claim(
         accepted.lazy(),
         identity,
@@ -315,7 +320,7 @@ def _resolve_duplicates(accepted: pl.DataFrame, identity, kept: list[str]) -> tu
     pieces, conflicts = pl.collect_all([pieces, conflicts])
     owners = accepted.select(pl.col("__row").alias("covered_by"), pl.col("entity_id").alias("__owner_id"))
     conflicts = conflicts.join(owners, on="covered_by")
-    lost = accepted.join(pieces.select("__row").unique(), on="__row", how="anti")
+    lost = rows.filter(mask & ~rows["__row"].is_in(pieces["__row"].implode()))
     ident = ", ".join(f"{c}={{}}" for c in identity)
     detail = pl.format(f"covered by entity_id {{}} with the same identity ({ident})", "__owner_id", *identity)
     duplicates = lost.join(conflicts, on="__row")
