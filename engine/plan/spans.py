@@ -240,7 +240,7 @@ def _split(spec, rows: pl.DataFrame) -> EntitySpans:
     rejected = rows.filter(kept & reason.is_not_null() & ~never)
     columns = _accepted_columns(spec)
     accepted, duplicates, clamped = _resolve_duplicates(
-        rows, kept & reason.is_null(), identity=spec.identity, kept=_roots(columns)
+        rows, kept & reason.is_null(), identity=spec.identity, columns=_roots(columns)
     )
     rejected = pl.concat([rejected, duplicates], how="diagonal_relaxed").sort("__row")
     out = EntitySpans(
@@ -299,22 +299,22 @@ def _roots(columns: list) -> list[str]:
 
 
 def _resolve_duplicates(
-    rows: pl.DataFrame, mask: pl.Series, *, identity, kept: list[str]
+    rows: pl.DataFrame, mask: pl.Series, *, identity, columns: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """INV-7: rows sharing an identity never count the same instant twice; the earlier-recorded row wins.
 
-    Reads the rows under `mask`, with only the columns it needs. Returns (pieces, with the `kept` columns only;
+    Reads the rows under `mask`, with only the columns it needs. Returns (pieces, with those of `columns` only;
     rows rejected as duplicate, with all of theirs; number of rows cut to their uncovered part).
     """
-    identity = list(identity)
-    needed = dict.fromkeys([*kept, *identity, "valid_start", "valid_end", "tx_start", "entity_id", "__row"])
+    identity, priority = list(identity), ["tx_start", "entity_id", "__row"]
+    needed = dict.fromkeys([*columns, *identity, "valid_start", "valid_end", *priority])
     accepted = rows.select(c for c in needed if c in rows.columns).filter(mask)
     pieces, conflicts = claim(
         accepted.lazy(),
         identity,
         start="valid_start",
         end="valid_end",
-        priority=["tx_start", "entity_id", "__row"],
+        priority=priority,
         row="__row",
     )
     pieces, conflicts = pl.collect_all([pieces, conflicts])
@@ -330,7 +330,7 @@ def _resolve_duplicates(
     cut = conflicts.join(pieces.select("__row").unique(), on="__row").select("__row")
     was_cut = pl.col("__row").is_in(cut["__row"].implode())
     spans = (
-        accepted.select(c for c in kept if c in accepted.columns)
+        accepted.select(c for c in columns if c in accepted.columns)
         .join(pieces.rename({"valid_start": "__s", "valid_end": "__e"}), on="__row")
         .with_columns(
             pl.when(was_cut).then(pl.col("valid_start")).alias("original_start"),
