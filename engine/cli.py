@@ -359,7 +359,7 @@ def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
 @click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
 @click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
 @click.option("--tables", multiple=True, help="Only these tables (schema.table); default: every table the specs read.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer (<= 3600).")
 @friendly
 def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout):
     """Copy the raw tables the specs read from MySQL/MariaDB into RAW_DIR/<schema>.<table>.parquet."""
@@ -373,8 +373,9 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
     target = out_dir or (site.data if site else None)
     if not uri or not target:
         raise EngineError("give --db-uri (or $DATABASE_URI) and --out, or a --site that has db_uri and data")
-    refuse_overlap(Path(target), {"the specs directory": specs.root, "the sites file": site and site.file})
-    db = Database(uri)
+    guarded = {"the specs directory": specs.root, "the sites file": site and site.file}
+    refuse_overlap(Path(target), guarded)
+    db = Database(uri).without_database()
     entities = site.entities if site else None
     needed, _ = tables_for(graph, entities)
     archives = archives_for(graph, needed)
@@ -391,6 +392,7 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
             db,
             Path(target),
             chosen,
+            guarded=guarded,
             entities=reading,
             schemas=schemas,
             progress=status,
@@ -421,14 +423,15 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
 def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_uri):
     """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read
     (with --db-uri, only those that server has, so the SQL applies as it is)."""
-    from engine.extract import Database, grants_sql, present
+    from engine.extract import Database, account, grants_sql, present
     from engine.graph import archives_for, tables_for
 
+    account(user, host_pattern)  # a mistyped account before any work or notice
     site, specs, graph = _site_and_specs(specs_dir, sites_file, site_key)
     needed, _ = tables_for(graph, site.entities if site else None)
     archives, schemas = archives_for(graph, needed), site.schemas if site else {}
     if db_uri:
-        needed = present(Database(db_uri), needed + archives, schemas)
+        needed = present(Database(db_uri).without_database(), needed + archives, schemas)
     elif archives:  # a GRANT on a table the server lacks is an error: only --db-uri knows which it has
         err.print(
             f"notice: archive tables left out (give --db-uri to grant those the server has): {', '.join(archives)}"
@@ -445,22 +448,26 @@ def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_
 @friendly
 def export(out_dir, *, target, db_uri, csv_file, json_file):
     """Publish a run's daily node-hours as one wide table (a column per metric): into a database table for
-    dashboards (replaced atomically), a CSV file or a JSON file."""
-    from engine.extract import Database, export_daily, export_file
+    dashboards (its own earlier export replaced atomically, any other table refused), a CSV file or a JSON file."""
+    from engine.extract import Database, export_daily, export_files, export_target, file_target
 
     if not (target or csv_file or json_file):
         raise EngineError("give --table DATABASE.TABLE (with --db-uri), --csv FILE or --json FILE")
-    for kind, path in (("csv", csv_file), ("json", json_file)):
-        if path:
-            rows = export_file(Path(out_dir), Path(path), kind)
-            out.print(f"[green]✓[/] {rows:,} rows into {plain(path)}")
+    if target and not db_uri:
+        raise EngineError("--table needs --db-uri (or $DATABASE_URI)")
+    files = {kind: Path(path) for kind, path in (("csv", csv_file), ("json", json_file)) if path}
+    for kind, path in files.items():  # every target refused before anything is written
+        file_target(Path(out_dir), path, kind)
     if target:
-        if not db_uri:
-            raise EngineError("--table needs --db-uri (or $DATABASE_URI)")
-        db = Database(db_uri)
+        export_target(target)
+        db = Database(db_uri).without_database()
         db.check()
         rows = export_daily(Path(out_dir), db, target)
         out.print(f"[green]✓[/] {rows:,} rows into {plain(target)} on {plain(db.shown)}")
+    if files:
+        rows = export_files(Path(out_dir), files)
+        for path in files.values():
+            out.print(f"[green]✓[/] {rows:,} rows into {plain(path)}")
 
 
 @main.command()

@@ -5,6 +5,7 @@ written next to its target and renamed into place, so a table larger than memory
 a failure never leaves a half-written file. Every table succeeds or fails on its own.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -33,13 +34,7 @@ class Database:
     command line, $DATABASE_URI or a sites file's ${VAR})."""
 
     def __init__(self, uri: str):
-        parts = urlparse(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", _environment, uri))
-        try:
-            port = parts.port
-        except ValueError:
-            raise EngineError("--db-uri: the port is not a number (expected mysql://user:password@host:port)") from None
-        if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
-            raise EngineError("--db-uri: expected mysql://user:password@host:port")
+        parts, port = _parsed(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", _environment, uri))
         self.user, self.password = unquote(parts.username or ""), unquote(parts.password or "")
         self.host, self.port, self.database = parts.hostname, port or 3306, parts.path.strip("/")
         self.uri = f"mysql://{parts.netloc}"
@@ -89,6 +84,36 @@ class Database:
         import connectorx
 
         return connectorx.read_sql(self.uri, query, return_type="arrow_stream", batch_size=batch_rows)
+
+    def without_database(self) -> "Database":
+        """This server, refused if the URI names a database: which databases are read or written comes from the
+        spec tables, the site's `schemas` or --table, and a database part silently ignored would mislead."""
+        if self.database:  # not shown: a '/' in an unencoded password lands here
+            raise EngineError(
+                "--db-uri: a /database part is not used (the databases come from the specs' tables, the site's "
+                "`schemas` or --table); remove it (a '/' in a password is written %2F)"
+            )
+        return self
+
+
+def _parsed(uri: str):
+    """(urlparse parts, port) of a server URI, or one line saying what is wrong; no part of the URI is shown
+    (the password may be anywhere in a mistyped one)."""
+    expected = "(expected mysql://user:password@host:port)"
+    try:
+        parts = urlparse(uri)
+    except ValueError as exc:  # its text may quote the host part, password included
+        why = "an IPv6 address needs its closing ]" if "IPv6" in str(exc) else "not a URI"
+        raise EngineError(f"--db-uri: {why} {expected}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise EngineError(f"--db-uri: the port is not a number from 1 to 65535 {expected}")
+    if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
+        raise EngineError(f"--db-uri: {expected[1:-1]}")
+    return parts, port
 
 
 def _environment(match: re.Match) -> str:
@@ -151,7 +176,41 @@ def extract_table(db: Database, table: str, out: Path, *, schemas: dict[str, str
 ABSENT = ("missing table", "no permission")  # MariaDB answers both alike to a least-privilege account
 
 
-def extract(
+MAX_TIMEOUT = 3600.0  # seconds: longer is a typo, not a slow server
+
+
+def extract(db: Database, target: Path, tables: list[str], *, guarded: dict, **options) -> dict:
+    """Extract every table into the raw directory `target` as a whole; returns the report (extract.json).
+
+    Like every output directory of the engine (engine.io.output.OutputDir), it is built beside the target and
+    replaces it only when complete, and only when the target is absent, empty or an earlier extraction: the
+    result holds exactly what this extraction found, never a stale file of a table now absent, which a later
+    `engine run` would read as current. A server without any of the tables (or an account seeing none, or
+    one that cannot log in) leaves the target untouched."""
+    from engine.io.output import OutputDir
+
+    timeout = options.pop("timeout", 5.0)
+    if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan, which every comparison fails
+        raise EngineError(f"--timeout: {timeout:g} is not a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
+    login = db.check(timeout)  # an unreachable server stops here: nothing read, nothing written
+    out = OutputDir(target, kind="extract", guarded=guarded)
+    try:
+        report = _extract_into(db, out.tmp, tables, login=login, **options)
+        if any(t["status"] == "ok" for t in report["tables"]):
+            out.commit()
+        elif all(t["status"] in ABSENT for t in report["tables"]):
+            names = [t["table"] for t in report["tables"]]
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise EngineError(
+                f"no table the specs read is on {db.shown}: {shown} absent or not visible to {db.user}; check the "
+                f"server and the site's `schemas` ({target} left as it was)"
+            )
+    finally:
+        out.abandon()
+    return report
+
+
+def _extract_into(
     db: Database,
     out: Path,
     tables: list[str],
@@ -159,10 +218,11 @@ def extract(
     entities: dict[str, tuple[str, set[str]]],
     schemas: dict[str, str],
     progress,
-    timeout: float = 5.0,
+    login: str | None,
     archives: list[str] = (),
 ) -> dict:
-    """Extract every table; returns the report written to OUT/extract.json (no password in it).
+    """Extract every table into the directory `out`; returns the report written to OUT/extract.json (no password).
+    `login` is what Database.check said: None, or the status every table gets (bad credentials).
 
     `entities` maps each entity to (its source table, the tables it requires), graph.entity_tables. A table
     the server does not have (or lets the account not see) is absent: an entity whose source is absent is
@@ -170,8 +230,6 @@ def extract(
     absent is incomplete (the grants are), which `failed` lists with every table that failed otherwise.
     The `archives` (graph.archives_for) are extracted where the server has them, and absent ones are only
     listed (`archives_absent`): an archive is never required."""
-    out.mkdir(parents=True, exist_ok=True)
-    login = db.check(timeout)
     report = {"db": db.shown, "schemas": schemas, "tables": []}
     found = _present_archives(db, list(archives), schemas) if archives and not login else []
     if archives:
@@ -231,15 +289,23 @@ def present(db: Database, tables: list[str], schemas: dict[str, str]) -> list[st
 
 def grants_sql(tables: list[str], schemas: dict[str, str], *, user: str, host: str, password: str) -> str:
     """CREATE USER and one GRANT SELECT per table: exactly what extraction reads, nothing more."""
-    if not IDENT.match(user) or not re.match(r"^[A-Za-z0-9_.%:-]+$", host):
-        raise EngineError(
-            f"'{user}'@'{host}' is not a valid account (user: letters, digits, _; host: a name or pattern)"
-        )
-    who = f"'{user}'@'{host}'"
+    who = account(user, host)
     quoted = password.replace("\\", "\\\\").replace("'", "''")  # MySQL reads a backslash as an escape
     lines = [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY '{quoted}';"]
     lines += [f"GRANT SELECT ON `{d}`.`{n}` TO {who};" for d, n in (real_name(t, schemas) for t in tables)]
     return "\n".join(lines) + "\n"
+
+
+def account(user: str, host: str) -> str:
+    """'user'@'host', refused before any work unless MariaDB takes it as it is (nothing to quote)."""
+    for option, value, limit in (("--user", user, 80), ("--host", host, 255)):  # what every MariaDB version takes
+        if len(value) > limit:
+            raise EngineError(f"{option}: {len(value)} characters, at most {limit} (MariaDB's limit for an account)")
+    if not IDENT.match(user) or not re.match(r"^[A-Za-z0-9_.%:-]+$", host):
+        raise EngineError(
+            f"'{user}'@'{host}' is not a valid account (user: letters, digits, _; host: a name or pattern)"
+        )
+    return f"'{user}'@'{host}'"
 
 
 def wide_daily(out_dir: Path):
@@ -258,12 +324,55 @@ def wide_daily(out_dir: Path):
         raise EngineError(f"{path}: not a daily table of `engine run` ({str(exc).splitlines()[0]})") from None
 
 
-def export_file(out_dir: Path, target: Path, kind: str) -> int:
-    """The wide table as CSV or JSON (one object per row) at `target`, written beside it and renamed into place
-    so a reader never sees half a file. Returns its rows."""
+def export_files(out_dir: Path, files: dict[str, Path]) -> int:
+    """The wide table as CSV and/or JSON (one object per row), at files["csv"] and files["json"]. Every target is
+    checked before any is written, so a refused one leaves the other unwritten too. Returns the rows."""
+    real = {kind: file_target(out_dir, path, kind) for kind, path in files.items()}
+    if len(set(real.values())) < len(real):
+        raise EngineError(f"{files['json']}: --csv and --json name the same file")
     wide, _ = wide_daily(out_dir)
+    for kind, path in real.items():
+        _write_file(wide, path, kind, shown=files[kind])
+    return wide.height
+
+
+def file_target(out_dir: Path, target: Path, kind: str) -> Path:
+    """The file `target` really is (a symlink followed), refused when writing it could destroy what is not ours:
+    a file of the run (OUT_DIR), one of its inputs (from its manifest), or anything that is not a regular file
+    (a device, a pipe, /dev/stdout: renaming over it would replace the node itself)."""
+    from engine.io.output import refuse_overlap
+
     if target.is_dir():
         raise EngineError(f"{target}: is a directory; --{kind} names the file to write")
+    if target.exists() and not target.is_file():
+        raise EngineError(f"{target}: not a regular file; --{kind} names a file to (re)place")
+    refuse_overlap(target, {"the output directory": out_dir, **_run_inputs(out_dir)})
+    real = target.resolve()
+    if not real.parent.is_dir():
+        why = "is not a directory" if real.parent.exists() else "does not exist"
+        raise EngineError(f"{target}: directory {real.parent} {why}")
+    return real
+
+
+def _run_inputs(out_dir: Path) -> dict[str, str | None]:
+    """The inputs a run's manifest records (specs, raw data, sites and exclusions files): never written over."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        inputs = {
+            "the specs of the run": manifest.get("specs"),
+            "the raw data of the run": manifest.get("data"),  # not "the raw data directory": nothing inside it
+            "the sites file of the run": manifest.get("sites"),
+            "the exclusions file of the run": (manifest.get("exclusions") or {}).get("file"),
+        }
+    except (OSError, ValueError, AttributeError):  # no manifest (or not ours): OUT_DIR alone is guarded
+        return {}
+    return {what: path for what, path in inputs.items() if isinstance(path, str) and path}
+
+
+def _write_file(wide, target: Path, kind: str, *, shown: Path) -> None:
+    """Write beside the target and rename into place, so a reader never sees half a file."""
+    import polars as pl
+
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
     try:
         if kind == "csv":
@@ -272,39 +381,96 @@ def export_file(out_dir: Path, target: Path, kind: str) -> int:
             tmp.write_text(wide.write_json() + "\n")
         tmp.replace(target)
     except OSError as exc:
-        raise EngineError(f"{target}: cannot write ({exc.strerror})") from None
+        raise EngineError(f"{shown}: cannot write ({exc.strerror or exc})") from None
+    except pl.exceptions.PolarsError as exc:
+        raise EngineError(f"{shown}: cannot write ({str(exc).splitlines()[0]})") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return wide.height
+
+
+EXPORT_MARK = "testbed-usage-engine export"  # the COMMENT of every table export writes: only those are replaced
+SYSTEM = ("mysql", "information_schema", "performance_schema", "sys")
+
+
+def export_target(target: str) -> tuple[str, str]:
+    """(database, table) of --table DATABASE.TABLE, checked before any work."""
+    database, dot, table = target.partition(".")
+    if not (dot and database and table):
+        raise EngineError(f"--table {target}: expected DATABASE.TABLE")
+    database, table = real_name(target, {})
+    if database.lower() in SYSTEM:
+        raise EngineError(f"--table {target}: {database} is a system database of the server; export into your own")
+    if len(table) > 59:  # MariaDB allows 64 characters, and the scratch tables add `__new`
+        raise EngineError(f"--table {target}: the table name has {len(table)} characters, at most 59")
+    return database, table
 
 
 def export_daily(out_dir: Path, db: Database, target: str) -> int:
     """Write the wide daily table into `db.table`, replacing the previous export in one atomic RENAME:
-    dashboards never see a half-written table. Returns its rows."""
+    dashboards never see a half-written table, and a table export did not write is never dropped. Returns its rows."""
     import pymysql
 
-    database, table = real_name(target, {})
+    database, table = export_target(target)
     wide, keys = wide_daily(out_dir)
     for ident in wide.columns:
         if not IDENT.match(ident):
             raise EngineError(f"export: column '{ident}' is not a valid SQL identifier")
     types = {"date": "DATE", **{k: "VARCHAR(255)" for k in keys if k != "date"}}
     cols = ", ".join(f"`{c}` {types.get(c, 'DOUBLE')}" for c in wide.columns)
-    new, old = f"`{database}`.`{table}__new`", f"`{database}`.`{table}__old`"
-    conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, autocommit=True)
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-            cur.execute(f"DROP TABLE IF EXISTS {new}, {old}")
-            cur.execute(f"CREATE TABLE {new} ({cols})")
-            rows, marks = wide.rows(), ", ".join(["%s"] * wide.width)
-            for i in range(0, len(rows), 5000):
-                cur.executemany(f"INSERT INTO {new} VALUES ({marks})", rows[i : i + 5000])
-            cur.execute(f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` LIKE {new}")
-            cur.execute(f"RENAME TABLE `{database}`.`{table}` TO {old}, {new} TO `{database}`.`{table}`")
-            cur.execute(f"DROP TABLE {old}")
+        conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, autocommit=True)
+        with conn, conn.cursor() as cur:
+            ours = _our_exports(cur, database, [table, f"{table}__new", f"{table}__old"])
+            _publish(cur, database, table, rows=wide.rows(), width=wide.width, columns=cols, existing=ours)
     except pymysql.MySQLError as exc:
         raise EngineError(f"export to {db.shown}/{database}.{table}: {db.mask(str(exc.args[-1]))}") from None
-    finally:
-        conn.close()
     return wide.height
+
+
+def _our_exports(cur, database: str, names: list[str]) -> set[str]:
+    """Which of the tables `names` exist in `database`: all of them exports of ours (information_schema: a
+    BASE TABLE with our COMMENT), or the export is refused. A missing database is refused too (never created:
+    where dashboards read is the DBA's choice)."""
+    cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,))
+    if database not in {row[0] for row in cur.fetchall()}:
+        raise EngineError(f"--table {database}.{names[0]}: database {database} does not exist; create it first")
+    cur.execute(
+        "SELECT TABLE_NAME, TABLE_TYPE, TABLE_COMMENT FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN (%s, %s, %s)",
+        (database, *names),
+    )
+    found = {name: (kind, comment) for name, kind, comment in cur.fetchall() if name in names}
+    for name, (kind, comment) in found.items():
+        if kind != "BASE TABLE" or comment != EXPORT_MARK:
+            raise EngineError(
+                f"--table {database}.{names[0]}: refusing to replace {database}.{name}: it is not a table written "
+                f"by `engine export` (a {kind.lower()} without the comment '{EXPORT_MARK}'); choose another --table"
+            )
+    return set(found)
+
+
+def _publish(cur, database: str, table: str, *, rows: list, width: int, columns: str, existing: set[str]) -> None:
+    """Fill `table__new`, swap it in with one RENAME (atomic in MariaDB: the target is never missing, and a failure
+    before it leaves the previous export as it was), then drop the previous export. `existing` are ours."""
+    import pymysql
+
+    def name(suffix: str = "") -> str:
+        return f"`{database}`.`{table}{suffix}`"
+
+    for left in sorted(existing - {table}):  # scratch tables of a killed export
+        cur.execute(f"DROP TABLE `{database}`.`{left}`")
+    cur.execute(f"CREATE TABLE {name('__new')} ({columns}) COMMENT = '{EXPORT_MARK}'")  # fails if one appeared since
+    try:
+        marks = ", ".join(["%s"] * width)
+        for i in range(0, len(rows), 5000):
+            cur.executemany(f"INSERT INTO {name('__new')} VALUES ({marks})", rows[i : i + 5000])
+        if table in existing:
+            cur.execute(f"RENAME TABLE {name()} TO {name('__old')}, {name('__new')} TO {name()}")
+        else:
+            cur.execute(f"RENAME TABLE {name('__new')} TO {name()}")
+    except BaseException:
+        with contextlib.suppress(pymysql.MySQLError):  # ours: created above; the previous export is untouched
+            cur.execute(f"DROP TABLE IF EXISTS {name('__new')}")
+        raise
+    if table in existing:
+        cur.execute(f"DROP TABLE {name('__old')}")

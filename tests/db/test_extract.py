@@ -13,6 +13,7 @@ import pytest
 from simulator.chameleon import simulate
 from tests import mariadb
 from tests.conftest import SPECS, run_cli
+from tests.hardening.support import one_error
 
 BAREMETAL = "[nova_host, blazar_host, allocation, reserved_instance, ondemand_instance]"
 WINDOW = ["--start", "2024-01-01", "--end", "2024-02-10"]
@@ -296,3 +297,121 @@ def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply
         f"mysql://{user}:pw-1@127.0.0.1:3306",
     )
     assert as_user.exit_code == 0, as_user.stderr
+
+
+def snapshot(directory) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_an_extraction_replaces_the_previous_one_whole_so_no_stale_table_remains(site, tmp_path):
+    """A table absent from the server now is absent from the raw directory too: `engine run` says so instead of
+    reading the earlier extraction's file as current."""
+    base, schemas, conn = site
+    raw = tmp_path / "raw"
+    assert extract(base, "--out", raw).exit_code == 0
+    assert (raw / "blazar.leases.parquet").exists() and (raw / ".engine-output").exists()
+    with conn.cursor() as cur:
+        cur.execute(f"RENAME TABLE `{schemas['blazar']}`.`leases` TO `{schemas['blazar']}`.`leases_away`")
+    try:
+        again = extract(base, "--out", raw)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"RENAME TABLE `{schemas['blazar']}`.`leases_away` TO `{schemas['blazar']}`.`leases`")
+    assert again.exit_code == 1 and "1 table(s) failed: blazar.leases" in again.stderr
+    assert not (raw / "blazar.leases.parquet").exists() and (raw / "nova.instances.parquet").exists()
+    status = {t["table"]: t["status"] for t in json.loads((raw / "extract.json").read_text())["tables"]}
+    assert status["blazar.leases"] == "missing table" and status["nova.instances"] == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # nothing left beside it
+    run = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW)
+    assert run.exit_code == 1 and "blazar.leases" in run.stderr
+
+
+def test_a_directory_that_is_no_extraction_is_never_replaced(site, tmp_path):
+    base, _, _ = site
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
+    message = one_error(extract(base, "--out", tmp_path / "mine"))
+    assert message.startswith(f"{tmp_path / 'mine'}: refusing to replace it: the directory is not empty")
+    assert snapshot(tmp_path / "mine") == {"notes.txt": b"keep me\n"}
+
+
+def test_a_server_without_the_tables_is_an_error_and_the_target_stays_as_it_was(site, tmp_path):
+    base, schemas, _ = site
+    raw = tmp_path / "raw"
+    assert extract(base, "--out", raw).exit_code == 0
+    before = snapshot(raw)
+    absent = {s: f"t{uuid.uuid4().hex[:8]}_none" for s in schemas}  # databases the server does not have
+    sites = tmp_path / "sites.yaml"
+    mapping = ", ".join(f"{k}: {v}" for k, v in absent.items())
+    sites.write_text(
+        f"sites:\n  none:\n    name: no services\n    data: x\n    db_uri: mysql://root@127.0.0.1:3306\n"
+        f"    schemas: {{{mapping}}}\n    entities: {BAREMETAL}\n"
+    )
+    for target in (raw, tmp_path / "new"):
+        result = run_cli("extract", "--site", "none", "--sites", sites, "--specs", SPECS, "--out", target)
+        message = one_error(result)
+        assert message.startswith("no table the specs read is on root@127.0.0.1:3306: "), message
+        assert message.endswith(f"({target} left as it was)")
+    assert snapshot(raw) == before and not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "sites.yaml"]
+
+
+def test_a_database_part_in_the_uri_is_refused(site, tmp_path):
+    base, _, _ = site
+    for command in ("extract", "grants"):
+        args = ["--out", tmp_path / "x"] if command == "extract" else []
+        result = run_cli(command, "--db-uri", "mysql://root:pw@127.0.0.1:3306/nova", "--specs", SPECS, *args)
+        assert one_error(result).startswith("--db-uri: a /database part is not used"), command
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("mysql://user:Secr3t@[::1", "--db-uri: an IPv6 address needs its closing ]"),
+        ("mysql://user:Secr3t@host:99999", "--db-uri: the port is not a number from 1 to 65535"),
+        ("mysql://user:Secr3t@host:0", "--db-uri: the port is not a number from 1 to 65535"),
+    ],
+)
+def test_a_malformed_uri_is_one_line_without_the_password(uri, message, tmp_path):
+    for command in ("extract", "grants"):
+        args = ["--out", tmp_path / "x"] if command == "extract" else []
+        result = run_cli(command, "--db-uri", uri, "--specs", SPECS, *args)
+        assert one_error(result).startswith(message), command
+        assert "Secr3t" not in result.stdout + result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "3601"])
+def test_a_timeout_that_is_no_duration_is_one_line(timeout, tmp_path):
+    result = run_cli(
+        "extract",
+        "--db-uri",
+        "mysql://root@127.0.0.1:3306",
+        "--out",
+        tmp_path / "x",
+        "--specs",
+        SPECS,
+        "--timeout",
+        timeout,
+    )
+    assert one_error(result) == (f"--timeout: {float(timeout):g} is not a number of seconds above 0 and at most 3600")
+    assert not (tmp_path / "x").exists()
+
+
+def test_account_names_within_mariadb_limits_apply_and_longer_ones_are_refused(site):
+    base, _, conn = site
+    user, host = "ext_" + "u" * 76, "h" * 255  # 80 and 255 characters: the longest MariaDB takes
+    sql = grants(base / "etc" / "sites.yaml", "sim", user, "pw", "--host", host)
+    with conn.cursor() as cur:
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            cur.execute(statement)
+        cur.execute("SELECT COUNT(*) FROM mysql.user WHERE user = %s AND host = %s", (user, host))
+        assert cur.fetchone() == (1,)
+    sites = ("--site", "sim", "--sites", base / "etc" / "sites.yaml", "--specs", SPECS)
+    assert one_error(run_cli("grants", *sites, "--user", user + "u")) == (
+        "--user: 81 characters, at most 80 (MariaDB's limit for an account)"
+    )
+    assert one_error(run_cli("grants", *sites, "--host", host + "h")) == (
+        "--host: 256 characters, at most 255 (MariaDB's limit for an account)"
+    )
