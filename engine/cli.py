@@ -13,6 +13,7 @@ from engine import __version__
 from engine.errors import EngineError, SpecError
 from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
 from engine.expr import did_you_mean
+from engine.fleet import exit_on_sigterm
 from engine.graph import build_graph
 from engine.io.output import refuse_overlap
 from engine.report.console import err, live, out, plain, printable, wide
@@ -55,6 +56,7 @@ class OneLineErrors(click.Group):
 
     def main(self, args=None, standalone_mode: bool = True, **kwargs):
         """Also keeps the command line, which the report quotes as its provenance (ctx.obj["command"])."""
+        exit_on_sigterm()
         argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         kwargs |= {"prog_name": "engine", "obj": {"command": shlex.join(["engine", *argv])}}
         try:
@@ -157,7 +159,7 @@ def explain(specs_dir, fmt, entity):
     "--resample",
     multiple=True,
     type=click.Choice(["1h", "1d", "7d", "1mo"]),
-    help="Also write resampled_<every>.parquet: hours and mean level per bucket.",
+    help="Also write resampled_<every>.parquet: hours and mean level per bucket (1d is daily.parquet, always written).",
 )
 @click.option(
     "--lens",
@@ -255,9 +257,11 @@ def _jobs(
 
     explicit = sites_file is not None
     sites_file = sites_file or beside(specs_dir, "sites.yaml")
-    exclusions = exclusions_file or beside(specs_dir, "exclusions.yaml")
+    if exclusions_file == "":
+        raise EngineError("--exclusions: an empty path; name the file, or leave the option out")
+    exclusions = beside(specs_dir, "exclusions.yaml") if exclusions_file is None else exclusions_file
     common |= {
-        "exclusions": exclusions if exclusions_file or Path(exclusions).is_file() else None,
+        "exclusions": exclusions if exclusions_file is not None or Path(exclusions).is_file() else None,
         "report": not no_report,
         "command": (click.get_current_context().obj or {}).get("command"),
     }
@@ -503,9 +507,12 @@ def why(out_dir, *, metric, day, conditions, resource, as_json):
     from engine.audit import why as explain_cell
     from engine.report.console import print_why
 
-    where = dict(c.split("=", 1) for c in conditions if "=" in c)
+    pairs = [c.split("=", 1) for c in conditions]
+    if bad := next((c for c, pair in zip(conditions, pairs, strict=True) if len(pair) != 2 or not pair[0]), None):
+        raise EngineError(f"--where {bad!r}: expected COLUMN=VALUE")
+    where = dict(pairs)
     if len(where) != len(conditions):
-        raise EngineError("--where: expected COLUMN=VALUE")
+        raise EngineError("--where: each column once (a cell has one value of each group column)")
     w = explain_cell(out_dir, metric, day.date(), where=where, resource=resource)
     if as_json:
         out.out(json.dumps(w, default=str))

@@ -32,6 +32,9 @@ def load_exclusions(path, specs) -> pl.DataFrame:
         except ValueError as exc:  # the schema checks the form, not the calendar (2024-13-45)
             problems.append(f"{path}: exclusions[{i}]: not a date: {exc}")
             continue
+        if None not in bounds[:2] and bounds[1] <= bounds[0]:
+            problems.append(f"{path}: exclusions[{i}]: valid_to {bounds[1]} is not after valid_from {bounds[0]}")
+            continue
         rows += [(e["entity"], str(k), *bounds[:2], detail, i) for k in keys]
     if problems:
         raise SpecError(problems)

@@ -5,10 +5,13 @@ thread pools do not survive a fork) and each gets an equal share of the cores fo
 The same partition by site is what a distributed engine would schedule (docs/performance.md).
 """
 
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 from engine.errors import EngineError
 
@@ -18,6 +21,29 @@ class SiteOutcome:
     site: str
     manifest: dict | None = None
     error: str | None = None  # one line: the EngineError (or OSError) that stopped the site
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (`kill`, a scheduler's stop) as an exit, so a run's temporary outputs are removed as on Ctrl-C
+    (only the main thread may set a handler: the command called from another thread keeps the default)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _worker_start() -> None:
+    """Ctrl-C reaches every process of the terminal; a worker leaves it to the parent, which stops the workers
+    with SIGTERM: one message, no traceback per worker, and each worker's outputs removed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_on_sigterm()
+
+
+def _in_worker(cfg) -> SiteOutcome:
+    """run_one in a worker: SIGTERM ends the process once the run has removed its outputs (the pool would
+    otherwise take the exit as the task's result and wait for the next task)."""
+    try:
+        return run_one(cfg)
+    except SystemExit as exc:
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 def run_one(cfg, progress=None) -> SiteOutcome:
@@ -51,12 +77,19 @@ def run_sites(configs: list, jobs: int, *, on_done=lambda outcome, n, total: Non
     saved = os.environ.get("POLARS_MAX_THREADS")
     os.environ["POLARS_MAX_THREADS"] = threads  # read by each worker's Polars at import
     try:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, cfg): i for i, cfg in enumerate(configs)}
-            outcomes: list = [None] * len(configs)
-            for done, future in enumerate(as_completed(futures), 1):
-                outcomes[futures[future]] = future.result()
-                on_done(outcomes[futures[future]], n=done, total=len(configs))
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_worker_start) as pool:
+            try:
+                futures = {pool.submit(_in_worker, cfg): i for i, cfg in enumerate(configs)}
+                outcomes: list = [None] * len(configs)
+                for done, future in enumerate(as_completed(futures), 1):
+                    outcomes[futures[future]] = future.result()
+                    on_done(outcomes[futures[future]], n=done, total=len(configs))
+            except BaseException:  # Ctrl-C, SIGTERM or a bug: the workers stop too, cleaning up
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
     finally:
         if saved is None:
             os.environ.pop("POLARS_MAX_THREADS", None)

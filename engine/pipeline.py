@@ -265,7 +265,7 @@ def _checkpoints(run: Run, _) -> None:
     if not live:
         why = "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
         raise EngineError(f"{run.raw.path}: no entity could run: {why}")
-    run.window = data_window(run.cfg, live.values())
+    run.window = data_window(run.cfg, live.values(), notes=run.frames.notes)
     with run.stage("checkpoints"):
         for name, res in results.items():
             if res.skipped:

@@ -57,7 +57,7 @@ def load_sites(path: str | Path) -> dict[str, Site]:
 
 
 def select(sites: dict[str, Site], names: tuple[str, ...]) -> list[Site]:
-    """The named sites ('all' for every one), in the order given."""
+    """The named sites ('all' for every one), in the order given, each once."""
     if "all" in names:
         return list(sites.values())
     unknown = [n for n in names if n not in sites]
@@ -65,7 +65,7 @@ def select(sites: dict[str, Site], names: tuple[str, ...]) -> list[Site]:
         raise EngineError(
             f"--site: unknown site '{unknown[0]}'{did_you_mean(unknown[0], sites)}; known: {', '.join(sites)}"
         )
-    return [sites[n] for n in names]
+    return [sites[n] for n in dict.fromkeys(names)]
 
 
 GENERATORS = "testbed_usage_engine.generators"

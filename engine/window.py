@@ -15,9 +15,10 @@ from engine.temporal import EARLIEST, LATEST, day_start, hours_in, local_time, u
 FLAGS = (("--start", "start"), ("--end", "end"), ("--as-of", "as_of"))  # the config's times, by their flags
 
 
-def data_window(cfg, results) -> tuple[datetime, datetime]:
+def data_window(cfg, results, *, notes: list[str]) -> tuple[datetime, datetime]:
     """--start/--end, else from the data: first counted start to the last recorded change, whole days of the zone;
-    refused when no counted span has an hour in it (nothing replaces a previous output then)."""
+    refused when no counted span has an hour in it (nothing replaces a previous output then). An --end after the
+    data's last change is kept, with a note: what is open then is counted to the end, as if nothing changed."""
     counted = [r.validated.filter(pl.col("hierarchy_status").is_in(COUNTED)) for r in results]
     first = _bounded(df["valid_start"] for df in counted)
     last = _bounded((r.spans.accepted[c] for r in results for c in ("tx_start", "tx_end")), latest=True)
@@ -27,7 +28,9 @@ def data_window(cfg, results) -> tuple[datetime, datetime]:
     start = cfg.start or (day_start(first, cfg.timezone) if first else None)
     end = cfg.end or (day_start(last, cfg.timezone, days=1) if last else None)
     if start is None or end is None:
-        raise EngineError("no counted spans to derive a window from; give --start and --end")
+        raise EngineError(f"no counted spans to derive a window from{_rejected(results)}; give --start and --end")
+    if cfg.end and cfg.as_of is None and last and cfg.end > day_start(last, cfg.timezone, days=1):
+        notes.append(_past_data(cfg.end, last, cfg.timezone))
     if end <= start:
         raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
     _refuse_empty(results, counted, window=(start, end), first=first)
@@ -69,10 +72,21 @@ def _refuse_empty(results, counted: list[pl.DataFrame], *, window, first: dateti
     """A window with no counted span is no result; the error says why (`first`: the first counted start)."""
     if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
         return
-    why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all"
-    rejected = [f"{r.spec.name} {by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
-    why += f"; rejected: {', '.join(rejected)}" if rejected and not first else ""
+    why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all" + _rejected(results)
     raise EngineError(f"no counted span in the window {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d} ({why})")
+
+
+def _past_data(end: datetime, last: datetime, tz: str) -> str:
+    shown = (f"{local_time(t, tz):%Y-%m-%d %H:%M}" for t in (end, last))
+    return "--end {} is after the data's last recorded change, {}: what was open then is counted to the window end, as if nothing changed after it".format(
+        *shown
+    )
+
+
+def _rejected(results) -> str:
+    """'; rejected: entity {reason: rows}, …': why no span counts, when rows were rejected."""
+    rejected = [f"{r.spec.name} {by_reason(r.spans.rejected)}" for r in results if r.spans.rejected.height]
+    return f"; rejected: {', '.join(rejected)}" if rejected else ""
 
 
 def _bounded(columns, latest: bool = False) -> datetime | None:

@@ -186,11 +186,14 @@ class Frames:
         try:
             df = lf.collect()
         except POLARS_ERRORS as exc:
+            read, culprit, line = ", ".join(self._tables.get(where, {}).values()), self.culprit(where), first_line(exc)
             what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
+            # no expression fails on its own, or a file is damaged: the data is the cause, so name where it was read
+            found = f" (reading {read})" if not culprit or "parquet" in line else ""
             if isinstance(exc, pl.exceptions.PanicException):
-                read = ", ".join(self._tables.get(where, {}).values())
                 what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
-            raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)}") from None
+                found = ""
+            raise EngineError(f"{where}: {culprit}{what}{line}{found}") from None
         # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
         # every frame they read (a lookup after its last reader, the rows lookups share) until the run ends.
         self.compiled.pop(where, None)

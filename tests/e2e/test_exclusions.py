@@ -79,3 +79,7 @@ def test_a_bad_exclusions_file_is_a_clear_error(tmp_path):
     assert "exclusions[0].entity: unknown entity 'nova_hots' (did you mean 'nova_host'?)" in result.stderr
     twice = EXCLUSIONS.replace("key: 99", "key: 6").replace("entity: blazar_host", "entity: nova_host")
     assert "nova_host key 6 is excluded twice" in run_with(tmp_path, twice).stderr
+    backwards = EXCLUSIONS.replace("valid_from: 2024-01-11", "valid_from: 2024-01-11\n    valid_to: 2024-01-10")
+    assert "exclusions[1]: valid_to 2024-01-10 00:00:00 is not after valid_from 2024-01-11 00:00:00" in (
+        run_with(tmp_path, backwards).stderr
+    )

@@ -40,6 +40,16 @@ def test_all_sites_run_into_one_directory_each_with_the_site_column(tmp_path):
     assert daily["site"].unique().to_list() == ["edge"]
 
 
+def test_a_site_named_twice_runs_once(tmp_path):
+    sites = setup(tmp_path)
+    result = run_cli(
+        "run", SPECS, "--sites", sites, "--site", "edge", "--site", "edge", "--out", tmp_path / "o", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["site"] == "edge"  # one site: one manifest, straight into --out
+    assert (tmp_path / "o" / "manifest.json").is_file()
+
+
 def test_unknown_site_suggests_a_known_one(tmp_path):
     result = run_cli("run", SPECS, "--sites", setup(tmp_path), "--site", "tac")
     assert result.exit_code == 1

@@ -199,6 +199,37 @@ def test_empty_tables_and_no_window_ask_for_one(tmp_path):
     assert one_error(result) == "no counted spans to derive a window from; give --start and --end"
 
 
+def test_every_root_row_rejected_and_no_window_says_which_rows_and_why(tmp_path):
+    tables = tiny_site()
+    for row in tables["nova.compute_nodes"]:
+        row["vcpus"] = -1
+    raw = write_raw(tmp_path / "raw", tables)
+    message = one_error(run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out"))
+    assert message.startswith("no counted spans to derive a window from; rejected: nova_host {'invalid_value': 6}, ")
+    assert message.endswith("; give --start and --end") and not (tmp_path / "out").exists()
+
+
+def test_a_key_column_of_lists_is_one_line_naming_the_tables_read(tmp_path):
+    tables = tiny_site()
+    for row in tables["nova.compute_nodes"]:
+        row["id"] = [row["id"]]
+    assert run_error(tmp_path, tables) == (
+        "specs/entities/nova_host.yaml: entity 'nova_host': cannot cast List type (inner: 'Int64', to: 'String') "
+        "(reading nova.compute_nodes, hostname_node_type)"
+    )
+
+
+def test_an_end_after_the_data_is_kept_with_a_warning_of_what_it_projects(tmp_path):
+    m = run_ok(tmp_path, tiny_site(), window=("--start", "2024-01-01", "--end", "2024-03-01"))
+    assert m["window"] == {"start": "2024-01-01 00:00:00", "end": "2024-03-01 00:00:00"}
+    assert m["warnings"] == [
+        "--end 2024-03-01 00:00 is after the data's last recorded change, 2024-01-31 00:00: what was open then "
+        "is counted to the window end, as if nothing changed after it"
+    ]
+    # h1 (enrolled day 0, never deleted) counts to the window end: 60 days, with h2's 20 and h5's 30
+    assert m["entities"]["nova_host"]["hours"]["counted"] == (60 + 20 + 30) * 24
+
+
 def test_an_all_null_timestamp_column_rejects_every_row_as_null_start(tmp_path):
     # written with the Null type (no values to infer one from): read as timestamps, all null
     message = run_error(tmp_path, nova_times(lambda t: None))

@@ -160,6 +160,25 @@ def test_an_exclusion_date_that_is_no_date_is_one_line(tmp_path):
     assert "exclusions[0]: not a date: month must be in 1..12" in result.stderr and result.exit_code == 1
 
 
+def test_an_empty_exclusions_path_is_one_line_not_the_default_file(tmp_path):
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--exclusions", "")
+    assert one_error(result) == "--exclusions: an empty path; name the file, or leave the option out"
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (["node_type=a", "node_type=b"], "--where: each column once (a cell has one value of each group column)"),
+        (["=a"], "--where '=a': expected COLUMN=VALUE"),
+        (["node_type"], "--where 'node_type': expected COLUMN=VALUE"),
+    ],
+)
+def test_a_malformed_where_is_one_line_naming_it(out, where, message):
+    args = [a for w in where for a in ("--where", w)]
+    assert one_error(run_cli("why", out, *WHY, *args)) == message
+
+
 def test_an_as_of_series_too_long_for_the_window_is_one_line(tmp_path):
     raw = write_raw(tmp_path / "raw", tiny_site())
     result = run_cli(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -82,44 +83,49 @@ main(sys.argv[2:])
 """
 
 
-def test_a_run_killed_in_the_spans_stage_leaves_the_previous_output(tmp_path):
+def stopped_in_spans(tmp_path, how: signal.Signals) -> tuple[subprocess.Popen, Path, dict]:
+    """A run into tmp_path/out over a complete earlier one, sent `how` in the spans stage: (the process, OUT_DIR,
+    the earlier output's files)."""
     raw = write_raw(tmp_path / "raw", tiny_site())
     out, marker = tmp_path / "out", tmp_path / "in-spans"
     assert run_cli("run", SPECS, "--data", raw, "--out", out, "--no-report", *ARGS).exit_code == 0
     before = files(out)
-    args = [
-        sys.executable,
-        "-c",
-        KILLED_RUN,
-        str(marker),
-        "run",
-        str(SPECS),
-        "--data",
-        str(raw),
-        "--out",
-        str(out),
-        "--no-report",
-    ]
-    proc = subprocess.Popen([*args, *map(str, ARGS)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [sys.executable, "-c", KILLED_RUN, marker, "run", SPECS, "--data", raw, "--out", out, "--no-report", *ARGS]
+    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists(), "the run never reached the spans stage"
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, how)
+        proc.wait(timeout=60)
     finally:
         proc.kill()
         proc.wait()
+    return proc, out, before
+
+
+def test_a_run_killed_in_the_spans_stage_leaves_the_previous_output(tmp_path):
+    proc, out, before = stopped_in_spans(tmp_path, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     assert files(out) == before  # every byte of the last complete run
     partial = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
     assert partial == [f".out.partial-{proc.pid}"]  # what the killed run had begun, beside OUT_DIR
     # the next run clears it and replaces the output as usual
+    raw = tmp_path / "raw"
     assert run_cli("run", SPECS, "--data", raw, "--out", out, "--no-report", *ARGS).exit_code == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert {f: b for f, b in files(out).items() if f != "manifest.json"} == {
         f: b for f, b in before.items() if f != "manifest.json"
     }
+
+
+def test_a_run_terminated_in_the_spans_stage_removes_what_it_began(tmp_path):
+    # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does: exit 128 + 15, nothing left behind
+    proc, out, before = stopped_in_spans(tmp_path, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert files(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_a_run_killed_mid_swap_gets_its_previous_output_back(tmp_path):

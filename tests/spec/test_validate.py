@@ -62,6 +62,15 @@ def test_unknown_parent_suggests_close_name(specs_copy):
     assert "entity 'allocation': parent.entity: unknown entity 'blazar_hots' (did you mean 'blazar_host'?)" in out
 
 
+def test_a_name_longer_than_a_file_name_can_be_is_refused(specs_copy):
+    # an entity's name becomes its checkpoint files' names (spans/NAME.parquet): 64 characters at most
+    long = "x" * 65
+    edit(specs_copy / "entities" / "container.yaml", "entity: container", f"entity: {long}")
+    assert f"entity: '{long}' is too long" in problems_of(specs_copy)
+    edit(specs_copy / "entities" / "container.yaml", f"entity: {long}", f"entity: {long[:64]}")
+    assert run_cli("validate", specs_copy).exit_code == 0
+
+
 def test_parent_cycle_is_shown_as_a_path(specs_copy):
     nova = specs_copy / "entities" / "nova_host.yaml"
     edit(
