@@ -21,7 +21,7 @@ def field_names(node) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("kind", ["common", "entity", "lookup", "report", "metrics", "sites"])
+@pytest.mark.parametrize("kind", ["common", "entity", "lookup", "report", "metrics", "sites", "exclusions"])
 def test_every_schema_field_is_documented(kind):
     missing = sorted(name for name in field_names(schema(kind)) if f"`{name}`" not in DOC)
     assert not missing, f"docs/specs.md does not describe: {missing}"
