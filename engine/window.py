@@ -77,9 +77,11 @@ def _refuse_empty(results, counted: list[pl.DataFrame], *, window, first: dateti
 
 
 def _past_data(end: datetime, last: datetime, tz: str) -> str:
-    shown = (f"{local_time(t, tz):%Y-%m-%d %H:%M}" for t in (end, last))
-    return "--end {} is after the data's last recorded change, {}: what was open then is counted to the window end, as if nothing changed after it".format(
-        *shown
+    """The warning of an --end after the data: the hours after its last change are a projection."""
+    end, last = (f"{local_time(t, tz):%Y-%m-%d %H:%M}" for t in (end, last))
+    return (
+        f"--end {end} is after the data's last recorded change, {last}: what was open then is counted to the "
+        "window end, as if nothing changed after it"
     )
 
 

@@ -186,7 +186,8 @@ class Frames:
         try:
             df = lf.collect()
         except POLARS_ERRORS as exc:
-            read, culprit, line = ", ".join(self._tables.get(where, {}).values()), self.culprit(where), first_line(exc)
+            read = ", ".join(self._tables.get(where, {}).values())
+            culprit, line = self.culprit(where), first_line(exc)
             what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
             # no expression fails on its own, or a file is damaged: the data is the cause, so name where it was read
             found = f" (reading {read})" if not culprit or "parquet" in line else ""
