@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import EngineError
+from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
@@ -48,7 +48,7 @@ class Run:
         try:
             return pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
-            raise EngineError(f"{path}: not a readable parquet file ({str(exc).strip().splitlines()[0]})") from None
+            raise EngineError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
 
     def frame(self, stage: str, entity: str) -> pl.DataFrame:
         return self.read(f"{stage}/{entity}.parquet")

@@ -257,11 +257,13 @@ def _jobs(
 
     explicit = sites_file is not None
     sites_file = sites_file or beside(specs_dir, "sites.yaml")
-    if exclusions_file == "":
+    if exclusions_file is None:  # the default file, where there is one
+        default = beside(specs_dir, "exclusions.yaml")
+        exclusions_file = default if Path(default).is_file() else None
+    elif not exclusions_file:
         raise EngineError("--exclusions: an empty path; name the file, or leave the option out")
-    exclusions = beside(specs_dir, "exclusions.yaml") if exclusions_file is None else exclusions_file
     common |= {
-        "exclusions": exclusions if exclusions_file is not None or Path(exclusions).is_file() else None,
+        "exclusions": exclusions_file,
         "report": not no_report,
         "command": (click.get_current_context().obj or {}).get("command"),
     }
@@ -322,11 +324,7 @@ def simulate(out_dir, generator, params):
 
     installed = sorted(ep.name for ep in entry_points(group=GENERATORS))
     chosen = {"generator": generator or (installed[0] if len(installed) == 1 else None)}
-    for param in params:
-        name, sep, value = param.partition("=")
-        if not sep or not name:
-            raise EngineError(f"{param!r}: expected NAME=VALUE")
-        chosen[name] = _scalar(value)
+    chosen |= {name: _scalar(value) for name, value in _assignments(params, option="", form="NAME=VALUE").items()}
     target = OutputDir(out_dir, kind="simulate")
     try:
         summary = generate(target.tmp, chosen)
@@ -335,6 +333,19 @@ def simulate(out_dir, generator, params):
         target.abandon()
     rows = summary.get("tables", {})
     out.print(f"[green]✓[/] {plain(out_dir)}: {len(rows)} tables, {sum(rows.values()):,} rows")
+
+
+def _assignments(texts: tuple[str, ...], *, option: str, form: str) -> dict[str, str]:
+    """NAME=VALUE arguments by name; a malformed one, or a name given twice, is one line (never the last wins)."""
+    found: dict[str, str] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise EngineError(f"{option}{text!r}: expected {form}")
+        if name in found:
+            raise EngineError(f"{option}{name} given twice")
+        found[name] = value
+    return found
 
 
 def _scalar(text: str):
@@ -453,25 +464,24 @@ def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_
 def export(out_dir, *, target, db_uri, csv_file, json_file):
     """Publish a run's daily node-hours as one wide table (a column per metric): into a database table for
     dashboards (its own earlier export replaced atomically, any other table refused), a CSV file or a JSON file."""
-    from engine.extract import Database, export_daily, export_files, export_target, file_target
+    from engine.extract import Database, export_daily, export_files, export_target, file_targets
 
     if not (target or csv_file or json_file):
         raise EngineError("give --table DATABASE.TABLE (with --db-uri), --csv FILE or --json FILE")
     if target and not db_uri:
         raise EngineError("--table needs --db-uri (or $DATABASE_URI)")
-    files = {kind: Path(path) for kind, path in (("csv", csv_file), ("json", json_file)) if path}
-    for kind, path in files.items():  # every target refused before anything is written
-        file_target(Path(out_dir), path, kind)
-    if target:
-        export_target(target)
+    # every target is refused before anything is written
+    into = export_target(target) if target else None
+    files = file_targets(Path(out_dir), {k: Path(p) for k, p in (("csv", csv_file), ("json", json_file)) if p})
+    if into:
         db = Database(db_uri).without_database()
         db.check()
-        rows = export_daily(Path(out_dir), db, target)
+        rows = export_daily(Path(out_dir), db, into=into)
         out.print(f"[green]✓[/] {rows:,} rows into {plain(target)} on {plain(db.shown)}")
     if files:
         rows = export_files(Path(out_dir), files)
-        for path in files.values():
-            out.print(f"[green]✓[/] {rows:,} rows into {plain(path)}")
+        for shown, _ in files.values():
+            out.print(f"[green]✓[/] {rows:,} rows into {plain(shown)}")
 
 
 @main.command()
@@ -507,12 +517,7 @@ def why(out_dir, *, metric, day, conditions, resource, as_json):
     from engine.audit import why as explain_cell
     from engine.report.console import print_why
 
-    pairs = [c.split("=", 1) for c in conditions]
-    if bad := next((c for c, pair in zip(conditions, pairs, strict=True) if len(pair) != 2 or not pair[0]), None):
-        raise EngineError(f"--where {bad!r}: expected COLUMN=VALUE")
-    where = dict(pairs)
-    if len(where) != len(conditions):
-        raise EngineError("--where: each column once (a cell has one value of each group column)")
+    where = _assignments(conditions, option="--where ", form="COLUMN=VALUE")
     w = explain_cell(out_dir, metric, day.date(), where=where, resource=resource)
     if as_json:
         out.out(json.dumps(w, default=str))

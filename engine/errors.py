@@ -1,6 +1,11 @@
 """Errors a user can cause. The CLI prints them as one line each and exits 1, never with a traceback."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a library's may run to many), or its type when it has none."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class EngineError(Exception):
     """A problem with the user's specs, data or command line, stated in one human sentence."""
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, urlparse
 
-from engine.errors import EngineError
+from engine.errors import EngineError, first_line
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ZERO_DATE = "CASE WHEN MONTH(`{c}`) = 0 OR DAY(`{c}`) = 0 THEN NULL ELSE `{c}` END AS `{c}`"
@@ -242,7 +242,7 @@ def _extract_into(
                 raise RuntimeError(f"{login}: {db.user}@{db.host} cannot log in")
             entry |= {"rows": extract_table(db, table, out, schemas=schemas), "status": "ok"}
         except Exception as exc:  # every driver failure is this table's status; the others go on
-            message = db.mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            message = db.mask(first_line(exc))
             status = next((s for text, s in PROBLEMS if text in message), "error")
             entry |= {"rows": None, "status": status, "error": message[:300]}
         entry["seconds"] = round(time.perf_counter() - began, 3)
@@ -321,18 +321,24 @@ def wide_daily(out_dir: Path):
         keys = [c for c in daily.columns if c not in ("metric", "hours", "mean")]
         return daily.pivot(on="metric", index=keys, values="hours", sort_columns=True).sort(keys), keys
     except pl.exceptions.PolarsError as exc:
-        raise EngineError(f"{path}: not a daily table of `engine run` ({str(exc).splitlines()[0]})") from None
+        raise EngineError(f"{path}: not a daily table of `engine run` ({first_line(exc)})") from None
 
 
-def export_files(out_dir: Path, files: dict[str, Path]) -> int:
-    """The wide table as CSV and/or JSON (one object per row), at files["csv"] and files["json"]. Every target is
-    checked before any is written, so a refused one leaves the other unwritten too. Returns the rows."""
-    real = {kind: file_target(out_dir, path, kind) for kind, path in files.items()}
-    if len(set(real.values())) < len(real):
+def file_targets(out_dir: Path, files: dict[str, Path]) -> dict[str, tuple[Path, Path]]:
+    """Each file to export, files["csv"] and files["json"], as (as given, the file it really is): all checked
+    before any export is written, so a refused one leaves the others unwritten too."""
+    real = {kind: (path, file_target(out_dir, path, kind)) for kind, path in files.items()}
+    if len({path for _, path in real.values()}) < len(real):
         raise EngineError(f"{files['json']}: --csv and --json name the same file")
+    return real
+
+
+def export_files(out_dir: Path, targets: dict[str, tuple[Path, Path]]) -> int:
+    """The wide table as CSV and/or JSON (one object per row) at the checked `targets` (file_targets). Returns
+    the rows."""
     wide, _ = wide_daily(out_dir)
-    for kind, path in real.items():
-        _write_file(wide, path, kind, shown=files[kind])
+    for kind, (shown, real) in targets.items():
+        _write_file(wide, real, kind, shown=shown)
     return wide.height
 
 
@@ -383,7 +389,7 @@ def _write_file(wide, target: Path, kind: str, *, shown: Path) -> None:
     except OSError as exc:
         raise EngineError(f"{shown}: cannot write ({exc.strerror or exc})") from None
     except pl.exceptions.PolarsError as exc:
-        raise EngineError(f"{shown}: cannot write ({str(exc).splitlines()[0]})") from None
+        raise EngineError(f"{shown}: cannot write ({first_line(exc)})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -405,12 +411,13 @@ def export_target(target: str) -> tuple[str, str]:
     return database, table
 
 
-def export_daily(out_dir: Path, db: Database, target: str) -> int:
-    """Write the wide daily table into `db.table`, replacing the previous export in one atomic RENAME:
-    dashboards never see a half-written table, and a table export did not write is never dropped. Returns its rows."""
+def export_daily(out_dir: Path, db: Database, *, into: tuple[str, str]) -> int:
+    """Write the wide daily table into the table `into` (database, table; export_target), replacing the previous
+    export in one atomic RENAME: dashboards never see a half-written table, and a table export did not write is
+    never dropped. Returns its rows."""
     import pymysql
 
-    database, table = export_target(target)
+    database, table = into
     wide, keys = wide_daily(out_dir)
     for ident in wide.columns:
         if not IDENT.match(ident):

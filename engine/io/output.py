@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import EngineError
+from engine.errors import EngineError, first_line
 from engine.temporal import hours
 
 TIME = pl.Datetime("us")
@@ -186,7 +186,7 @@ class OutputDir:
         except OSError as exc:
             raise EngineError(f"{self.shown}: cannot write {rel} ({exc.strerror or exc})") from None
         except pl.exceptions.PolarsError as exc:  # Polars reports a failed write as its own error type
-            raise EngineError(f"{self.shown}: cannot write {rel} ({_first_line(exc)})") from None
+            raise EngineError(f"{self.shown}: cannot write {rel} ({first_line(exc)})") from None
 
     def parquet(self, rel: str, df: pl.DataFrame) -> None:
         # zstd level 1: fast, and nearly as small as the default level
@@ -256,10 +256,6 @@ def _kind(path: Path) -> str | None:
         return json.loads((path / MARKER).read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _alive(pid: int) -> bool:

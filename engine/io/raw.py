@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import EngineError
+from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
 
 
@@ -96,7 +96,7 @@ def _differing(live: pl.LazyFrame, old: pl.LazyFrame, keys: list[str], *, where:
     try:
         return both.filter(differ).select(pl.struct(keys).n_unique()).collect().item()
     except pl.exceptions.PolarsError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise EngineError(f"{where}: cannot compare the rows of a key in both ({first})") from None
 
 
@@ -114,7 +114,7 @@ def _scan(path: Path) -> pl.LazyFrame:
     except EngineError:
         raise
     except (Exception, pl.exceptions.PanicException) as exc:  # several types, one cause: not parquet
-        raise EngineError(f"{path}: not a readable parquet file ({str(exc).strip().splitlines()[0]})") from None
+        raise EngineError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
     return lf
 
 

@@ -8,7 +8,7 @@ files themselves.
 
 import polars as pl
 
-from engine.errors import EngineError, ExprError
+from engine.errors import EngineError, ExprError, first_line
 from engine.expr import columns_of, compile_expr, did_you_mean
 from engine.io.raw import as_text, as_timestamp
 from engine.spec.model import Json
@@ -186,15 +186,11 @@ class Frames:
         try:
             df = lf.collect()
         except POLARS_ERRORS as exc:
-            read = ", ".join(self._tables.get(where, {}).values())
-            culprit, line = self.culprit(where), first_line(exc)
             what = "missing column " if isinstance(exc, pl.exceptions.ColumnNotFoundError) else ""
-            # no expression fails on its own, or a file is damaged: the data is the cause, so name where it was read
-            found = f" (reading {read})" if not culprit or "parquet" in line else ""
             if isinstance(exc, pl.exceptions.PanicException):
-                what = f"Polars failed internally (an expression it cannot run, or a damaged file among {read}): "
-                found = ""
-            raise EngineError(f"{where}: {culprit}{what}{line}{found}") from None
+                what = "Polars failed internally (an expression it cannot run, or a damaged file): "
+            read = ", ".join(self._tables.get(where, {}).values())  # the data is often the cause: say where from
+            raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)} (reading {read})") from None
         # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
         # every frame they read (a lookup after its last reader, the rows lookups share) until the run ends.
         self.compiled.pop(where, None)
@@ -364,10 +360,6 @@ def _with_optional(lf: pl.LazyFrame, columns) -> pl.LazyFrame:
     """Add the optional columns a table lacks, as nulls."""
     have = lf.collect_schema()
     return lf.with_columns(pl.lit(None).alias(c) for c in columns if c not in have)
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _common(left: pl.DataType, right: pl.DataType) -> pl.DataType:

@@ -107,7 +107,8 @@ def edit(specs, spec: str, old: str, new: str) -> None:
             "allocation",
             "r.resource_type = 'physical:host'",
             "r.resource_type = 1",
-            "scope[0]: cannot compare string with numeric type (i32)",
+            "scope[0]: cannot compare string with numeric type (i32) (reading blazar.computehost_allocations, "
+            "blazar.reservations, blazar.leases, blazar.computehosts)",
         ),
         (
             "host_node_type",
@@ -119,8 +120,8 @@ def edit(specs, spec: str, old: str, new: str) -> None:
             "nova_host",
             "vcpus: vcpus ",
             "vcpus: length(CAST(CAST(vcpus + 9223372036854775000 AS timestamp) AS text)) ",
-            "resources.vcpus: Polars failed internally (an expression it cannot run, or a damaged file among "
-            "nova.compute_nodes, hostname_node_type): invalid or out-of-range datetime",
+            "resources.vcpus: Polars failed internally (an expression it cannot run, or a damaged file): invalid or "
+            "out-of-range datetime (reading nova.compute_nodes, hostname_node_type)",
         ),
     ],
     ids=[

@@ -91,6 +91,7 @@ def test_export_writes_the_same_wide_table_as_csv_and_json(out, tmp_path):
         (("kind=cloud",), "generator chameleon: kind: expected one of baremetal, kvm, edge, got 'cloud'"),
         (("colour=red",), "generator chameleon: generate() got an unexpected keyword argument 'colour'"),
         (("hosts",), "'hosts': expected NAME=VALUE"),
+        (("hosts=4", "hosts=8"), "hosts given twice"),  # never the last silently winning
         (("--generator", "nope"), "generator: unknown generator 'nope'; installed: chameleon"),
         (
             ("hosts=100000", "days=36500"),
@@ -169,7 +170,7 @@ def test_an_empty_exclusions_path_is_one_line_not_the_default_file(tmp_path):
 @pytest.mark.parametrize(
     ("where", "message"),
     [
-        (["node_type=a", "node_type=b"], "--where: each column once (a cell has one value of each group column)"),
+        (["node_type=a", "node_type=b"], "--where node_type given twice"),
         (["=a"], "--where '=a': expected COLUMN=VALUE"),
         (["node_type"], "--where 'node_type': expected COLUMN=VALUE"),
     ],
