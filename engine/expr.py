@@ -12,6 +12,7 @@ import functools
 import inspect
 import operator
 import sys
+from contextvars import ContextVar
 
 import polars as pl
 from sqlglot import exp, parser
@@ -30,6 +31,8 @@ NESTED_TOO_DEEPLY = f"nested too deeply (more than {MAX_DEPTH} levels)"
 # MAX_DEPTH levels. Python 3.11+ runs such calls without using the C stack, so a higher limit cannot crash
 # the interpreter; deeper text still ends in a RecursionError, which is a refusal.
 PARSER_RECURSION = 10_000
+# The schema of the frame an expression is compiled for: integer arithmetic is checked where it is known.
+_SCHEMA: ContextVar[tuple | None] = ContextVar("schema", default=None)
 
 
 # --- parsing and bounds -----------------------------------------------------------------------------------
@@ -155,6 +158,43 @@ def _literal(node: exp.Literal) -> pl.Expr:
 
 def _binary(operation, node: exp.Binary) -> pl.Expr:
     return operation(_compile(node.this), _compile(node.expression))
+
+
+def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.Expr:
+    """`operation` of the compiled children (+, -, * or sum) and, where it is integer arithmetic, a check that
+    stops the run with a data error naming the operation where it wrapped around. Polars' integer arithmetic
+    wraps silently (an Int32 memory_mb * 1048576 is 0 at 4 GiB, a UInt32 3 - 5 is 4294967294). A wrapped
+    result is a multiple of 2^bits off the true one, at least half of it; the same operation in floats is off
+    by rounding only. The check reads the children unchecked, each checking itself: a check per level that
+    read the checked children would double the expression at every level."""
+    result = operation(*(_compile(child) for child in children))
+    dtype = _integer_type(result)
+    if dtype is None:
+        return result
+    token = _SCHEMA.set(None)
+    try:
+        values = [_compile(child) for child in children]
+    finally:
+        _SCHEMA.reset(token)
+    floats = operation(*(value.cast(pl.Float64) for value in values))
+    wrapped = (operation(*values).cast(pl.Float64) - floats).abs() > floats.abs() * 1e-6
+    wider = "double" if dtype in (pl.Int64, pl.UInt64) else "bigint or double"
+    text = node.sql() if len(node.sql()) <= 80 else node.sql()[:77] + "…"  # it may be quoted several times
+    message = f"{dtype} overflow in {text}: cast an operand to {wider} first"
+    stop = pl.when(wrapped).then(pl.lit(message)).cast(dtype, strict=True)  # fails where a row wrapped
+    return pl.when(wrapped).then(stop).otherwise(result)
+
+
+def _integer_type(expr: pl.Expr) -> pl.DataType | None:
+    """The integer dtype of `expr` on the frame being compiled for; None if not an integer, or not known."""
+    schema = _SCHEMA.get()
+    if schema is None:
+        return None
+    try:
+        dtype = pl.LazyFrame(schema=dict(schema)).select(expr.alias("v")).collect_schema()["v"]
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):  # a type error: named where it is used
+        return None
+    return dtype if dtype.is_integer() else None
 
 
 def _is(node: exp.Is) -> pl.Expr:
@@ -363,6 +403,8 @@ def _call(node: exp.Anonymous, keep: pl.Expr | None = None) -> pl.Expr:
         return FUNCTIONS[name](*_arguments(name, FUNCTIONS[name], nodes))
     if name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Star):
         return (pl.len() if keep is None else keep.sum()).cast(pl.Int64)
+    if name == "sum" and len(nodes) == 1:  # a sum of integers wraps around as + does
+        return _checked(lambda x: (x if keep is None else x.filter(keep)).sum(), node, nodes[0])
     distinct = name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Distinct)
     x, *rest = _arguments(name, AGGREGATES[name], nodes[0].expressions if distinct else nodes)
     x = x if keep is None else x.filter(keep)
@@ -382,10 +424,10 @@ BUILDERS = {
     exp.Null: lambda node: pl.lit(None),
     exp.Boolean: lambda node: pl.lit(node.this),
     exp.Paren: lambda node: _compile(node.this),
-    exp.Neg: lambda node: -_compile(node.this),
-    exp.Add: functools.partial(_binary, operator.add),
-    exp.Sub: functools.partial(_binary, operator.sub),
-    exp.Mul: functools.partial(_binary, operator.mul),
+    exp.Neg: lambda node: _checked(operator.neg, node, node.this),
+    exp.Add: lambda node: _checked(operator.add, node, node.this, node.expression),
+    exp.Sub: lambda node: _checked(operator.sub, node, node.this, node.expression),
+    exp.Mul: lambda node: _checked(operator.mul, node, node.this, node.expression),
     exp.Div: functools.partial(_binary, operator.truediv),  # true division: 7 / 2 is 3.5
     exp.Mod: functools.partial(_binary, operator.mod),  # Polars' %: the sign of the divisor
     exp.DPipe: lambda node: pl.concat_str([_compile(node.this), _compile(node.expression)]),  # null if one is
@@ -417,21 +459,26 @@ ALLOWED = BUILDERS.keys() | PARTS
 # --- public API -------------------------------------------------------------------------------------------
 
 
-def compile_expr(sql: str | int | float | bool) -> pl.Expr:
-    """Compile one spec expression; numbers and booleans are constants. Raises ExprError (one line)."""
+def compile_expr(sql: str | int | float | bool, schema: pl.Schema | None = None) -> pl.Expr:
+    """Compile one spec expression; numbers and booleans are constants. Raises ExprError (one line). With the
+    `schema` of the frame it runs on, integer arithmetic is checked for overflow."""
     if isinstance(sql, bool | int | float):
         return pl.lit(sql)
     if not isinstance(sql, str):
         raise ExprError(f"expected an SQL expression, got {type(sql).__name__}")
-    return _compiled(sql)
+    return _compiled(sql, tuple(schema.items()) if schema is not None else None)
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(text: str) -> pl.Expr:
+def _compiled(text: str, schema: tuple | None) -> pl.Expr:
     """Parsed, checked, then compiled (cached: specs ask for the same text many times)."""
     tree = _parse(text)
     _check_tree(tree)
-    return _compile(tree)
+    token = _SCHEMA.set(schema)
+    try:
+        return _compile(tree)
+    finally:
+        _SCHEMA.reset(token)
 
 
 def columns_of(sql: str | int | float | bool) -> set[str]:

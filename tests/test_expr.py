@@ -1,5 +1,7 @@
 """Spec expressions: qualified names, string literals, constants, the whitelist, the bounds, refusals."""
 
+import re
+
 import polars as pl
 import pytest
 
@@ -112,3 +114,49 @@ def test_a_name_holding_a_newline_keeps_the_refusal_on_one_line():
     with pytest.raises(ExprError) as exc:
         columns_of('"a\nb"(x)')
     assert str(exc.value) == "unknown function 'a\\x0ab' (did you mean 'abs'?)"
+
+
+INTEGERS = pl.DataFrame(
+    {"m": [262144, 5, None], "u": [3, 7, 1], "big": [2**62, 2**62 - 1, -(2**63)]},
+    schema={"m": pl.Int32, "u": pl.UInt32, "big": pl.Int64},
+)
+
+
+def checked(text: str) -> list:
+    """The expression's values on INTEGERS, compiled with its schema (integer arithmetic checked)."""
+    return INTEGERS.select(compile_expr(text, INTEGERS.schema).alias("v"))["v"].to_list()
+
+
+@pytest.mark.parametrize(
+    "text,what",
+    [
+        ("m * 1048576", "Int32 overflow in m * 1048576: cast an operand to bigint or double first"),  # MiB to bytes
+        ("u - 5", "UInt32 overflow in u - 5: cast an operand to bigint or double first"),  # 3 - 5
+        ("big + big", "Int64 overflow in big + big: cast an operand to double first"),
+        ("-big", "Int64 overflow in -big: cast an operand to double first"),  # -(-2^63)
+        ("sum(m) * 10000", "Int32 overflow in SUM(m) * 10000: cast an operand to bigint or double first"),
+        ("max(u * 1000000000)", "UInt32 overflow in u * 1000000000: cast an operand to bigint or double first"),
+        ("m * 1048576 > 0", "Int32 overflow in m * 1048576: cast an operand to bigint or double first"),  # inside
+    ],
+)
+def test_integer_arithmetic_that_wraps_around_stops_with_the_operation_named(text, what):
+    # unchecked (no schema), Polars wraps silently: the Int32 262144 * 1048576 is 0, the UInt32 3 - 5 is 4294967294
+    with pytest.raises(pl.exceptions.InvalidOperationError, match=re.escape(f'["{what}"')):
+        checked(text)
+
+
+def test_integer_arithmetic_that_fits_is_exact_and_keeps_its_type():
+    assert checked("big + 1 - 1") == [2**62, 2**62 - 1, -(2**63)]
+    largest = pl.DataFrame({"big": [2**62]})
+    assert largest.select(compile_expr("big + (big - 1)", largest.schema)).item() == 2**63 - 1
+    assert checked("m * 2") == [524288, 10, None]
+    assert checked("u - 1") == [2, 6, 0]
+    assert checked("sum(m)") == [262149]
+    assert INTEGERS.select(compile_expr("m * 2", INTEGERS.schema)).dtypes == [pl.Int32]
+
+
+def test_what_cannot_wrap_is_left_as_it_is():
+    assert checked("cast(m as bigint) * 1048576") == [274877906944, 5242880, None]  # the way out the message gives
+    assert checked("m * 1048576.0") == [274877906944.0, 5242880.0, None]  # floats do not wrap
+    text = pl.DataFrame({"s": ["a"]})
+    assert text.select(compile_expr("s + s", text.schema)).item() == "aa"  # Polars' + joins text

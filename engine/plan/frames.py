@@ -154,11 +154,11 @@ class Frames:
     def typed(self, lf: pl.LazyFrame, where: str, *, field: str, text) -> tuple[pl.Expr, pl.DataType]:
         """Compile one expression, check the columns it reads exist and resolve its type (type errors named
         here)."""
+        schema = lf.collect_schema()
         try:
-            expr = compile_expr(text)
+            expr = compile_expr(text, schema)
         except ExprError as exc:
             raise EngineError(f"{where}: {field}: cannot parse {text!r}: {exc}") from None
-        schema = lf.collect_schema()
         for col in (c for c in expr.meta.root_names() if c not in schema):
             prefix = col.split(".")[0] + "." if "." in col else ""
             known = [c for c in schema if c.startswith(prefix) and ("." in c) == bool(prefix) and c[:2] != "__"]

@@ -5,6 +5,7 @@ tests/spec/test_validate.py; here the data is needed to see the problem, so `eng
 one line naming the file, the spec, the field and the column or type.
 """
 
+import polars as pl
 import pytest
 
 from tests.conftest import run_cli
@@ -152,6 +153,22 @@ def test_a_value_that_cannot_be_cast_names_the_field(tmp_path, specs_copy):
         PREFIX["nova_host"] + "attributes.hypervisor_type: conversion from `str` to `i32` failed in column "
         "'hypervisor_hostname'"
     )
+
+
+def test_integer_arithmetic_that_wraps_around_names_the_field_and_the_operation(tmp_path, specs_copy):
+    # MariaDB's INT is an Int32 column: MiB to bytes wraps at 2 GiB, and Polars would count 0 silently
+    edit(specs_copy, "nova_host", "memory_mb: memory_mb", "memory_mb: memory_mb * 1048576")
+    int32 = {"nova.compute_nodes": {"memory_mb": pl.Int32}}
+    message = run_error(tmp_path, tiny_site(), specs=specs_copy, schemas=int32)
+    assert message.startswith(PREFIX["nova_host"] + "resources.memory_mb: conversion from `str` to `i32` failed")
+    assert message.endswith(
+        '["Int32 overflow in memory_mb * 1048576: cast an operand to bigint or double first"] '
+        "(reading nova.compute_nodes, hostname_node_type)"
+    )
+    edit(specs_copy, "nova_host", "memory_mb: memory_mb * 1048576", "memory_mb: CAST(memory_mb AS bigint) * 1048576")
+    run_ok(tmp_path, tiny_site(), specs=specs_copy, schemas=int32)
+    validated = pl.read_parquet(tmp_path / "out" / "validated" / "nova_host.parquet")
+    assert validated["memory_mb"].unique().to_list() == [196608 * 1048576]  # the way out the message gives
 
 
 def test_a_parent_link_on_keys_of_different_types(tmp_path, specs_copy):
