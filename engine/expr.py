@@ -179,7 +179,8 @@ def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.E
     floats = operation(*(value.cast(pl.Float64) for value in values))
     wrapped = (operation(*values).cast(pl.Float64) - floats).abs() > floats.abs() * 1e-6
     wider = "double" if dtype in (pl.Int64, pl.UInt64) else "bigint or double"
-    text = node.sql() if len(node.sql()) <= 80 else node.sql()[:77] + "…"  # it may be quoted several times
+    text = str(node)  # sqlglot writes the operation as SQL text, for the message only
+    text = text if len(text) <= 80 else text[:77] + "…"  # it may be quoted several times
     message = f"{dtype} overflow in {text}: cast an operand to {wider} first"
     stop = pl.when(wrapped).then(pl.lit(message)).cast(dtype, strict=True)  # fails where a row wrapped
     return pl.when(wrapped).then(stop).otherwise(result)
