@@ -16,8 +16,8 @@ from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs
+from engine.spec.model import expand
 from engine.temporal import day_hours, local_time, utc_time
-from engine.usage import expand
 
 
 class Run:

@@ -13,9 +13,10 @@ from datetime import datetime
 import polars as pl
 
 from engine.io.output import CHARGED
+from engine.spec.model import expand
 from engine.sweep import cell_sums, sweep
 from engine.temporal import day_hours
-from engine.usage import buckets, expand, per_batch, signed_spans
+from engine.usage import buckets, per_batch, signed_spans
 
 BREAKDOWN_KEYS = ["date", "site", "metric", "resource"]
 MAX_FACTOR = 1e6  # service units per node-hour: the largest factor taken from the data (the schema's bound too)

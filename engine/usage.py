@@ -8,23 +8,9 @@ import polars as pl
 
 from engine.hierarchy import COUNTED
 from engine.invariants import TOLERANCE, usage_checks
+from engine.spec.model import expand
 from engine.sweep import bucket_boundaries, clipped, integrate, sweep, weighted_hours
 from engine.temporal import to_local
-
-
-def expand(metrics: dict) -> dict[str, dict[str, int]]:
-    """Each metric as signed base metrics: available_ondemand -> {total: 1, reservable: -1, occupied_ondemand: -1}."""
-
-    def terms(name: str) -> dict[str, int]:
-        if not metrics[name].formula:
-            return {name: 1}
-        out: dict[str, int] = {}
-        for sign, part in metrics[name].terms:
-            for base, coef in terms(part).items():
-                out[base] = out.get(base, 0) + sign * coef
-        return {b: c for b, c in out.items() if c}
-
-    return {name: terms(name) for name in metrics}
 
 
 def signed_spans(

@@ -6,6 +6,7 @@ from engine.errors import ExprError, SpecError
 from engine.expr import columns_of, did_you_mean
 from engine.graph import build_graph, cycle
 from engine.io.output import CHARGED, DAILY, INACTIVE, REJECTED, TIMES, VALIDATED
+from engine.spec.model import expand
 
 # Rejection reasons the engine assigns itself (engine/plan/spans.py); entity rules may not reuse them.
 BUILTIN_REASONS = ("excluded", "missing_fk", "invalid_value", "null_start", "zero_length", "invalid_time_range")
@@ -22,6 +23,7 @@ def check_specs(specs) -> None:
     if not problems:  # cycles, claims and attributes need every reference and expression to resolve
         graph = build_graph(specs)
         problems += _cycles(specs, graph)
+        problems += _formulas(specs.metrics) if not problems else []
         problems += _claims(specs) if not problems else []
         problems += _attributes(specs) if not problems else []
         problems += _breakdowns(specs) if not problems else []
@@ -152,6 +154,23 @@ def _cycles(specs, graph) -> list[str]:
         (f"{specs.metrics.file}: metrics: formulas form a cycle", cycle(graph, "formula")),
     ]
     return [f"{what}: {path}" for what, path in found if path]
+
+
+def _formulas(metrics) -> list[str]:
+    """Each derived metric counts each base metric's hours once, added or taken away, and not none at all:
+    a stack is made of sets of node-hours, so `a + a` counts hours twice and `a - a` is zero whatever the
+    data."""
+    out = []
+    for name, terms in expand(metrics.metrics).items():
+        if not terms:
+            out.append(f"{metrics.file}: metrics.{name}.formula: its terms cancel out: it is zero whatever the data")
+        out += [
+            f"{metrics.file}: metrics.{name}.formula: counts base metric '{base}' with weight {coef:+d}; each "
+            "base metric may be added or taken away once"
+            for base, coef in terms.items()
+            if abs(coef) > 1
+        ]
+    return out
 
 
 def _claims(specs) -> list[str]:

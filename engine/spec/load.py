@@ -125,14 +125,25 @@ def _sentence(err: jsonschema.ValidationError) -> str:
                 }
             )
             return f"expected {' or '.join(want)}, got {_TYPE_NAMES.get(type(inst), 'a value')}"
-        return _sentence(jsonschema.exceptions.best_match(err.context))
     return err.message
+
+
+def _cause(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error to tell: where a value has the type of one alternative of an anyOf, what is wrong inside
+    that alternative (a JSONPath's steps), not that the value is not of another alternative's type."""
+    while err.validator in ("anyOf", "oneOf") and err.context:
+        inside = [e for e in err.context if e.validator != "type"]
+        if not inside:
+            break
+        err = jsonschema.exceptions.best_match(inside)
+    return err
 
 
 def _schema_problems(data: dict, kind: str, node, *, display: str) -> list[str]:
     label = f"{kind} '{printable(data[kind])}'" if isinstance(data.get(kind), str) else kind
     problems = []
-    for err in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+    for found in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        err = _cause(found)
         path = list(err.absolute_path)
         if err.validator == "propertyNames":
             continue  # reported by its own 'pattern' error on the key

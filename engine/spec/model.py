@@ -2,6 +2,7 @@
 reads a dict of a spec file or checks for a missing key. Optional fields take their defaults from the JSON
 Schema (`default`), where the format is defined, before they get here."""
 
+import graphlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,26 @@ class Charges:
     by: tuple[str, ...]
     factor: str
     fallback: Fallback
+
+
+def expand(metrics: dict[str, Metric]) -> dict[str, dict[str, int]]:
+    """Each metric as signed base metrics: available_ondemand -> {total: 1, reservable: -1, occupied_ondemand: -1}.
+
+    Built in dependency order, each metric once, so a long or widely shared chain of formulas costs one
+    step per metric (no recursion, no repeated expansion); the formulas must be acyclic and name known
+    metrics (spec/checks.py)."""
+    order = graphlib.TopologicalSorter({name: [part for _, part in m.terms] for name, m in metrics.items()})
+    out: dict[str, dict[str, int]] = {}
+    for name in order.static_order():
+        if not metrics[name].formula:
+            out[name] = {name: 1}
+            continue
+        summed: dict[str, int] = {}
+        for sign, part in metrics[name].terms:
+            for base, coef in out[part].items():
+                summed[base] = summed.get(base, 0) + sign * coef
+        out[name] = {b: c for b, c in summed.items() if c}
+    return {name: out[name] for name in metrics}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -117,6 +117,49 @@ def test_every_problem_is_reported_not_just_the_first(specs_copy):
     assert "entity 'allocation': valid.end: cannot parse 'least(l.end_date,': not a valid SQL expression" in out
 
 
+def test_formula_counting_a_base_metric_twice_or_cancelling_out_is_refused(specs_copy):
+    derived = "    formula: ondemand_capacity - occupied_ondemand\n"
+    extra = "  twice:\n    description: x\n    formula: total + ondemand_capacity + reservable\n"
+    extra += "  nothing:\n    description: x\n    formula: idle - committed + occupied_reservation\n"
+    edit(specs_copy / "metrics.yaml", derived, derived + extra)
+    out = problems_of(specs_copy)
+    assert "2 problems" in out
+    assert "metrics.twice.formula: counts base metric 'total' with weight +2;" in out
+    assert "metrics.nothing.formula: its terms cancel out: it is zero whatever the data" in out
+
+
+def test_formulas_that_double_at_every_level_are_refused_at_once(specs_copy):
+    """x40 = 2^40 × total: expanding it term by term would take 2^40 steps; each metric is expanded once."""
+    derived = "    formula: ondemand_capacity - occupied_ondemand\n"
+    chain = "".join(f"  x{i}:\n    description: x\n    formula: x{i - 1} + x{i - 1}\n" for i in range(1, 41))
+    edit(specs_copy / "metrics.yaml", derived, derived + "  x0:\n    description: x\n    formula: total\n" + chain)
+    out = problems_of(specs_copy)
+    assert "40 problems" in out
+    assert f"metrics.x40.formula: counts base metric 'total' with weight +{2**40};" in out
+
+
+def test_a_chain_of_thousands_of_formulas_is_expanded_without_recursion(specs_copy):
+    derived = "    formula: ondemand_capacity - occupied_ondemand\n"
+    chain = "".join(f"  c{i}:\n    description: x\n    formula: c{i - 1} - total + total\n" for i in range(1, 3001))
+    edit(specs_copy / "metrics.yaml", derived, derived + "  c0:\n    description: x\n    formula: idle\n" + chain)
+    result = run_cli("validate", specs_copy)
+    assert result.exit_code == 0, result.stderr
+    assert "3010 metrics — valid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["$" + "[0]" * 5000, "$..name", "flavor.name", "$[0]x"],
+    ids=["5000 steps: a segfault in the JSON reader before", "recursive descent", "no $", "trailing text"],
+)
+def test_jsonpath_outside_the_supported_steps_is_refused(specs_copy, path):
+    lookup = specs_copy / "lookups" / "instance_reservation.yaml"
+    edit(lookup, "path: \"$['nova_object.data'].flavor['nova_object.data'].name\"", f"path: '{path}'")
+    out = problems_of(specs_copy)
+    assert "lookup 'instance_reservation': columns.flavor_name.path: " in out
+    assert "is not valid: a JSONPath of at most 64 steps, each .name, .*, [N], [*] or ['name']" in out
+
+
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
     edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
