@@ -21,8 +21,6 @@ from sqlglot.tokens import TokenType
 
 from engine.errors import ExprError
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_NODES", "ExprError", "columns_of", "compile_expr", "did_you_mean"]
-
 MAX_CHARS = 10_000  # characters of one expression
 MAX_NODES = 500  # nodes of its syntax tree (a + b is five: the sum, two columns, two names)
 MAX_DEPTH = 64  # levels of nesting: parentheses, calls, and one per operator of a chain such as a + b + c
@@ -485,6 +483,40 @@ def _compiled(text: str, schema: tuple | None) -> pl.Expr:
 def columns_of(sql: str | int | float | bool) -> set[str]:
     """The columns an expression reads ('alias.column' for a joined one); refuses what compile_expr does."""
     return set(compile_expr(sql).meta.root_names())
+
+
+def _is_aggregate(node: exp.Expression) -> bool:
+    """An aggregate call, or the FILTER around one (its WHERE reads the group's rows too)."""
+    return isinstance(node, exp.Filter) or (isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATES)
+
+
+def _in_aggregate(node: exp.Expression) -> bool:
+    """Whether an aggregate encloses the node (the FILTER of the aggregate the node is does not)."""
+    while (parent := node.parent) is not None:
+        if _is_aggregate(parent) and not (isinstance(parent, exp.Filter) and parent.this is node):
+            return True
+        node = parent
+    return False
+
+
+def misplaced(sql: str | int | float | bool, *, grouped: bool) -> str | None:
+    """Why an expression does not fit where it stands, or None. A row-wise field (a column, a resource, a
+    scope) holds no aggregate: sum(x) there is one value for the whole table, broadcast to every row. In a
+    group's aggregate every column is read inside an aggregate, and aggregates do not nest: a bare column
+    there is a list of the group's values, not one value. The text must be valid (compile_expr)."""
+    if not isinstance(sql, str):
+        return None
+    tree = _parse(sql)
+    for node in tree.dfs():
+        if not grouped and _is_aggregate(node):
+            name = (node.this if isinstance(node, exp.Filter) else node).name.lower()
+            return f"{name}() is an aggregate, and this field is computed row by row; aggregates belong in a lookup's or report's `aggregate` (with `group_by`)"
+        if grouped and _is_aggregate(node) and not isinstance(node, exp.Filter) and _in_aggregate(node):
+            return f"{node.name.lower()}() is inside another aggregate; aggregates do not nest"
+        if grouped and isinstance(node, exp.Column) and not _in_aggregate(node):
+            name = f"{node.table}.{node.name}" if node.table else node.name
+            return f"'{name}' is read outside an aggregate, and a group has many rows: take one value with min, max, first, last, …"
+    return None
 
 
 def did_you_mean(name: str, known) -> str:

@@ -3,7 +3,7 @@ and references, cycles (found in the one spec graph), expressions, claims on und
 Every problem is collected, so `engine validate` shows them all at once."""
 
 from engine.errors import ExprError, SpecError
-from engine.expr import columns_of, did_you_mean
+from engine.expr import columns_of, did_you_mean, misplaced
 from engine.graph import build_graph, cycle
 from engine.io.output import CHARGED, DAILY, INACTIVE, REJECTED, TIMES, VALIDATED
 from engine.spec.model import expand
@@ -42,6 +42,8 @@ def _metrics(specs) -> list[str]:
             for _, term in metric.terms
             if term not in metrics
         ]
+    for field, expr in specs.metrics.legacy.expressions() if specs.metrics.legacy else ():
+        out += _read(file, f"legacy.{field}", expr)[1]
     stack = specs.metrics.stack or {}
     drawn = [*(m for g in stack.get("groups", {}).values() for m in g), *stack.get("dashed", []), stack.get("line")]
     out += [f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics]
@@ -133,17 +135,25 @@ def _expressions(specs, spec) -> list[str]:
         f"{spec.where}: joins: alias '{a}' is used twice" for a in sorted({a for a in aliases if aliases.count(a) > 1})
     ]
     for field, expr in spec.expressions():
-        try:
-            refs = columns_of(expr)
-        except ExprError as exc:
-            out.append(f"{spec.where}: {field}: cannot parse {expr!r}: {exc}")
-            continue
+        refs, problems = _read(spec.where, field, expr, grouped=field.startswith("aggregate."))
+        out += problems
         for ref in sorted(r for r in refs if "." in r and r.split(".")[0] not in aliases):
             alias = ref.split(".")[0]
             out.append(
                 f"{spec.where}: {field}: '{ref}' uses alias '{alias}', which no join declares{did_you_mean(alias, aliases)}"
             )
     return out
+
+
+def _read(where: str, field: str, expr, *, grouped: bool = False) -> tuple[set[str], list[str]]:
+    """The columns an expression reads, and its problems: it must parse and fit its place (an aggregate only
+    in a group's `aggregate`)."""
+    try:
+        refs = columns_of(expr)
+    except ExprError as exc:
+        return set(), [f"{where}: {field}: cannot parse {expr!r}: {exc}"]
+    why = misplaced(expr, grouped=grouped)
+    return refs, [f"{where}: {field}: {why}"] if why else []
 
 
 def _cycles(specs, graph) -> list[str]:

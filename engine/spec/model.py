@@ -208,6 +208,12 @@ class Legacy:
     metrics: dict[str, str]
     tolerance: dict[str, float]
 
+    def expressions(self):
+        """(field, expression) of every expression, as Spec.expressions: all row-wise."""
+        yield "date", self.date
+        for part in ("group_by", "metrics"):
+            yield from ((f"{part}.{k}", e) for k, e in getattr(self, part).items())
+
 
 @dataclass(frozen=True, kw_only=True)
 class Breakdown:

@@ -160,6 +160,64 @@ def test_jsonpath_outside_the_supported_steps_is_refused(specs_copy, path):
     assert "is not valid: a JSONPath of at most 64 steps, each .name, .*, [N], [*] or ['name']" in out
 
 
+ROW_BY_ROW = "and this field is computed row by row; aggregates belong in a lookup's or report's `aggregate`"
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        (
+            "entities/nova_host.yaml",
+            "  nodes: 1",
+            "  nodes: count(*)",
+            f"resources.nodes: count() is an aggregate, {ROW_BY_ROW}",
+        ),
+        (
+            "entities/nova_host.yaml",
+            "  vcpus: vcpus ",
+            "  vcpus: sum(vcpus) ",
+            f"resources.vcpus: sum() is an aggregate, {ROW_BY_ROW}",
+        ),
+        (
+            "entities/allocation.yaml",
+            "  - r.resource_type = 'physical:host'",
+            "  - count(*) FILTER (WHERE r.resource_type = 'physical:host') > 0",
+            f"scope[0]: count() is an aggregate, {ROW_BY_ROW}",
+        ),
+        (
+            "metrics.yaml",
+            "    committed: reserved_hours + used_hours",
+            "    committed: sum(reserved_hours)",
+            f"metrics.yaml: legacy.metrics.committed: sum() is an aggregate, {ROW_BY_ROW}",
+        ),
+        (
+            "lookups/instance_end_event.yaml",
+            "  end_time: min(start_time)",
+            "  end_time: start_time",
+            "aggregate.end_time: 'start_time' is read outside an aggregate, and a group has many rows: take one value",
+        ),
+        (
+            "lookups/instance_end_event.yaml",
+            "  end_time: min(start_time)",
+            "  end_time: max(min(start_time))",
+            "aggregate.end_time: min() is inside another aggregate; aggregates do not nest",
+        ),
+    ],
+    ids=["count(*) as a resource", "sum as a resource", "FILTER in a scope", "legacy", "bare column", "nested"],
+)
+def test_aggregates_only_in_a_groups_aggregate_and_every_column_there_inside_one(specs_copy, file, old, new, expected):
+    """Before, the first four ran and passed every invariant with one table-wide value broadcast to each row."""
+    edit(specs_copy / file, old, new)
+    out = problems_of(specs_copy)
+    assert "1 problem:" in out and expected in out
+
+
+def test_a_filter_reads_the_groups_rows_and_a_constant_needs_no_aggregate(specs_copy):
+    events = specs_copy / "lookups" / "instance_end_event.yaml"
+    edit(events, "  end_time: min(start_time)", "  end_time: min(start_time) FILTER (WHERE event <> 'x')\n  one: 1")
+    assert run_cli("validate", specs_copy).exit_code == 0
+
+
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
     edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
