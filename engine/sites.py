@@ -5,6 +5,8 @@ the group GENERATORS) that writes a raw directory from the other parameters; it 
 user's cache.
 """
 
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -87,16 +89,26 @@ def generate(out: Path, params: dict) -> dict:
 
 
 def cached(key: str, params: dict, announce=lambda path: None) -> Path:
-    """A simulated site generated once into the user's cache, keyed by its parameters and the engine version."""
+    """A simulated site generated once into the user's cache, keyed by its parameters and the engine version.
+
+    The directory is named by a digest of the parameters, never by their text: a value such as
+    `America/Chicago` or `../x` must not become a path. A failed generation leaves nothing behind; a
+    concurrent run that finished first is used as it is."""
     from engine import __version__
 
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "testbed-usage-engine"
-    label = "-".join(f"{k}{v}" for k, v in sorted(params.items()) if k != "generator")
-    path = root / f"{key}-{params.get('generator')}-{label}-v{__version__}"
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    path = root / f"{key}-{digest}-v{__version__}"
     if not path.is_dir():
         announce(path)
         tmp = root / f".{path.name}.partial-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        generate(tmp, params)
-        tmp.rename(path)
+        try:
+            generate(tmp, params)
+            tmp.rename(path)
+        except OSError:
+            if not path.is_dir():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path

@@ -121,3 +121,23 @@ def test_a_failing_site_is_reported_and_the_others_still_run(tmp_path):
     assert (tmp_path / "out" / "tacc" / "daily.parquet").is_file()
     assert not (tmp_path / "out" / "gone").exists()
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_simulated_sites_parameters_never_become_a_path(tmp_path, monkeypatch):
+    """The cache directory was named from the parameters' text: `timezone: America/Chicago` made a
+    subdirectory (the run failed and left a partial copy) and `../` steered it out of the cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = "sites:\n"
+    for key, zone in (("chicago", "America/Chicago"), ("climb", "../../../escaped")):
+        text += f"  {key}:\n    name: {key}\n    simulate: {{generator: chameleon, hosts: 2, days: 2, timezone: '{zone}'}}\n"
+    sites = setup(tmp_path, text)
+    result = run_cli("run", SPECS, "--sites", sites, "--site", "chicago", "--out", tmp_path / "o", "--no-report")
+    assert result.exit_code == 0, result.stderr
+    climb = run_cli("run", SPECS, "--sites", sites, "--site", "climb", "--out", tmp_path / "o2", "--no-report")
+    assert climb.exit_code == 1
+    assert climb.stderr.strip().splitlines()[-1] == (
+        "✗ generator chameleon: timezone: expected an IANA time zone name (e.g. America/Chicago), got '../../../escaped'"
+    )
+    (generated,) = (tmp_path / "cache" / "testbed-usage-engine").iterdir()  # nothing left of the refused one
+    assert generated.name.startswith("chicago-") and (generated / "nova.compute_nodes.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "etc", "o", "raw"]
