@@ -38,11 +38,12 @@ from engine.io.raw import RawDir
 from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
 from engine.spec.load import load_specs
-from engine.sweep import clock_range
+from engine.sweep import bucket_boundaries, clock_range
 from engine.usage import usage_stage
 from engine.window import data_window, in_utc, window_record
 
 MAX_SNAPSHOTS = 400  # --as-of-series: a weekly series over seven years
+MAX_BUCKETS = 200_000  # --resample: an hourly series over 22 years
 SWEPT = ["metric", "hierarchy_status", "valid_start", "valid_end"]  # what the sweep reads of a span, with its groups
 
 
@@ -266,6 +267,7 @@ def _checkpoints(run: Run, _) -> None:
         why = "; ".join(f"{n}: {r.skipped}" for n, r in results.items())
         raise EngineError(f"{run.raw.path}: no entity could run: {why}")
     run.window = data_window(run.cfg, live.values(), notes=run.frames.notes)
+    _bounded(run)
     with run.stage("checkpoints"):
         for name, res in results.items():
             if res.skipped:
@@ -301,6 +303,25 @@ def _usage(run: Run, _) -> None:
             run.manifest["invariants"] += checks
             run.manifest["metrics"] = metric_totals(buckets["1d"])
             write_usage(run.out, series, buckets, group=group)
+
+
+def _bounded(run: Run) -> None:
+    """Refuse, before any output, a resampling or an as-of series too fine for the window: each bucket is a
+    row of every series (hourly over 1970-2200 took 22 GB), each snapshot a whole run of the pipeline."""
+    tz, every = run.cfg.timezone, run.cfg.as_of_series
+    counts = [
+        (f"--resample {e}", "buckets", len(bucket_boundaries(run.window, e, tz)) - 1, MAX_BUCKETS) for e in run.every
+    ]
+    if every:
+        counts.append(
+            (f"--as-of-series {every}", "snapshots", len(clock_range(*run.window, every, tz=tz)) - 1, MAX_SNAPSHOTS)
+        )
+    for option, what, count, limit in counts:
+        if count > limit:
+            raise EngineError(
+                f"{option}: {count:,} {what} over the window, at most {limit:,}; choose a longer interval or a "
+                "shorter window (--start, --end)"
+            )
 
 
 def _span_columns(metrics) -> list[str]:
@@ -393,11 +414,6 @@ def _snapshots(run: Run, _) -> None:
     if not every:
         return
     snapshots = clock_range(*run.window, every, tz=run.cfg.timezone)[1:]
-    if len(snapshots) > MAX_SNAPSHOTS:  # each snapshot is a whole run of the pipeline
-        raise EngineError(
-            f"--as-of-series {every}: {len(snapshots):,} snapshots over the window, at most "
-            f"{MAX_SNAPSHOTS}; choose a longer interval or a shorter window"
-        )
     keys = ["site", "metric", "resource", *run.specs.metrics.group_by]
     usage, daily = [], []
     with run.stage("as_of_series"):

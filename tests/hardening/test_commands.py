@@ -202,9 +202,24 @@ def test_an_as_of_series_too_long_for_the_window_is_one_line(tmp_path):
         "1d",
     )
     assert one_error(result) == (
-        "--as-of-series 1d: 425 snapshots over the window, at most 400; choose a longer interval or a shorter window"
+        "--as-of-series 1d: 425 snapshots over the window, at most 400; choose a longer interval or a shorter "
+        "window (--start, --end)"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resampling_too_fine_for_the_window_is_one_line_before_any_work(tmp_path):
+    """Hourly buckets over 1970-2200 (2,016,000 of them) grew to 22 GB before; 200,000 is 22 years."""
+    args = ("run", SPECS, "--data", tmp_path / "raw", "--out", tmp_path / "out", "--no-report", "--resample", "1h")
+    write_raw(tmp_path / "raw", tiny_site())
+    result = run_cli(*args, "--start", "1970-01-01", "--end", "2200-01-01")
+    assert one_error(result) == (
+        "--resample 1h: 2,016,144 buckets over the window, at most 200,000; choose a longer interval or a shorter "
+        "window (--start, --end)"
+    )
+    assert not (tmp_path / "out").exists()
+    one_more = run_cli(*args, "--start", "2001-04-08T15:00:00", "--end", "2024-02-01")
+    assert one_error(one_more).startswith("--resample 1h: 200,001 buckets over the window, at most 200,000;")
 
 
 def test_extract_never_writes_into_the_specs(tmp_path, specs_copy):
