@@ -151,7 +151,8 @@ def _literal(node: exp.Literal) -> pl.Expr:
     both by the other operand, so `vcpus * 2` stays Int64 and `ratio * 1.5` keeps the ratio's float type."""
     if node.is_string:
         return pl.lit(node.this)
-    return pl.lit(int(node.this) if node.this.isdigit() and int(node.this) < 2**63 else float(node.this))
+    digits = node.this.lstrip("0") or "0"  # int() refuses 4,300 digits and more, leading zeros too
+    return pl.lit(int(digits) if digits.isdigit() and len(digits) <= 19 and int(digits) < 2**63 else float(node.this))
 
 
 def _binary(operation, node: exp.Binary) -> pl.Expr:

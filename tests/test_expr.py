@@ -110,6 +110,13 @@ def test_number_literals_take_the_type_of_the_other_operand_as_in_polars():
     assert frame.select(compile_expr("-7 % 2"), compile_expr("7.5 % -2.0").alias("y")).row(0) == (1, -0.5)
 
 
+def test_integer_literals_past_64_bits_or_4300_digits_are_floats():
+    """Python's int() refuses 4,300 digits and more (a ValueError traceback before), leading zeros too."""
+    values = [pl.select(compile_expr(t)).item() for t in ("0" * 5000 + "7", "9" * 5000, "9223372036854775808")]
+    assert values == [7, float("inf"), 2.0**63] and isinstance(values[0], int)
+    assert pl.select(compile_expr("9223372036854775807")).item() == 2**63 - 1
+
+
 def test_a_name_holding_a_newline_keeps_the_refusal_on_one_line():
     with pytest.raises(ExprError) as exc:
         columns_of('"a\nb"(x)')

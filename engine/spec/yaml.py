@@ -75,6 +75,14 @@ class SpecLoader(yaml.SafeLoader):
             first[key.value] = mark.line + 1
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node):
+        """Only 64-bit integers: no count, size or seed is longer, Polars holds no more, and Python refuses to
+        read more than 4,300 digits at all (a traceback before)."""
+        if len(node.value) > 100 or not -(2**63) <= (value := super().construct_yaml_int(node)) < 2**63:
+            shown = node.value if len(node.value) <= 30 else f"{node.value[:30]}… ({len(node.value):,} characters)"
+            raise YAMLRefused(node.start_mark, f"{printable(shown)} is outside the 64-bit integer range")
+        return value
+
     def construct_yaml_float(self, node):
         """Only finite numbers: .nan or .inf as a spec constant would turn every row's value into NaN."""
         value = super().construct_yaml_float(node)
@@ -106,6 +114,7 @@ SpecLoader.yaml_constructors = {  # JSON's types only: no !!binary, !!set, !!tim
     tag: make for tag, make in yaml.SafeLoader.yaml_constructors.items() if tag is None or tag in _JSON_TAGS
 }
 SpecLoader.add_constructor("tag:yaml.org,2002:float", SpecLoader.construct_yaml_float)
+SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
 
 
 def read_bounded(path: Path, display: str) -> bytes:

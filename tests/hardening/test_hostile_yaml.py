@@ -216,6 +216,32 @@ def test_a_number_that_is_not_finite_is_refused(tmp_path, specs_copy, number):
     )  # before: valid, and every nova_host row rejected `invalid_value` (exit 0)
 
 
+@pytest.mark.parametrize(
+    "number, shown",
+    [("9223372036854775808", "9223372036854775808"), ("-" + "9" * 4999, "-" + "9" * 29 + "… (5,000 characters)")],
+)
+def test_an_integer_outside_64_bits_is_refused(tmp_path, specs_copy, number, shown):
+    """Past 4,300 digits Python's int() refuses to read it: a ValueError traceback before."""
+    path = specs_copy / "entities" / "nova_host.yaml"
+    n = path.read_text().splitlines().index("  nodes: 1") + 1
+    path.write_text(path.read_text().replace("  nodes: 1\n", f"  nodes: {number}\n"))
+    line = f"specs/entities/nova_host.yaml:{n}: {shown} is outside the 64-bit integer range"
+    assert spec_refusal(tmp_path, specs_copy) == line
+    sites = f"sites:\n  x:\n    name: x\n    simulate: {{generator: chameleon, seed: {number}}}\n"
+    assert (
+        config_refusal(tmp_path, "sites", sites)
+        == f"{tmp_path / 'sites.yaml'}:4: {shown} is outside the 64-bit integer range"
+    )
+
+
+def test_an_expression_with_5000_digits_is_a_float_constant(tmp_path, specs_copy):
+    """int() of the literal raised a ValueError traceback; as any number past Int64 it is read as a float."""
+    path = specs_copy / "entities" / "nova_host.yaml"
+    path.write_text(path.read_text().replace("  nodes: 1\n", f"  nodes: 0 * {'1' * 5000}\n"))
+    message = run_error(tmp_path, tiny_site(), specs=specs_copy)  # inf: no row counts, none silently
+    assert "rejected: nova_host {'invalid_value': 6}" in message
+
+
 def test_1e400_is_text_to_yaml_an_expression_whose_rows_are_rejected(tmp_path, specs_copy):
     path = specs_copy / "entities" / "nova_host.yaml"
     path.write_text(path.read_text().replace("  nodes: 1\n", "  nodes: 1e400\n"))
