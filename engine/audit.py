@@ -15,43 +15,69 @@ from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.raw import RawDir, as_text
-from engine.spec.load import load_specs
+from engine.spec.load import load_specs, schema_problems
 from engine.spec.model import expand
-from engine.temporal import day_hours, local_time, utc_time
+from engine.temporal import day_hours, local_time, utc_time, zone_error
+
+TIME = pl.Datetime("us")
+TEXT = pl.String
+READS = {  # what trace and why read of each output: a file without these is not as `engine run` writes it
+    "validated": {"entity_id": TEXT, "valid_start": TIME, "valid_end": TIME, "hierarchy_status": TEXT},
+    "spans": {"entity_id": TEXT, "metric": TEXT, "valid_start": TIME},
+    "rejected": {"entity_id": TEXT, "rejection_reason": TEXT, "rejection_detail": TEXT},
+    "inactive": {"entity_id": TEXT, "inactive_reason": TEXT, "inactive_detail": TEXT},
+    "daily": {"date": pl.Date, "metric": TEXT, "resource": TEXT, "hours": pl.Float64},
+}
 
 
 class Run:
-    """A finished output directory, its manifest and specs."""
+    """A finished output directory, its manifest and specs. Whatever is read of them is checked first, so
+    an edited or damaged output is one line naming the file and the field, never a traceback."""
 
     def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir)
-        if not (self.out / "manifest.json").is_file():
+        path = self.out / "manifest.json"
+        if not path.is_file():
             raise EngineError(f"{self.out}: not an output directory of `engine run` (no manifest.json)")
+        damaged = f"{path}: damaged, not a manifest of `engine run`"
         try:
-            self.manifest = json.loads((self.out / "manifest.json").read_text())
-            specs, window = self.manifest["specs"], self.manifest["window"]
-            self.window = tuple(datetime.fromisoformat(window[k]) for k in ("start", "end"))
-            self.tz = self.manifest.get("timezone") or "UTC"
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise EngineError(
-                f"{self.out / 'manifest.json'}: damaged, not a manifest of `engine run` ({exc})"
-            ) from None
-        self.specs = load_specs(specs)
+            self.manifest = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested 100,000 deep
+            raise EngineError(f"{damaged} ({first_line(exc)})") from None
+        if not isinstance(self.manifest, dict):
+            raise EngineError(f"{damaged} (not a JSON object)")
+        if problems := schema_problems(self.manifest, "manifest", display=str(path)):
+            raise EngineError(problems[0])
+        self.tz = self.manifest.get("timezone") or "UTC"
+        if problem := zone_error(self.tz):
+            raise EngineError(f"{path}: manifest: timezone {problem}")
+        try:
+            self.window = tuple(datetime.fromisoformat(self.manifest["window"][k]) for k in ("start", "end"))
+        except ValueError as exc:  # a 13th month
+            raise EngineError(f"{damaged} (window: {exc})") from None
+        self.specs = load_specs(self.manifest["specs"])
 
-    def read(self, rel: str, must: bool = False) -> pl.DataFrame:
-        """An output file of the run (empty when absent, unless it must exist); a damaged one is one line."""
+    def read(self, rel: str, must: bool = False, *, columns: dict, optional: dict | None = None) -> pl.DataFrame:
+        """An output file of the run (empty when absent, unless it must exist) with the `columns` it must
+        have and the `optional` ones it may, of their types; a damaged one is one line."""
         path = self.out / rel
         if not path.is_file():
             if must:
                 raise EngineError(f"{path}: missing from the output directory")
             return pl.DataFrame()
         try:
-            return pl.read_parquet(path)
+            df = pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
             raise EngineError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
+        wanted = columns | {c: t for c, t in (optional or {}).items() if c in df.columns}
+        for col, dtype in wanted.items():
+            if df.schema.get(col) != dtype:
+                got = f"is {df.schema[col]}" if col in df.columns else "is missing"
+                raise EngineError(f"{path}: column '{col}' {got}, expected {dtype}: not as `engine run` writes it")
+        return df
 
-    def frame(self, stage: str, entity: str) -> pl.DataFrame:
-        return self.read(f"{stage}/{entity}.parquet")
+    def frame(self, stage: str, entity: str, *, columns: dict | None = None, optional: dict | None = None):
+        return self.read(f"{stage}/{entity}.parquet", columns=READS[stage] | (columns or {}), optional=optional)
 
     def entity(self, name: str) -> dict:
         if name not in self.specs.entities:
@@ -73,7 +99,9 @@ def trace(out_dir, entity: str, key: str) -> dict:
     spec = run.entity(entity)
     raw = _raw_rows(RawDir(run.manifest["data"]), spec.source, key, archives=run.specs.archives)
     rejected, inactive = (_with_key(run.frame(stage, entity), key) for stage in ("rejected", "inactive"))
-    validated = run.frame("validated", entity).filter(pl.col("entity_id") == key)
+    parent = spec.parent
+    keys = {k: TEXT for k in parent.on} if parent else {}
+    validated = run.frame("validated", entity, columns=keys).filter(pl.col("entity_id") == key)
     if not raw.height and not rejected.height and not inactive.height and not validated.height:
         raise EngineError(f"{entity} {key}: no such row in {spec.source.table} or in this run's outputs")
     out = {
@@ -85,9 +113,9 @@ def trace(out_dir, entity: str, key: str) -> dict:
     out["rejected"] = rejected.select("rejection_reason", "rejection_detail").to_dicts() if rejected.height else []
     out["inactive"] = inactive.select("inactive_reason", "inactive_detail").to_dicts() if inactive.height else []
     out["validated"] = rows_of(validated)
-    parent = spec.parent
     if parent and validated.height:
-        theirs = run.frame("validated", parent.entity).filter(pl.col("hierarchy_status").is_in(COUNTED))
+        theirs = run.frame("validated", parent.entity, columns={t: TEXT for t in parent.on.values()})
+        theirs = theirs.filter(pl.col("hierarchy_status").is_in(COUNTED))
         mine = validated.filter(pl.col("hierarchy_status").is_in(COUNTED))
         links = mine.select(*parent.on, "valid_start", "valid_end").join(
             theirs.rename(
@@ -148,13 +176,17 @@ def why(out_dir, metric: str, day: Date, *, where: dict[str, str], resource: str
     if metric not in metrics:
         raise EngineError(f"--metric: unknown metric '{metric}'{did_you_mean(metric, metrics)}")
     table = _cells(run, metric, resource, where=where)
-    d0, d1 = (utc_time(datetime(day.year, day.month, day.day) + timedelta(days=n), run.tz) for n in (0, 1))
+    try:
+        d0, d1 = (utc_time(datetime(day.year, day.month, day.day) + timedelta(days=n), run.tz) for n in (0, 1))
+    except OverflowError:  # the calendar's last day (9999-12-31) has no next midnight: outside any window
+        d0 = d1 = run.window[1]
     if not (run.window[0] <= d0 < run.window[1]):
         w0, w1 = (local_time(t, run.tz) for t in run.window)
         raise EngineError(
             f"--date {day}: outside this run's window, {w0:%Y-%m-%d} to {w1 - timedelta(days=1):%Y-%m-%d}"
         )
-    daily = run.read(table, must=True)
+    text = {k: TEXT for k in where}
+    daily = run.read(table, must=True, columns=READS["daily"], optional=text)
     resources = sorted(daily["resource"].unique()) if daily.height else []
     if resource not in resources:
         raise EngineError(
@@ -170,7 +202,7 @@ def why(out_dir, metric: str, day: Date, *, where: dict[str, str], resource: str
     rows = []
     for base, sign in expand(metrics)[metric].items():
         for name, spec in run.specs.entities.items():
-            df = run.frame("validated", name)
+            df = run.frame("validated", name, optional={resource: pl.Float64, **text})
             if spec.metric != base or not df.height or resource not in df.columns:
                 continue
             df = df.filter(

@@ -370,7 +370,7 @@ def _run_inputs(out_dir: Path) -> dict[str, str | None]:
             "the sites file of the run": manifest.get("sites"),
             "the exclusions file of the run": (manifest.get("exclusions") or {}).get("file"),
         }
-    except (OSError, ValueError, AttributeError):  # no manifest (or not ours): OUT_DIR alone is guarded
+    except (OSError, ValueError, AttributeError, RecursionError):  # no manifest (or not ours): OUT_DIR alone is guarded
         return {}
     return {what: path for what, path in inputs.items() if isinstance(path, str) and path}
 

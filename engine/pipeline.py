@@ -455,7 +455,11 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
         "the exclusions file": cfg.exclusions,
     }
     out = OutputDir(cfg.out, guarded=guarded)
-    plots = _plots_dir(cfg, out, guarded)
+    try:
+        plots = _plots_dir(cfg, out, guarded)
+    except BaseException:  # a refused plots directory: nothing of OUT_DIR's swap is left behind
+        out.abandon()
+        raise
     outputs = [out, *([plots] if isinstance(plots, OutputDir) else [])]
     try:
         timings = Timings()

@@ -20,6 +20,7 @@ from engine.spec.yaml import parse_yaml, printable, read_bounded
 
 KINDS = ("entity", "lookup", "report", "metrics")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a number", bool: "a boolean"}
+_TYPE_NAMES[type(None)] = "null"
 _SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "string": "text", "integer": "an integer"}
 _SCHEMA_TYPES |= {"number": "a number", "boolean": "a boolean", "null": "null"}
 
@@ -139,7 +140,8 @@ def _cause(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
     return err
 
 
-def _schema_problems(data: dict, kind: str, node, *, display: str) -> list[str]:
+def schema_problems(data: dict, kind: str, node=None, *, display: str) -> list[str]:
+    """One line per schema error, naming the file (and the line, given the YAML node) and the field."""
     label = f"{kind} '{printable(data[kind])}'" if isinstance(data.get(kind), str) else kind
     problems = []
     for found in sorted(_validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
@@ -162,7 +164,7 @@ def read_config(path: str | Path, kind: str) -> dict:
     data, node = parse_yaml(read_bounded(path, str(path)), str(path))
     if not isinstance(data, dict):
         raise SpecError([f"{path}: expected a mapping with a top-level '{kind}' field"])
-    if problems := _schema_problems(data, kind, node, display=str(path)):
+    if problems := schema_problems(data, kind, node, display=str(path)):
         raise SpecError(problems)
     return with_defaults(data, kind)
 
@@ -218,7 +220,7 @@ def _spec(data, node, display: str):
         raise SpecError(
             [f"{display}: not a spec: expected a top-level 'entity', 'lookup', 'report' or 'metrics' field"]
         )
-    if problems := _schema_problems(data, kind, node, display=display):
+    if problems := schema_problems(data, kind, node, display=display):
         raise SpecError(problems)
     return parse(kind, with_defaults(data, kind), display)
 

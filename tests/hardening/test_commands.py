@@ -27,9 +27,90 @@ def test_drill_down_on_a_damaged_output_is_one_line(out, tmp_path):
     for args in (("why", out, *WHY), ("trace", out, "nova_host", "1")):
         assert one_error(run_cli(*args)).startswith(f"{manifest}: damaged, not a manifest of `engine run`")
     manifest.write_text(json.dumps({"specs": str(SPECS)}))  # a key missing
-    assert one_error(run_cli("why", out, *WHY)).startswith(f"{manifest}: damaged")
+    assert one_error(run_cli("why", out, *WHY)) == f"{manifest}: manifest: missing required field 'data'"
     manifest.unlink()
     assert one_error(run_cli("why", out, *WHY)) == f"{out}: not an output directory of `engine run` (no manifest.json)"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"specs": 7}, "manifest: specs: expected text, got an integer"),
+        ({"specs": None}, "manifest: specs: expected text, got null"),
+        ({"data": 7}, "manifest: data: expected text, got an integer"),
+        ({"timezone": 5}, "manifest: timezone: expected text or null, got an integer"),
+        (
+            {"timezone": "Mars/Olympus"},
+            "manifest: timezone 'Mars/Olympus' is not an IANA time zone name (e.g. America/Chicago)",
+        ),
+        (
+            {"window": {"start": "2024-01-01T00:00:00+05:00", "end": "2024-01-08 00:00:00"}},
+            "manifest: window.start: '2024-01-01T00:00:00+05:00' is not valid: a UTC time as the run writes it",
+        ),
+        (
+            {"window": {"start": "2024-13-01 00:00:00", "end": "2024-01-08 00:00:00"}},
+            "damaged, not a manifest of `engine run` (window: month must be in 1..12)",
+        ),
+        ({"breakdowns": [1]}, "manifest: breakdowns: expected a mapping, got a list"),
+    ],
+    ids=[
+        "specs-int",
+        "specs-null",
+        "data-int",
+        "timezone-int",
+        "timezone-unknown",
+        "window-offset",
+        "month-13",
+        "breakdowns-list",
+    ],
+)
+def test_drill_down_on_an_edited_manifest_is_one_line_naming_the_field(out, edit, message):
+    """Each was a traceback before (TypeError, ZoneInfoNotFoundError, a comparison of aware and naive times)."""
+    manifest = out / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | edit))
+    for args in (("why", out, *WHY), ("trace", out, "nova_host", "1")):
+        assert one_error(run_cli(*args)).startswith(f"{manifest}: {message}")
+
+
+def test_drill_down_on_json_nested_100000_deep_is_one_line(out):
+    manifest = out / "manifest.json"
+    manifest.write_text("[" * 100_000 + "]" * 100_000)
+    assert one_error(run_cli("why", out, *WHY)).startswith(f"{manifest}: damaged, not a manifest of `engine run` (")
+
+
+@pytest.mark.parametrize(
+    "file, columns, message",
+    [
+        ("daily.parquet", {"hours": pl.String}, "column 'hours' is String, expected Float64"),
+        ("daily.parquet", {"date": None}, "column 'date' is missing, expected Date"),
+        (
+            "validated/nova_host.parquet",
+            {"valid_start": pl.String},
+            "column 'valid_start' is String, expected Datetime(time_unit='us', time_zone=None)",
+        ),
+        ("validated/nova_host.parquet", {"nodes": pl.String}, "column 'nodes' is String, expected Float64"),
+        (
+            "rejected/nova_host.parquet",
+            {"rejection_reason": None},
+            "column 'rejection_reason' is missing, expected String",
+        ),
+    ],
+    ids=["daily-hours", "daily-date", "validated-time", "validated-resource", "rejected-reason"],
+)
+def test_drill_down_on_an_output_with_other_columns_is_one_line(out, file, columns, message):
+    """Polars tracebacks before (a comparison of text with a date, a sum of text, a missing column)."""
+    path = out / file
+    frame = pl.read_parquet(path)
+    frame = frame.drop(c for c, t in columns.items() if t is None).cast({c: t for c, t in columns.items() if t})
+    frame.write_parquet(path)
+    args = ("trace", out, "nova_host", "1") if "rejected" in file or "valid_start" in columns else ("why", out, *WHY)
+    assert one_error(run_cli(*args)) == f"{path}: {message}: not as `engine run` writes it"
+
+
+def test_why_on_the_calendars_last_day_is_outside_the_window(out):
+    assert one_error(run_cli("why", out, "--metric", "total", "--date", "9999-12-31")).startswith(
+        "--date 9999-12-31: outside this run's window"
+    )  # an OverflowError traceback before: the day after it does not exist
 
 
 def test_drill_down_on_a_damaged_or_missing_checkpoint_is_one_line(out):

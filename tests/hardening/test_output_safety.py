@@ -114,8 +114,10 @@ def test_plots_inside_out_survive_the_swap_and_elsewhere_follow_the_same_rules(t
     result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path / "slides", *WINDOW)
     assert "refusing to replace it" in one_error(result)
     assert snapshot(tmp_path / "slides") == {"talk.key": b"slides"}
+    assert leftovers(tmp_path) == []  # before: the run's own .out.partial-PID, left by a refused --plots
     result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path, *WINDOW)
     assert one_error(result).endswith(f"it holds the raw data directory {raw}")
+    assert leftovers(tmp_path) == []
     result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path / "png", *WINDOW)
     assert result.exit_code == 0 and (tmp_path / "png" / "stack.png").is_file() and leftovers(tmp_path) == []
 
