@@ -5,6 +5,7 @@ every expression sees one kind of time. A table with an archive (the table its o
 read as one table with it, here, for every reader (`rows`).
 """
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -104,7 +105,7 @@ def _scan(path: Path) -> pl.LazyFrame:
     """A parquet file or a directory of parquet files; anything else (a FIFO, a device, not parquet) is refused."""
     try:
         if path.is_dir():
-            source = path / "**" / "*.parquet"
+            source = _parts(path)
         elif path.is_file():
             source = path
         else:
@@ -114,8 +115,43 @@ def _scan(path: Path) -> pl.LazyFrame:
     except EngineError:
         raise
     except (Exception, pl.exceptions.PanicException) as exc:  # several types, one cause: not parquet
-        raise EngineError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
+        raise EngineError(f"{path}: not a readable parquet file ({_unreadable(exc)})") from None
     return lf
+
+
+def _parts(path: Path) -> list[Path]:
+    """The data files of a dataset directory as Spark and pyarrow write one: the .parquet files below it in
+    name order, without those they mark as no data (a name starting with _ or ., such as a killed job's
+    _temporary/), and all with the same columns: Polars reads a later part by the first one's columns."""
+    parts = sorted(
+        (p for p in path.rglob("*.parquet") if not any(n[0] in "_." for n in p.relative_to(path).parts)), key=str
+    )
+    if not parts:
+        raise EngineError(f"{path}: a directory with no parquet file in it")
+    schemas = []
+    for part in parts:
+        try:
+            schemas.append(dict(pl.read_parquet_schema(part)))
+        except (Exception, pl.exceptions.PanicException) as exc:
+            raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc)})") from None
+    for part, schema in zip(parts[1:], schemas[1:], strict=True):
+        first = schemas[0]
+        for col in [*first, *(c for c in schema if c not in first)]:
+            if schema.get(col) != first.get(col):
+                here, there = (f"{s[col]}" if col in s else "missing" for s in (schema, first))
+                raise EngineError(
+                    f"{part}: column '{col}' is {here} here and {there} in {parts[0].name}: the parts of a table "
+                    "must have the same columns"
+                )
+    return parts
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why Polars could not read a file, in one line; a time zone it cannot parse (a fixed offset such as
+    '+05:30') is said as such, without its hints."""
+    if found := re.search(r"unable to parse time zone: '([^']*)'", str(exc)):
+        return f"a timestamp column has the time zone '{found[1]}', which Polars cannot read: write UTC or an IANA name"
+    return first_line(exc)
 
 
 def _normalised(col: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -179,7 +215,15 @@ def as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr.cast(pl.String)
 
 
+MS_BOUNDS = (-62_135_596_800_000, 253_402_214_400_000)  # 0001-01-01 and 9999-12-31 in milliseconds
+
+
 def _utc(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
+    """UTC, naive, microseconds. A millisecond time past the years 1 to 9999 is clipped to them first:
+    microseconds hold 292,000 years, and Polars panics on a sentinel beyond (both ends are still no real
+    record: LATEST reads such an end as open)."""
+    if dtype.time_unit == "ms":
+        expr = expr.cast(pl.Int64).clip(*MS_BOUNDS).cast(dtype)
     if dtype.time_zone:
         expr = expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     return expr.dt.cast_time_unit("us")

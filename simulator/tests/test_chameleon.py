@@ -533,8 +533,10 @@ def test_edge_containers_meet_their_device_allocations(other):
 def test_the_engine_reaches_the_generator_by_its_entry_point_and_caches_the_site(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS})
-    assert "-kindedge" in path.name and (path / "blazar.devices.parquet").is_file()
-    assert cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS}) == path
+    assert path.parent == tmp_path / "testbed-usage-engine" and path.name.startswith("edge1-")
+    assert (path / "blazar.devices.parquet").is_file()
+    assert cached("edge1", {"days": DAYS, "hosts": HOSTS, "kind": "edge", "generator": "chameleon"}) == path
+    assert cached("edge1", {"generator": "chameleon", "kind": "edge", "hosts": HOSTS, "days": DAYS + 1}) != path
 
 
 @pytest.mark.parametrize("kind", ["baremetal", "kvm"])

@@ -97,8 +97,58 @@ def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path)
     leases.head(2).write_parquet(path / "part-0.parquet")
     leases.tail(2).write_parquet(path / "part-1.parquet")
     (path / "_SUCCESS").write_text("")  # what Spark writes beside the parts
+    (path / "_temporary" / "0").mkdir(parents=True)  # a killed job's attempt, and a hidden file: no data
+    leases.with_columns(pl.col("id") + "x").write_parquet(path / "_temporary" / "0" / "part-0.parquet")
+    leases.write_parquet(path / ".part-2.parquet")
     m = run_ok(tmp_path, None)
-    assert entity(m, "allocation") == ALLOCATION and m["tables"]["blazar.leases"] == 4
+    assert entity(m, "allocation") == ALLOCATION and m["tables"]["blazar.leases"] == 4  # 12 rows were read before
+
+
+def test_the_parts_of_a_table_with_other_columns_are_one_line_naming_the_part(tmp_path):
+    """Polars reads every part by the first one's columns: an extra one was a SchemaError traceback."""
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    path = raw / "blazar.leases.parquet"
+    leases = pl.read_parquet(path)
+    path.unlink()
+    path.mkdir()
+    leases.head(2).drop("end_date").write_parquet(path / "part-0.parquet")
+    leases.tail(2).write_parquet(path / "part-1.parquet")
+    assert run_error(tmp_path, None) == (
+        f"{path / 'part-1.parquet'}: column 'end_date' is Datetime(time_unit='us', time_zone=None) here and "
+        "missing in part-0.parquet: the parts of a table must have the same columns"
+    )
+    (path / "part-0.parquet").unlink()
+    (path / "part-1.parquet").rename(path / "_part-1.parquet")
+    assert run_error(tmp_path, None) == f"{path}: a directory with no parquet file in it"
+
+
+def test_a_millisecond_time_past_the_year_294247_is_an_open_end(tmp_path):
+    """Microseconds hold 292,000 years: casting such a sentinel panicked in Polars and stopped the run."""
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    never = pl.when(pl.col("id") == 2).then(pl.lit(9_400_000_000_000_000).cast(pl.Datetime("ms")))
+    retype(raw, "nova.compute_nodes", deleted_at=never.otherwise(pl.col("deleted_at").cast(pl.Datetime("ms"))))
+    far = run_ok(tmp_path, None)
+    retype(raw, "nova.compute_nodes", deleted_at=pl.when(pl.col("id") == 2).then(None).otherwise(pl.col("deleted_at")))
+    open_end = run_ok(tmp_path, None)
+    assert far["entities"]["nova_host"]["hours"] == open_end["entities"]["nova_host"]["hours"]
+    assert far["metrics"] == open_end["metrics"]
+    assert any("valid.end (deleted_at): 1 row(s) after 2200-01-01, read as an open end" in w for w in far["warnings"])
+
+
+def test_a_fixed_offset_time_zone_polars_cannot_read_is_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    path = raw / "nova.compute_nodes.parquet"
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("created_at")
+    zoned = table.column(i).cast(pa.timestamp("us", tz="+05:30"))
+    pq.write_table(table.set_column(i, "created_at", zoned), path)
+    assert run_error(tmp_path, None) == (
+        f"{path}: not a readable parquet file (a timestamp column has the time zone '+05:30', which Polars "
+        "cannot read: write UTC or an IANA name)"
+    )
 
 
 def test_a_symlinked_table_is_read_through_the_link(tmp_path):
