@@ -175,8 +175,10 @@ def _check_text(lf: pl.LazyFrame, path: Path, col: str) -> None:
         raise EngineError(f"{path}: column '{col}' holds bytes that are not UTF-8 text") from None
 
 
-# Text timestamps: with an offset (converted to UTC), then without one (UTC already).
-TEXT_FORMATS = ("%+", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d")
+# Text timestamps, the ISO forms only: with an offset (converted to UTC), then without one (UTC already),
+# with or without seconds, or a date. Never a format inferred from the data: Polars' inference reads
+# 01/02/2024 day first, and a value's reading would depend on the column's first row.
+TEXT_FORMATS = ("%+", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
 
 
 def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -189,8 +191,8 @@ def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
         return _utc(expr, dtype)
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us"))
-    if dtype == pl.String:  # the format Polars infers from the first value, else any of the ISO forms
-        forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in (None, *TEXT_FORMATS))
+    if dtype == pl.String:
+        forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in TEXT_FORMATS)
         return pl.coalesce(*forms).dt.replace_time_zone(None)
     if dtype == pl.Null:
         return expr.cast(pl.Datetime("us"))

@@ -65,6 +65,31 @@ def test_text_timestamps_mixing_forms_in_one_column(tmp_path):
     assert hours(m, "nova_host", *NOVA) == (2592, 1920, 672)
 
 
+@pytest.mark.parametrize("first", ["2024-01-01 00:00:00", "2024-01-01T00:00:00Z"])
+def test_a_text_timestamp_reads_the_same_whatever_the_first_row(tmp_path, first):
+    """Polars inferred a format from a column's first value: with a first row in Z form the minute-only rows
+    below were rejected (744 h counted instead of 1,920)."""
+    tables = tiny_site()
+    for i, row in enumerate(tables["nova.compute_nodes"]):
+        for col in ("created_at", "deleted_at"):
+            row[col] = row[col] and f"{row[col]:%Y-%m-%d %H:%M}"
+    tables["nova.compute_nodes"][0]["created_at"] = first
+    m = run_ok(tmp_path, tables)
+    assert entity(m, "nova_host") == (6, 0, 3, {"duplicate": 1, "invalid_time_range": 1, "null_start": 1})
+    assert hours(m, "nova_host", *NOVA) == (2592, 1920, 672)
+
+
+def test_month_first_text_dates_are_refused_never_read_day_first(tmp_path):
+    """01/02/2024 was read as 1 February (Polars' inference): exit 0, every invariant passing, wrong hours."""
+    tables = tiny_site()
+    for row in tables["nova.compute_nodes"]:
+        for col in ("created_at", "deleted_at"):
+            row[col] = row[col] and f"{row[col]:%m/%d/%Y %H:%M:%S}"
+    message = run_error(tmp_path, tables)  # nothing counts, so nothing is written: no false success
+    assert message.startswith("no counted span in the window 2024-01-01 to 2024-01-31 (no span counts at all; ")
+    assert "rejected: nova_host {'invalid_value': 5, 'null_start': 1}" in message
+
+
 def test_text_that_is_no_timestamp_is_rejected_as_invalid_value(tmp_path):
     tables = tiny_site()
     tables["nova.compute_nodes"] = [
