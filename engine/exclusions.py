@@ -17,14 +17,23 @@ def _when(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace(" ", "T"))
 
 
-def load_exclusions(path, specs) -> pl.DataFrame:
-    """One row per excluded key: entity, entity_id, valid_from, valid_to, detail, exclusion (its index)."""
+def load_exclusions(path, specs, *, site: str, sites=None) -> pl.DataFrame:
+    """One row per excluded key of this site's run: entity, entity_id, valid_from, valid_to, detail, exclusion
+    (its index). An entry with a `site` applies at that site only (ids repeat across sites: two Novas both
+    have a host 1); its site must be one of `sites`, the sites file's keys, when the run has one."""
     rows, problems = [], []
     for i, e in enumerate(read_config(path, "exclusions")["exclusions"]):
         if e["entity"] not in specs.entities:
             problems.append(
                 f"{path}: exclusions[{i}].entity: unknown entity '{e['entity']}'{did_you_mean(e['entity'], specs.entities)}"
             )
+        if sites is not None and e.get("site", site) not in sites:
+            known = ", ".join(sites)
+            problems.append(
+                f"{path}: exclusions[{i}].site: unknown site '{e['site']}'{did_you_mean(e['site'], sites)}; known: {known}"
+            )
+        if e.get("site", site) != site:
+            continue
         keys = e["key"] if isinstance(e["key"], list) else [e["key"]]
         detail = f"excluded by {e['added_by']} on {e['added_on']}: {e['reason']}"
         try:

@@ -37,6 +37,7 @@ from engine.io.output import CHARGED, OutputDir, write_entity, write_usage
 from engine.io.raw import RawDir
 from engine.plan.frames import Frames, MissingTable
 from engine.plan.spans import EntitySpans, Lens, build_spans
+from engine.sites import load_sites
 from engine.spec.load import load_specs
 from engine.sweep import bucket_boundaries, clock_range
 from engine.usage import usage_stage
@@ -463,7 +464,8 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
     outputs = [out, *([plots] if isinstance(plots, OutputDir) else [])]
     try:
         timings = Timings()
-        excl = load_exclusions(cfg.exclusions, specs) if cfg.exclusions else None
+        site, sites = cfg.site or raw.path.name, list(load_sites(cfg.sites)) if cfg.sites else None
+        excl = load_exclusions(cfg.exclusions, specs, site=site, sites=sites) if cfg.exclusions else None
         every = ["1d", *(e for e in cfg.resample if e != "1d")]
         ctx = Run(cfg, specs, build_graph(specs), raw, out, Lens(cfg.as_of), [timings, *hooks], excl, every=every)
         ctx.execute(set(HANDLERS))

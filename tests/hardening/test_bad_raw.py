@@ -70,7 +70,7 @@ def test_a_text_timestamp_reads_the_same_whatever_the_first_row(tmp_path, first)
     """Polars inferred a format from a column's first value: with a first row in Z form the minute-only rows
     below were rejected (744 h counted instead of 1,920)."""
     tables = tiny_site()
-    for i, row in enumerate(tables["nova.compute_nodes"]):
+    for row in tables["nova.compute_nodes"]:
         for col in ("created_at", "deleted_at"):
             row[col] = row[col] and f"{row[col]:%Y-%m-%d %H:%M}"
     tables["nova.compute_nodes"][0]["created_at"] = first
