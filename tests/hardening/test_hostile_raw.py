@@ -88,14 +88,20 @@ def test_nan_ids_never_meet_each_other(tmp_path):
     assert rejected.filter(pl.col("entity_id") == "A1")["rejection_reason"].to_list() == ["missing_fk"]
 
 
-def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path):
-    raw = write_raw(tmp_path / "raw", tiny_site())
-    path = raw / "blazar.leases.parquet"
+def leases_in_parts(tmp_path, first=lambda leases: leases):
+    """The tiny site with blazar.leases written as a directory of two parts (the first as `first` makes it);
+    the directory and the leases."""
+    path = write_raw(tmp_path / "raw", tiny_site()) / "blazar.leases.parquet"
     leases = pl.read_parquet(path)
     path.unlink()
     path.mkdir()
-    leases.head(2).write_parquet(path / "part-0.parquet")
+    first(leases.head(2)).write_parquet(path / "part-0.parquet")
     leases.tail(2).write_parquet(path / "part-1.parquet")
+    return path, leases
+
+
+def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path):
+    path, leases = leases_in_parts(tmp_path)
     (path / "_SUCCESS").write_text("")  # what Spark writes beside the parts
     (path / "_temporary" / "0").mkdir(parents=True)  # a killed job's attempt, and a hidden file: no data
     leases.with_columns(pl.col("id") + "x").write_parquet(path / "_temporary" / "0" / "part-0.parquet")
@@ -106,13 +112,7 @@ def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path)
 
 def test_the_parts_of_a_table_with_other_columns_are_one_line_naming_the_part(tmp_path):
     """Polars reads every part by the first one's columns: an extra one was a SchemaError traceback."""
-    raw = write_raw(tmp_path / "raw", tiny_site())
-    path = raw / "blazar.leases.parquet"
-    leases = pl.read_parquet(path)
-    path.unlink()
-    path.mkdir()
-    leases.head(2).drop("end_date").write_parquet(path / "part-0.parquet")
-    leases.tail(2).write_parquet(path / "part-1.parquet")
+    path, _ = leases_in_parts(tmp_path, first=lambda leases: leases.drop("end_date"))
     assert run_error(tmp_path, None) == (
         f"{path / 'part-1.parquet'}: column 'end_date' is Datetime(time_unit='us', time_zone=None) here and "
         "missing in part-0.parquet: the parts of a table must have the same columns"
