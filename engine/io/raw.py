@@ -5,6 +5,7 @@ every expression sees one kind of time. A table with an archive (the table its o
 read as one table with it, here, for every reader (`rows`).
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -120,12 +121,19 @@ def _scan(path: Path) -> pl.LazyFrame:
 
 
 def _parts(path: Path) -> list[Path]:
-    """The data files of a dataset directory as Spark and pyarrow write one: the .parquet files below it in
-    name order, without those they mark as no data (a name starting with _ or ., such as a killed job's
-    _temporary/), and all with the same columns: Polars reads a later part by the first one's columns."""
-    parts = sorted(
-        (p for p in path.rglob("*.parquet") if not any(n[0] in "_." for n in p.relative_to(path).parts)), key=str
-    )
+    """The data files of a dataset directory as Spark, Hive and pyarrow write one: every file below it in
+    name order, whatever its suffix (Hive names parts 000000_0) and through linked directories (each once),
+    without those they mark as no data (a name starting with _ or ., such as a killed job's _temporary/);
+    all with the same columns, since Polars reads a later part by the first one's columns."""
+    parts, seen = [], set()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        if os.path.realpath(root) in seen:  # a link back up the tree
+            dirs.clear()
+            continue
+        seen.add(os.path.realpath(root))
+        dirs[:] = [d for d in dirs if d[0] not in "_."]
+        parts += [Path(root, f) for f in files if f[0] not in "_."]
+    parts.sort(key=str)
     if not parts:
         raise EngineError(f"{path}: a directory with no parquet file in it")
     schemas = []

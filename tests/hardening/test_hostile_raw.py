@@ -110,6 +110,24 @@ def test_a_table_written_as_a_directory_of_parquet_files_is_read_whole(tmp_path)
     assert entity(m, "allocation") == ALLOCATION and m["tables"]["blazar.leases"] == 4  # 12 rows were read before
 
 
+@pytest.mark.parametrize("name", ["000001_0", "part-1.PARQUET", "part-1.parq", "linked/part-1.parquet"])
+def test_every_part_of_a_table_is_read_whatever_its_name_and_through_a_linked_directory(tmp_path, name):
+    """Only *.parquet files were read (Path.rglob does not follow a linked directory either): half the leases
+    were dropped without a word. Hive names its parts 000000_0."""
+    path, _ = leases_in_parts(tmp_path)
+    if name.startswith("linked/"):
+        (tmp_path / "elsewhere").mkdir()
+        (path / "part-1.parquet").rename(tmp_path / "elsewhere" / "part-1.parquet")
+        (path / "linked").symlink_to(tmp_path / "elsewhere")
+        (tmp_path / "elsewhere" / "loop").symlink_to(path)  # a link back up the tree is walked once
+    else:
+        (path / "part-1.parquet").rename(path / name)
+    m = run_ok(tmp_path, None)
+    assert entity(m, "allocation") == ALLOCATION and m["tables"]["blazar.leases"] == 4
+    (path / "notes.txt").write_text("exported by hand")
+    assert run_error(tmp_path, None).startswith(f"{path / 'notes.txt'}: not a readable parquet file (")
+
+
 def test_the_parts_of_a_table_with_other_columns_are_one_line_naming_the_part(tmp_path):
     """Polars reads every part by the first one's columns: an extra one was a SchemaError traceback."""
     path, _ = leases_in_parts(tmp_path, first=lambda leases: leases.drop("end_date"))
