@@ -17,11 +17,13 @@ def _when(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace(" ", "T"))
 
 
-def load_exclusions(path, specs, *, site: str, sites=None) -> pl.DataFrame:
+def load_exclusions(path, specs, *, site: str, sites=None) -> tuple[pl.DataFrame, list[str]]:
     """One row per excluded key of this site's run: entity, entity_id, valid_from, valid_to, detail, exclusion
-    (its index). An entry with a `site` applies at that site only (ids repeat across sites: two Novas both
-    have a host 1); its site must be one of `sites`, the sites file's keys, when the run has one."""
-    rows, problems = [], []
+    (its index); and warnings. An entry with a `site` applies at that site only (ids repeat across sites:
+    two Novas both have a host 1); its site must be one of `sites`, the sites file's keys, when the run has
+    one. Without a sites file the run is named by its raw directory, so an entry of another name is said
+    in a warning: it may be this very site's, under another directory name."""
+    rows, problems, notes = [], [], []
     for i, e in enumerate(read_config(path, "exclusions")["exclusions"]):
         if e["entity"] not in specs.entities:
             problems.append(
@@ -33,6 +35,10 @@ def load_exclusions(path, specs, *, site: str, sites=None) -> pl.DataFrame:
                 f"{path}: exclusions[{i}].site: unknown site '{e['site']}'{did_you_mean(e['site'], sites)}; known: {known}"
             )
         if e.get("site", site) != site:
+            if sites is None:
+                notes.append(
+                    f"{path}: exclusions[{i}] is for site '{e['site']}', not this run's '{site}' (the raw directory's name): not applied"
+                )
             continue
         keys = e["key"] if isinstance(e["key"], list) else [e["key"]]
         detail = f"excluded by {e['added_by']} on {e['added_on']}: {e['reason']}"
@@ -59,7 +65,7 @@ def load_exclusions(path, specs, *, site: str, sites=None) -> pl.DataFrame:
     twice = frame.filter(pl.struct("entity", "entity_id").is_duplicated())
     if twice.height:
         raise EngineError(f"{path}: {twice['entity'][0]} key {twice['entity_id'][0]} is excluded twice; keep one entry")
-    return frame
+    return frame, notes
 
 
 def stale(exclusions: pl.DataFrame, applied: set[int], ran: set[str]) -> list[dict]:

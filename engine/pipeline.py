@@ -465,7 +465,8 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
     try:
         timings = Timings()
         site, sites = cfg.site or raw.path.name, list(load_sites(cfg.sites)) if cfg.sites else None
-        excl = load_exclusions(cfg.exclusions, specs, site=site, sites=sites) if cfg.exclusions else None
+        excl, notes = load_exclusions(cfg.exclusions, specs, site=site, sites=sites) if cfg.exclusions else (None, [])
+        raw.notes += notes
         every = ["1d", *(e for e in cfg.resample if e != "1d")]
         ctx = Run(cfg, specs, build_graph(specs), raw, out, Lens(cfg.as_of), [timings, *hooks], excl, every=every)
         ctx.execute(set(HANDLERS))

@@ -108,3 +108,18 @@ def test_an_entry_with_a_site_applies_at_that_site_only(tmp_path):
     result = run_cli("run", SPECS, *args, "--out", tmp_path / "out2", "--jobs", "1")
     assert result.exit_code == 1
     assert "exclusions[0].site: unknown site 'eats' (did you mean 'east'?); known: east, west" in result.output
+
+
+def test_without_a_sites_file_an_entry_of_another_site_is_a_warning_not_silence(tmp_path):
+    """A --data run is named by its raw directory: an entry for `east` is not applied to data/east-2024-05,
+    which may be east itself, so the run says so (it said nothing before)."""
+    entry = "exclusions:\n  - {entity: nova_host, key: 6, site: east, reason: r, added_by: ops, added_on: 2024-03-01}\n"
+    result = run_with(tmp_path, entry, "--json", "--no-report")
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert "excluded" not in m["entities"]["nova_host"]["rejected_by_reason"]
+    path = tmp_path / "exclusions.yaml"
+    assert (
+        f"{path}: exclusions[0] is for site 'east', not this run's 'raw' (the raw directory's name): not applied"
+        in (m["warnings"])
+    )
