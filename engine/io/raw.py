@@ -197,8 +197,8 @@ def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     """
     if isinstance(dtype, pl.Datetime):
         return _utc(expr, dtype)
-    if dtype == pl.Date:
-        return expr.cast(pl.Datetime("us"))
+    if dtype == pl.Date:  # clipped to the years 1 to 9999 first, as a millisecond time (_utc)
+        return expr.cast(pl.Int32).clip(*DAY_BOUNDS).cast(pl.Date).cast(pl.Datetime("us"))
     if dtype == pl.String:
         forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in TEXT_FORMATS)
         return pl.coalesce(*forms).dt.replace_time_zone(None)
@@ -226,6 +226,7 @@ def as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 MS_BOUNDS = (-62_135_596_800_000, 253_402_214_400_000)  # 0001-01-01 and 9999-12-31 in milliseconds
+DAY_BOUNDS = (-719_162, 2_932_896)  # and in days
 
 
 def _utc(expr: pl.Expr, dtype: pl.Datetime) -> pl.Expr:

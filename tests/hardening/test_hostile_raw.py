@@ -140,11 +140,19 @@ def test_the_parts_of_a_table_with_other_columns_are_one_line_naming_the_part(tm
     assert run_error(tmp_path, None) == f"{path}: a directory with no parquet file in it"
 
 
-def test_a_millisecond_time_past_the_year_294247_is_an_open_end(tmp_path):
-    """Microseconds hold 292,000 years: casting such a sentinel panicked in Polars and stopped the run."""
+@pytest.mark.parametrize(
+    "dtype, sentinel", [(pl.Datetime("ms"), 9_400_000_000_000_000), (pl.Date, 200_000_000)], ids=["ms", "date"]
+)
+def test_a_time_past_the_year_294247_is_an_open_end(tmp_path, dtype, sentinel):
+    """Microseconds hold 292,000 years: casting such a sentinel (in milliseconds, or a date) panicked in Polars
+    and stopped the run."""
     raw = write_raw(tmp_path / "raw", tiny_site())
-    never = pl.when(pl.col("id") == 2).then(pl.lit(9_400_000_000_000_000).cast(pl.Datetime("ms")))
-    retype(raw, "nova.compute_nodes", deleted_at=never.otherwise(pl.col("deleted_at").cast(pl.Datetime("ms"))))
+    never = pl.lit(sentinel, pl.Int32 if dtype == pl.Date else pl.Int64).cast(dtype)
+    retype(
+        raw,
+        "nova.compute_nodes",
+        deleted_at=pl.when(pl.col("id") == 2).then(never).otherwise(pl.col("deleted_at").cast(dtype)),
+    )
     far = run_ok(tmp_path, None)
     retype(raw, "nova.compute_nodes", deleted_at=pl.when(pl.col("id") == 2).then(None).otherwise(pl.col("deleted_at")))
     open_end = run_ok(tmp_path, None)
