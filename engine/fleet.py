@@ -37,6 +37,13 @@ def _worker_start() -> None:
     exit_on_sigterm()
 
 
+def _hold_ctrl_c(hold: bool = True) -> None:
+    """Block SIGINT in this thread (it waits, pending, instead of being lost), or let it through again. A
+    process spawned meanwhile inherits the mask across exec, so a worker never sees a Ctrl-C while it still
+    imports the engine (the parent stops it with SIGTERM)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK if hold else signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _in_worker(cfg) -> SiteOutcome:
     """run_one in a worker: SIGTERM ends the process once the run has removed its outputs (the pool would
     otherwise take the exit as the task's result and wait for the next task)."""
@@ -80,12 +87,17 @@ def run_sites(configs: list, jobs: int, *, on_done=lambda outcome, n, total: Non
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_worker_start) as pool:
             try:
-                futures = {pool.submit(_in_worker, cfg): i for i, cfg in enumerate(configs)}
+                _hold_ctrl_c()  # while the workers are spawned: a Ctrl-C meanwhile arrives right after
+                try:
+                    futures = {pool.submit(_in_worker, cfg): i for i, cfg in enumerate(configs)}
+                finally:
+                    _hold_ctrl_c(False)
                 outcomes: list = [None] * len(configs)
                 for done, future in enumerate(as_completed(futures), 1):
                     outcomes[futures[future]] = future.result()
                     on_done(outcomes[futures[future]], n=done, total=len(configs))
             except BaseException:  # Ctrl-C, SIGTERM or a bug: the workers stop too, cleaning up
+                _hold_ctrl_c()  # a second Ctrl-C would be a traceback from the pool's exit, not a faster stop
                 pool.shutdown(wait=False, cancel_futures=True)
                 for worker in multiprocessing.active_children():
                     worker.terminate()
