@@ -225,7 +225,8 @@ class OutputDir:
 
 
 def refuse_overlap(path: Path, guarded: dict) -> None:
-    """Refuse a directory to write that is, holds or (but for raw data) lies inside a guarded path."""
+    """Refuse a directory to write that is, holds or lies inside a guarded path (inside the raw data, only
+    inside a table written as a directory: its every file is read as a part)."""
     target = _resolved(path)
     for what, other in guarded.items():
         if other is None:
@@ -234,7 +235,9 @@ def refuse_overlap(path: Path, guarded: dict) -> None:
             other = Path(other).resolve()
         except (OSError, RuntimeError):  # a symlink loop: its own reader says so
             continue
-        inside = other in target.parents and what != "the raw data directory"  # beside raw tables is harmless
+        inside = other in target.parents
+        if inside and what == "the raw data directory":  # beside the tables is harmless, inside one is not
+            inside = target.relative_to(other).parts[0].endswith(".parquet")
         if other == target or target in other.parents or inside:
             relation = "is" if other == target else ("holds" if target in other.parents else "lies inside")
             raise EngineError(f"{path}: refusing to write here: it {relation} {what} {other}")

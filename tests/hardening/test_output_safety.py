@@ -9,6 +9,7 @@ import contextlib
 import shutil
 import subprocess
 
+import polars as pl
 import pytest
 
 from tests.conftest import ROOT, SPECS, run_cli
@@ -53,6 +54,19 @@ def test_out_holding_the_data_and_the_specs_is_refused_and_both_untouched(tmp_pa
         message == f"{specs_copy / 'entities'}: refusing to write here: it lies inside the specs directory {specs_copy}"
     )
     assert snapshot(specs_copy) == specs_before
+
+
+def test_out_inside_a_table_written_as_a_directory_is_refused_beside_the_tables_allowed(tmp_path):
+    """Every file of a table's directory is read as a part: an output there broke every later run of the data."""
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    table = raw / "blazar.leases.parquet"
+    leases = pl.read_parquet(table)
+    table.unlink()
+    table.mkdir()
+    leases.write_parquet(table / "part-0.parquet")
+    message = one_error(run(raw, table / "out"))
+    assert message == f"{table / 'out'}: refusing to write here: it lies inside the raw data directory {raw}"
+    assert run(raw, raw / "runs" / "out").exit_code == 0  # beside the tables: never read as one
 
 
 def test_out_holding_the_sites_or_exclusions_file_is_refused(tmp_path, raw):
