@@ -54,7 +54,7 @@ def in_utc(cfg):
     for flag, value in ((flag, getattr(cfg, name)) for flag, name in FLAGS):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise EngineError(
-                f"{flag} {value:%Y-%m-%d}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
+                f"{flag} {value.date().isoformat()}: outside the times the engine reads, {EARLIEST:%Y} to {LATEST:%Y}"
             )
     if problem := zone_error(cfg.timezone):
         raise EngineError(f"--timezone {problem}")

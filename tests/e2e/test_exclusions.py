@@ -123,3 +123,15 @@ def test_without_a_sites_file_an_entry_of_another_site_is_a_warning_not_silence(
         f"{path}: exclusions[0] is for site 'east', not this run's 'raw' (the raw directory's name): not applied"
         in (m["warnings"])
     )
+
+
+def test_a_stale_entry_of_many_keys_is_one_short_warning(tmp_path):
+    keys = ", ".join(f"X{i}" for i in range(50_000))
+    entry = f"exclusions:\n  - {{entity: allocation, key: [{keys}], reason: r, added_by: ops, added_on: 2024-03-01}}\n"
+    result = run_with(tmp_path, entry, "--json", "--no-report")
+    assert result.exit_code == 0, result.stderr
+    (warning,) = [w for w in json.loads(result.stdout)["warnings"] if w.startswith("stale exclusion")]
+    assert warning == (  # one line of 339 kB before
+        "stale exclusion: allocation X0, X1, X2, X3, X4, X5, X6, X7, X8, X9 and 49,990 more matched no row "
+        "(excluded by ops on 2024-03-01: r)"
+    )

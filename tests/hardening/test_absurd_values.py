@@ -105,7 +105,10 @@ def test_a_start_beyond_2200_is_invalid_value(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("flag,value", [("--start", "1901-01-01"), ("--end", "2300-01-01"), ("--as-of", "2201-05-05")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--start", "1901-01-01"), ("--end", "2300-01-01"), ("--as-of", "2201-05-05"), ("--start", "0001-01-01")],
+)
 def test_a_window_outside_the_bounds_is_refused(tmp_path, flag, value):
     raw = write_raw(tmp_path / "raw", tiny_site())
     args = ["--lens", "projected"] if flag == "--as-of" else []
