@@ -361,11 +361,16 @@ def file_target(out_dir: Path, target: Path, kind: str) -> Path:
 
 
 def _run_inputs(out_dir: Path) -> dict[str, str | None]:
-    """The inputs a run's manifest records (specs, raw data, sites and exclusions files): never written over."""
+    """The inputs a run's manifest records (specs, raw data, sites and exclusions files), and the etc/ beside
+    its specs (a --data run records no sites file, but etc/sites.yaml is there): never written over."""
     try:
         manifest = json.loads((out_dir / "manifest.json").read_text())
+        specs = manifest.get("specs")
         inputs = {
-            "the specs of the run": manifest.get("specs"),
+            "the specs of the run": specs,
+            "the configuration beside the specs of the run": str(Path(specs).parent / "etc")
+            if isinstance(specs, str)
+            else None,
             "the raw data of the run": manifest.get("data"),  # not "the raw data directory": nothing inside it
             "the sites file of the run": manifest.get("sites"),
             "the exclusions file of the run": (manifest.get("exclusions") or {}).get("file"),

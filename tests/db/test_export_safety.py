@@ -193,6 +193,22 @@ def test_a_file_of_the_run_or_one_of_its_inputs_is_never_written(run_out, where)
         assert (target.read_bytes() if target.exists() else None) == before
 
 
+def test_the_sites_file_beside_the_specs_is_never_written_after_a_data_run(tmp_path):
+    """A --data run records no sites file, and export --json etc/sites.yaml replaced it."""
+    shutil.copytree(SPECS, tmp_path / "specs")
+    (tmp_path / "etc").mkdir()
+    sites = tmp_path / "etc" / "sites.yaml"
+    sites.write_text("sites:\n  tiny:\n    name: tiny\n    data: raw\n")
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    args = ("--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW)
+    assert run_cli("run", tmp_path / "specs", *args).exit_code == 0
+    message = one_error(run_cli("export", tmp_path / "out", "--json", sites))
+    assert message == (
+        f"{sites}: refusing to write here: it lies inside the configuration beside the specs of the run {tmp_path / 'etc'}"
+    )
+    assert sites.read_text() == "sites:\n  tiny:\n    name: tiny\n    data: raw\n"
+
+
 def test_a_device_or_a_pipe_is_not_a_file_to_replace(run_out, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
