@@ -380,6 +380,16 @@ def _run_inputs(out_dir: Path) -> dict[str, str | None]:
     return {what: path for what, path in inputs.items() if isinstance(path, str) and path}
 
 
+def _inert(wide):
+    """Text cells a spreadsheet would run as a formula (=, +, -, @ first, as OWASP lists them: a node type
+    `=HYPERLINK(…)` from the data) with a ' before them, as spreadsheets read a text cell; numbers stay."""
+    import polars as pl
+
+    text = [c for c, t in wide.schema.items() if t == pl.String]
+    formula = pl.col(text).str.contains(r"^[=+\-@\t\r]")
+    return wide.with_columns(pl.when(formula).then("'" + pl.col(text)).otherwise(pl.col(text)).name.keep())
+
+
 def _write_file(wide, target: Path, kind: str, *, shown: Path) -> None:
     """Write beside the target and rename into place, so a reader never sees half a file."""
     import polars as pl
@@ -387,7 +397,7 @@ def _write_file(wide, target: Path, kind: str, *, shown: Path) -> None:
     tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
     try:
         if kind == "csv":
-            wide.write_csv(tmp)
+            _inert(wide).write_csv(tmp)
         else:
             tmp.write_text(wide.write_json() + "\n")
         tmp.replace(target)
