@@ -75,9 +75,10 @@ def _none(what: str) -> str:
 
 
 def _legend(text: str) -> str:
-    """A legend label for a value from the data: printable (no control character reaches the SVG), and not
-    starting with '_' (matplotlib hides such labels)."""
-    text = printable(text)
+    """A legend label for a value from the data: printable (no control character reaches the SVG), cut at 80
+    characters (matplotlib lays out a 1 MB node type for minutes) and not starting with '_' (matplotlib
+    hides such labels)."""
+    text = printable(text if len(text) <= 80 else f"{text[:79]}…")
     return f" {text}" if text.startswith("_") else text
 
 

@@ -1,4 +1,5 @@
-"""The CSV export's text cells cannot run as spreadsheet formulas (engine/extract.py: _inert)."""
+"""Text from the data in what users open elsewhere: the CSV export cannot run spreadsheet formulas
+(engine/extract.py: _inert), and the report's chart labels stay short (engine/report/html.py: _legend)."""
 
 import polars as pl
 
@@ -26,3 +27,11 @@ def test_text_a_spreadsheet_would_run_gets_a_quote_and_numbers_stay():
     ]
     assert out["site"].to_list() == ["tacc", "'=x", *["tacc"] * 6]  # each column by its own cells
     assert out["total"].to_list() == wide["total"].to_list() and out.schema == wide.schema
+
+
+def test_a_legend_label_from_the_data_is_cut_at_80_characters():
+    """A 1 MB node type took matplotlib over two minutes to lay out (the report of a 6-host site)."""
+    from engine.report.html import _legend
+
+    assert _legend("n" * 1_000_000) == "n" * 79 + "…"
+    assert _legend("gpu_a100") == "gpu_a100" and _legend("_hidden") == " _hidden" and len(_legend("x" * 80)) == 80
