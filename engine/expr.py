@@ -20,6 +20,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
 from engine.errors import ExprError
+from engine.temporal import from_text
 
 MAX_CHARS = 10_000  # characters of one expression
 MAX_NODES = 500  # nodes of its syntax tree (a + b is five: the sum, two columns, two names)
@@ -185,16 +186,32 @@ def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.E
     return pl.when(wrapped).then(stop).otherwise(result)
 
 
-def _integer_type(expr: pl.Expr) -> pl.DataType | None:
-    """The integer dtype of `expr` on the frame being compiled for; None if not an integer, or not known."""
+def _dtype(expr: pl.Expr) -> pl.DataType | None:
+    """The dtype of `expr` on the frame being compiled for; None if not known (no schema, or a type error,
+    which is named where the expression is used)."""
     schema = _SCHEMA.get()
     if schema is None:
         return None
     try:
-        dtype = pl.LazyFrame(schema=dict(schema)).select(expr.alias("v")).collect_schema()["v"]
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):  # a type error: named where it is used
+        return pl.LazyFrame(schema=dict(schema)).select(expr.alias("v")).collect_schema()["v"]
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
         return None
-    return dtype if dtype.is_integer() else None
+
+
+def _integer_type(expr: pl.Expr) -> pl.DataType | None:
+    """The integer dtype of `expr` on the frame being compiled for; None if not an integer, or not known."""
+    dtype = _dtype(expr)
+    return dtype if dtype is not None and dtype.is_integer() else None
+
+
+def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
+    """Text among timestamps (least, greatest, coalesce) read as timestamps, in the ISO forms the raw reader
+    takes: a dump converted through CSV holds its times as text, and `least(l.end_date, l.deleted_at)`
+    must mean the same on it."""
+    dtypes = [_dtype(v) for v in values]
+    if not any(isinstance(t, pl.Datetime) for t in dtypes):
+        return values
+    return [from_text(v) if t == pl.String else v for v, t in zip(values, dtypes, strict=True)]
 
 
 def _is(node: exp.Is) -> pl.Expr:
@@ -286,7 +303,10 @@ def _cast(node: exp.Cast) -> pl.Expr:
             return pl.lit(dt.datetime.fromisoformat(value.this), dtype=dtype)
         except ValueError:
             raise ExprError(f"'{value.this}' is not a valid {node.to.this.name.lower()}") from None
-    return _compile(value).cast(dtype, strict=True)
+    compiled = _compile(value)
+    if dtype in (pl.Date, pl.Datetime) and _dtype(compiled) == pl.String:  # a text column: its ISO forms
+        return from_text(compiled).cast(dtype)
+    return compiled.cast(dtype, strict=True)
 
 
 DATE_PARTS = ["epoch", "year", "quarter", "month", "week", "day", "doy", "dow", "isodow", "hour", "minute", "second"]
@@ -298,6 +318,7 @@ def date_part(unit: str, x: pl.Expr) -> pl.Expr:
     unit = unit.lower()
     if unit not in DATE_PARTS:
         raise ExprError(f"unknown date part {unit!r} (known: {', '.join(DATE_PARTS)})")
+    x = from_text(x) if _dtype(x) == pl.String else x  # a text time, read as the raw reader reads one
     if unit == "epoch":  # whole seconds, then the nanoseconds: exact wherever the time is
         return x.dt.timestamp("ns") // 1_000_000_000 + x.dt.nanosecond() / 1e9
     if unit == "dow":
@@ -399,6 +420,8 @@ def _call(node: exp.Anonymous, keep: pl.Expr | None = None) -> pl.Expr:
     """A function, or an aggregate of the rows where `keep` (its FILTER) is true. count(*) counts rows,
     count(DISTINCT x) distinct non-null values; counts are Int64."""
     name, nodes = node.name.lower(), node.expressions
+    if name in ("least", "greatest", "coalesce"):
+        return FUNCTIONS[name](*_text_as_times(_arguments(name, FUNCTIONS[name], nodes)))
     if name in FUNCTIONS:
         return FUNCTIONS[name](*_arguments(name, FUNCTIONS[name], nodes))
     if name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Star):

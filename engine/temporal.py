@@ -15,6 +15,18 @@ OPEN = datetime(9999, 12, 31)
 EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2200, 1, 1)
 
 
+# Text timestamps, the ISO forms only: with an offset (converted to UTC), then without one (UTC already),
+# with or without seconds, or a date. Never a format inferred from the data: Polars' inference reads
+# 01/02/2024 day first, and a value's reading would depend on the column's first row.
+TEXT_FORMATS = ("%+", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+def from_text(expr: pl.Expr) -> pl.Expr:
+    """Text as a naive UTC microsecond timestamp, each value by the first ISO form it fits; null if none."""
+    forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in TEXT_FORMATS)
+    return pl.coalesce(*forms).dt.replace_time_zone(None)
+
+
 def closed(col: str) -> pl.Expr:
     """The end column with an open end as OPEN."""
     return pl.col(col).fill_null(OPEN)

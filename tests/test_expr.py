@@ -1,6 +1,7 @@
 """Spec expressions: qualified names, string literals, constants, the whitelist, the bounds, refusals."""
 
 import re
+from datetime import datetime
 
 import polars as pl
 import pytest
@@ -167,3 +168,25 @@ def test_what_cannot_wrap_is_left_as_it_is():
     assert checked("m * 1048576.0") == [274877906944.0, 5242880.0, None]  # floats do not wrap
     text = pl.DataFrame({"s": ["a"]})
     assert text.select(compile_expr("s + s", text.schema)).item() == "aa"  # Polars' + joins text
+
+
+def test_text_meeting_a_timestamp_is_read_in_the_iso_forms():
+    """least, greatest, coalesce, CAST(… AS timestamp) and date_part read a text time as the raw reader does
+    (a dump converted through CSV); unreadable text is null, and text among text stays text."""
+    frame = pl.DataFrame(
+        {
+            "s": ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "01/02/2024", None],
+            "t": [datetime(2024, 1, 2), datetime(2024, 1, 2), datetime(2024, 1, 2), None],
+        }
+    )
+
+    def values(sql):
+        return frame.select(compile_expr(sql, frame.schema).alias("v"))["v"].to_list()
+
+    jan = [datetime(2024, 1, d) for d in (1, 2, 3)]
+    assert values("least(s, t)") == [jan[1], jan[0], jan[1], None]  # the unreadable one is skipped as a null
+    assert values("greatest(s, t)") == [jan[2], jan[1], jan[1], None]
+    assert values("coalesce(s, t)") == [jan[2], jan[0], jan[1], None]
+    assert values("CAST(s AS timestamp)") == [jan[2], jan[0], None, None]
+    assert values("date_part('day', s)") == [3, 1, None, None]
+    assert values("least(s, 'x')") == ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "01/02/2024", "x"]

@@ -13,6 +13,7 @@ import polars as pl
 
 from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
+from engine.temporal import from_text
 
 
 class RawDir:
@@ -183,12 +184,6 @@ def _check_text(lf: pl.LazyFrame, path: Path, col: str) -> None:
         raise EngineError(f"{path}: column '{col}' holds bytes that are not UTF-8 text") from None
 
 
-# Text timestamps, the ISO forms only: with an offset (converted to UTC), then without one (UTC already),
-# with or without seconds, or a date. Never a format inferred from the data: Polars' inference reads
-# 01/02/2024 day first, and a value's reading would depend on the column's first row.
-TEXT_FORMATS = ("%+", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
-
-
 def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     """Coerce an expression of the given type to a naive microsecond timestamp, or None if impossible.
 
@@ -200,8 +195,7 @@ def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     if dtype == pl.Date:  # clipped to the years 1 to 9999 first, as a millisecond time (_utc)
         return expr.cast(pl.Int32).clip(*DAY_BOUNDS).cast(pl.Date).cast(pl.Datetime("us"))
     if dtype == pl.String:
-        forms = (expr.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in TEXT_FORMATS)
-        return pl.coalesce(*forms).dt.replace_time_zone(None)
+        return from_text(expr)
     if dtype == pl.Null:
         return expr.cast(pl.Datetime("us"))
     return None
