@@ -86,7 +86,7 @@ def _span_columns(frames, lf: pl.LazyFrame, spec, *, checks: _Checks) -> list[pl
     where = spec.where
     columns = [
         pl.lit(spec.name).alias("entity"),
-        as_text(*frames.typed(lf, where, field="source.key", text=spec.source.key)).alias("entity_id"),
+        _text(frames, lf, where, field="source.key", text=spec.source.key).alias("entity_id"),
         pl.lit(spec.metric).alias("metric"),
     ]
     for column, name in zip(TIMES, TIME_FIELDS, strict=True):
@@ -96,10 +96,7 @@ def _span_columns(frames, lf: pl.LazyFrame, spec, *, checks: _Checks) -> list[pl
         )
     columns += [
         pl.lit(False).alias("tx_uncertain"),
-        *(
-            as_text(*frames.typed(lf, where, field=f"attributes.{a}", text=e)).alias(a)
-            for a, e in spec.attributes.items()
-        ),
+        *(_text(frames, lf, where, field=f"attributes.{a}", text=e).alias(a) for a, e in spec.attributes.items()),
         *(_resource(frames, lf, spec, name=r, text=e, checks=checks) for r, e in spec.resources.items()),
         *(
             frames.expr(lf, where, field=f"measures.{m}", text=e).alias(f"__measure.{m}")
@@ -125,6 +122,14 @@ def _in_scope(frames, lf: pl.LazyFrame, spec, *, claims: bool) -> pl.Expr:
     deciders = spec.deciding_joins()
     missing = pl.any_horizontal(pl.col(f"__matched.{a}").is_null() for a in deciders) if deciders else False
     return (decided.fill_null(False) | (decided.is_null() & missing & claims)).alias("__in_scope")
+
+
+def _text(frames, lf: pl.LazyFrame, where: str, *, field: str, text) -> pl.Expr:
+    """A key or an attribute as text; a list or a struct (a JSON column read as one) is no single value."""
+    expr, dtype = frames.typed(lf, where, field=field, text=text)
+    if dtype.is_nested():
+        raise EngineError(f"{where}: {field}: expected one value, got {dtype} from {text!r}")
+    return as_text(expr, dtype)
 
 
 def _timestamp(frames, lf: pl.LazyFrame, spec, *, field: str, text, checks: _Checks) -> pl.Expr:

@@ -195,3 +195,16 @@ def test_a_fifo_named_like_a_table_is_refused_without_waiting_for_a_writer(tmp_p
     worker.join(120)
     assert not worker.is_alive(), "the run blocked on the FIFO"
     assert result == [f"{raw / 'blazar.leases.parquet'}: not a regular file or directory"]
+
+
+@pytest.mark.parametrize(
+    "column, field", [("hypervisor_type", "attributes.hypervisor_type"), ("id", "source.key")], ids=["attribute", "key"]
+)
+def test_a_list_column_as_a_key_or_an_attribute_is_one_line_naming_the_field(tmp_path, column, field):
+    """Before: 'cannot cast List type (inner: 'String', to: 'String')', naming neither the field nor the column."""
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    retype(raw, "nova.compute_nodes", **{column: pl.concat_list(pl.col(column))})
+    dtype = pl.read_parquet_schema(raw / "nova.compute_nodes.parquet")[column]
+    assert run_error(tmp_path, None) == (
+        f"specs/entities/nova_host.yaml: entity 'nova_host': {field}: expected one value, got {dtype} from '{column}'"
+    )
