@@ -156,9 +156,18 @@ def parse_yaml(raw: bytes, display: str) -> tuple[object, yaml.Node | None]:
         line, problem = text[: exc.position].count("\n") + 1, f"character #x{char:04x}: {exc.reason}"
     lines = text.splitlines()
     context = " | ".join(
-        f"{n}: {printable(lines[n - 1].strip())}" for n in range(max(1, line - 1), min(len(lines), line) + 1)
+        f"{n}: {printable(_unsecret(lines[n - 1].strip()))}" for n in range(max(1, line - 1), min(len(lines), line) + 1)
     )
     raise SpecError([f"{display}:{line}: YAML syntax error near line {line}: {printable(problem)} [{context}]"])
+
+
+SECRET = re.compile(r"(?i)(://[^/:@\s]*:|(?:password|passwd|pwd|secret|token|api_?key)\s*[=:]\s*)[^\s@\x00]+")
+
+
+def _unsecret(line: str) -> str:
+    """A line shown in an error with what looks like a secret hidden: a URI's password, `password=…`, a token
+    (the file may be a wrong one, such as a MySQL option file given as --exclusions)."""
+    return SECRET.sub(lambda m: m[1] + "…", line)
 
 
 def printable(text) -> str:

@@ -267,3 +267,14 @@ def test_anchors_and_aliases_used_legitimately_keep_working(tmp_path, specs_copy
     assert entity(run_ok(tmp_path / "a", tiny_site(), specs=specs_copy), "nova_host") == entity(
         run_ok(tmp_path / "b", tiny_site()), "nova_host"
     )
+
+
+def test_a_syntax_error_shows_its_lines_with_secrets_hidden(tmp_path):
+    """The context of a YAML error quoted a wrong file's lines whole: a MySQL option file given as
+    --exclusions printed its password, and a broken sites file its db_uri's."""
+    option_file = "[client]\npassword=S3cr3t-hunter2\nuser=usage_reader\n"
+    line = config_refusal(tmp_path, "exclusions", option_file)
+    assert line.endswith("[1: [client] | 2: password=…]") and "S3cr3t" not in line
+    sites = "sites:\n  x:\n    name: x\n    db_uri: mysql://usage:S3cr3t@db.example:3306\n\tdata: raw\n"
+    line = config_refusal(tmp_path, "sites", sites)
+    assert "db_uri: mysql://usage:…@db.example:3306" in line and "S3cr3t" not in line
