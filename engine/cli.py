@@ -57,6 +57,13 @@ class OneLineErrors(click.Group):
     def main(self, args=None, standalone_mode: bool = True, **kwargs):
         """Also keeps the command line, which the report quotes as its provenance (ctx.obj["command"])."""
         exit_on_sigterm()
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # every relative path would fail, each in its own misleading way
+            err.out(
+                "✗ the current directory no longer exists (deleted since the shell entered it); cd to one that does"
+            )
+            sys.exit(1)
         argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         kwargs |= {"prog_name": "engine", "obj": {"command": shlex.join(["engine", *argv])}}
         try:

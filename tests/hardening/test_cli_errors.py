@@ -74,6 +74,18 @@ def test_simulate_into_a_file(tmp_path):
     assert one_error(result) == f"{tmp_path / 'file'}: output path exists and is not a directory"
 
 
+def test_a_deleted_current_directory_is_said_as_such(tmp_path):
+    """Before: `✗ : No such file or directory` for a run, `spec path does not exist` for validate."""
+    gone = tmp_path / "gone"
+    for command in ("validate ../specs", "run ../specs --data ../raw"):
+        script = f'mkdir {gone} && cd {gone} && rmdir {gone} && exec "$0" -m engine {command}'
+        proc = subprocess.run(["sh", "-c", script, sys.executable], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "✗ the current directory no longer exists (deleted since the shell entered it); cd to one that does"
+        ]
+
+
 def test_the_installed_command_prints_one_line_and_exits_1(tmp_path):
     (tmp_path / "out").write_text("a file")
     raw = write_raw(tmp_path / "raw", tiny_site())
