@@ -16,7 +16,14 @@ from urllib.parse import quote, quote_plus, unquote, urlparse
 from engine.errors import EngineError, first_line
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ZERO_DATE = "CASE WHEN MONTH(`{c}`) = 0 OR DAY(`{c}`) = 0 THEN NULL ELSE `{c}` END AS `{c}`"
+ZERO_DATE = "CASE WHEN MONTH({c}) = 0 OR DAY({c}) = 0 THEN NULL ELSE {c} END AS {c}"
+# Types the driver cannot read, as text: TIME is an interval (-838:59:59 to 838:59:59, no time of day),
+# the spatial types have no Arrow type (connectorx panics on both).
+AS_TEXT = {"time": "CAST({c} AS CHAR) AS {c}"} | {
+    kind: "ST_AsText({c}) AS {c}"
+    for kind in ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon")
+}
+AS_TEXT["geometrycollection"] = AS_TEXT["geometry"]
 PROBLEMS = (  # (text in the driver's error, status): the first match wins
     ("bad credentials", "bad credentials"),
     ("Access denied for user", "bad credentials"),
@@ -144,14 +151,19 @@ def _select(db: Database, database: str, name: str) -> str:
         raise RuntimeError(f"Table '{database}.{name}' doesn't exist")
     cols = []
     for column, kind in zip(*(meta.column(i).to_pylist() for i in range(2)), strict=True):
-        kind = kind.lower()
+        kind, c = kind.lower(), quoted(column)  # a column name is the server's data: `x`, y FROM mysql.user#
         if kind in ("date", "datetime", "timestamp"):
-            cols.append(ZERO_DATE.format(c=column))
+            cols.append(ZERO_DATE.format(c=c))
         elif kind in ("decimal", "bit"):
-            cols.append(f"CAST(`{column}` AS {'DOUBLE' if kind == 'decimal' else 'UNSIGNED'}) AS `{column}`")
+            cols.append(f"CAST({c} AS {'DOUBLE' if kind == 'decimal' else 'UNSIGNED'}) AS {c}")
         else:
-            cols.append(f"`{column}`")
+            cols.append(AS_TEXT.get(kind, "{c}").format(c=c))
     return f"SELECT {', '.join(cols)} FROM `{database}`.`{name}`"
+
+
+def quoted(name: str) -> str:
+    """A MySQL identifier quoted whatever it holds: in backticks, each backtick doubled."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def extract_table(db: Database, table: str, out: Path, *, schemas: dict[str, str]) -> int:
@@ -241,7 +253,9 @@ def _extract_into(
             if login:
                 raise RuntimeError(f"{login}: {db.user}@{db.host} cannot log in")
             entry |= {"rows": extract_table(db, table, out, schemas=schemas), "status": "ok"}
-        except Exception as exc:  # every driver failure is this table's status; the others go on
+        except BaseException as exc:  # every driver failure is this table's status (a Rust panic is a
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):  # BaseException): others go on
+                raise
             message = db.mask(first_line(exc))
             status = next((s for text, s in PROBLEMS if text in message), "error")
             entry |= {"rows": None, "status": status, "error": message[:300]}

@@ -415,3 +415,28 @@ def test_account_names_within_mariadb_limits_apply_and_longer_ones_are_refused(s
     assert one_error(run_cli("grants", *sites, "--host", host + "h")) == (
         "--host: 256 characters, at most 255 (MariaDB's limit for an account)"
     )
+
+
+def test_column_names_and_types_the_driver_cannot_read_are_extracted_as_they_are(site, tmp_path):
+    """A column named `x`, y FROM mysql.user# was pasted into the SELECT: the extraction wrote mysql.user's rows
+    as the table (exit 0). TIME beyond 24 h and GEOMETRY panicked in the driver, stopping every table."""
+    _, _, conn = site
+    database = f"t{uuid.uuid4().hex[:8]}_odd"
+    evil = "User`, Host, authentication_string FROM mysql.user#"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+        cur.execute(f"CREATE TABLE `{database}`.instances (`{evil.replace('`', '``')}` INT, t TIME, g POINT)")
+        cur.execute(f"INSERT INTO `{database}`.instances VALUES (1, '25:00:00', POINT(1, 2)), (2, '-838:59:59', NULL)")
+    try:
+        uri = "mysql://root@127.0.0.1:3306"
+        sites = tmp_path / "sites.yaml"
+        sites.write_text(
+            f"sites:\n  o:\n    name: o\n    data: x\n    db_uri: {uri}\n    schemas: {{nova: {database}}}\n"
+        )
+        result = run_cli("extract", "--site", "o", "--sites", sites, "--specs", SPECS, "--tables", "nova.instances")
+    finally:
+        mariadb.drop(conn, [database])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    frame = pl.read_parquet(tmp_path / "x" / "nova.instances.parquet")
+    assert frame.columns == [evil, "t", "g"]
+    assert frame.rows() == [(1, "25:00:00", "POINT(1 2)"), (2, "-838:59:59", None)]
