@@ -6,6 +6,7 @@ a failure never leaves a half-written file. Every table succeeds or fails on its
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -456,11 +457,30 @@ def export_daily(out_dir: Path, db: Database, *, into: tuple[str, str]) -> int:
     try:
         conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, autocommit=True)
         with conn, conn.cursor() as cur:
+            _lock(cur, database, table)
             ours = _our_exports(cur, database, [table, f"{table}__new", f"{table}__old"])
             _publish(cur, database, table, rows=wide.rows(), width=wide.width, columns=cols, existing=ours)
     except pymysql.MySQLError as exc:
         raise EngineError(f"export to {db.shown}/{database}.{table}: {db.mask(str(exc.args[-1]))}") from None
     return wide.height
+
+
+LOCK_WAIT = 60  # seconds an export waits for another one into the same table
+
+
+def lock_key(database: str, table: str) -> str:
+    """The server's named lock of exports into one table (at most 64 characters, whatever the names)."""
+    return "testbed-usage-engine export " + hashlib.sha256(f"{database}.{table}".encode()).hexdigest()[:32]
+
+
+def _lock(cur, database: str, table: str) -> None:
+    """One export into a table at a time (the named lock, held until the connection closes): two at once each
+    took the other's __new for a killed export's, and published one table with both's rows."""
+    cur.execute("SELECT GET_LOCK(%s, %s)", (lock_key(database, table), LOCK_WAIT))
+    if cur.fetchone()[0] != 1:
+        raise EngineError(
+            f"--table {database}.{table}: another export into it has run for over {LOCK_WAIT} s; try again when it ends"
+        )
 
 
 def _our_exports(cur, database: str, names: list[str]) -> set[str]:

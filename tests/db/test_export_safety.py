@@ -10,6 +10,7 @@ import uuid
 import polars as pl
 import pytest
 
+from engine import extract
 from engine.extract import wide_daily
 from tests import mariadb
 from tests.conftest import SPECS, run_cli
@@ -235,3 +236,22 @@ def test_a_symlinked_target_writes_the_file_it_points_to(run_out, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "link.csv").is_symlink()
     assert pl.read_csv(tmp_path / "real.csv").columns[:4] == ["date", "site", "resource", "node_type"]
+
+
+def test_one_export_into_a_table_at_a_time(run_out, database, monkeypatch):
+    """Two at once each dropped the other's __new as a killed export's and inserted into one table: a table
+    of 2-3 times the rows, exit 0. An export now holds the server's named lock for its table."""
+    conn, name = database
+    monkeypatch.setattr(extract, "LOCK_WAIT", 1)
+    holder = mariadb.connect()
+    with holder.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (extract.lock_key(name, "daily"),))
+        assert cur.fetchone() == (1,)  # as an export running meanwhile holds it
+        message = one_error(export(run_out / "out", "--table", f"{name}.daily"))
+        assert message == f"--table {name}.daily: another export into it has run for over 1 s; try again when it ends"
+        assert tables(conn, name) == {}
+    holder.close()  # the lock goes with the connection, as when an export ends or is killed
+    assert export(run_out / "out", "--table", f"{name}.daily").exit_code == 0
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM `{name}`.daily")
+        assert cur.fetchone()[0] == wide_daily(run_out / "out")[0].height
