@@ -211,7 +211,18 @@ def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
     dtypes = [_dtype(v) for v in values]
     if not any(isinstance(t, pl.Datetime) for t in dtypes):
         return values
-    return [from_text(v) if t == pl.String else v for v, t in zip(values, dtypes, strict=True)]
+    return [_time_of_text(v) if t == pl.String else v for v, t in zip(values, dtypes, strict=True)]
+
+
+def _time_of_text(text: pl.Expr) -> pl.Expr:
+    """Text read as a timestamp in the ISO forms, MySQL's zero date as null; any other text stops the run
+    (a strict cast of a message, as _checked does: Polars cannot raise from a plan), since inside an
+    expression there is no row to reject and a null would pass silently (least(end, resource_type))."""
+    parsed = from_text(text)
+    bad = text.is_not_null() & ~text.str.starts_with("0000-00-00") & parsed.is_null()
+    names = ", ".join(text.meta.root_names()) or "a text value"
+    message = f"{names} holds text that is no timestamp (an ISO form such as 2024-01-31 08:00:00)"
+    return pl.when(pl.when(bad).then(pl.lit(message)).cast(pl.Int8, strict=True).is_null()).then(parsed)
 
 
 def _is(node: exp.Is) -> pl.Expr:
@@ -305,7 +316,7 @@ def _cast(node: exp.Cast) -> pl.Expr:
             raise ExprError(f"'{value.this}' is not a valid {node.to.this.name.lower()}") from None
     compiled = _compile(value)
     if dtype in (pl.Date, pl.Datetime) and _dtype(compiled) == pl.String:  # a text column: its ISO forms
-        return from_text(compiled).cast(dtype)
+        return _time_of_text(compiled).cast(dtype)
     return compiled.cast(dtype, strict=True)
 
 
@@ -318,7 +329,7 @@ def date_part(unit: str, x: pl.Expr) -> pl.Expr:
     unit = unit.lower()
     if unit not in DATE_PARTS:
         raise ExprError(f"unknown date part {unit!r} (known: {', '.join(DATE_PARTS)})")
-    x = from_text(x) if _dtype(x) == pl.String else x  # a text time, read as the raw reader reads one
+    x = _time_of_text(x) if _dtype(x) == pl.String else x  # a text time, read as the raw reader reads one
     if unit == "epoch":  # whole seconds, then the nanoseconds: exact wherever the time is
         return x.dt.timestamp("ns") // 1_000_000_000 + x.dt.nanosecond() / 1e9
     if unit == "dow":

@@ -175,18 +175,22 @@ def test_text_meeting_a_timestamp_is_read_in_the_iso_forms():
     (a dump converted through CSV); unreadable text is null, and text among text stays text."""
     frame = pl.DataFrame(
         {
-            "s": ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "01/02/2024", None],
+            "s": ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "0000-00-00 00:00:00", None],
             "t": [datetime(2024, 1, 2), datetime(2024, 1, 2), datetime(2024, 1, 2), None],
         }
     )
 
-    def values(sql):
-        return frame.select(compile_expr(sql, frame.schema).alias("v"))["v"].to_list()
+    def values(sql, data=frame):
+        return data.select(compile_expr(sql, data.schema).alias("v"))["v"].to_list()
 
     jan = [datetime(2024, 1, d) for d in (1, 2, 3)]
-    assert values("least(s, t)") == [jan[1], jan[0], jan[1], None]  # the unreadable one is skipped as a null
+    assert values("least(s, t)") == [jan[1], jan[0], jan[1], None]  # MySQL's zero date is null
     assert values("greatest(s, t)") == [jan[2], jan[1], jan[1], None]
     assert values("coalesce(s, t)") == [jan[2], jan[0], jan[1], None]
     assert values("CAST(s AS timestamp)") == [jan[2], jan[0], None, None]
     assert values("date_part('day', s)") == [3, 1, None, None]
-    assert values("least(s, 'x')") == ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "01/02/2024", "x"]
+    assert values("least(s, 'x')") == ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "0000-00-00 00:00:00", "x"]
+    month_first = frame.with_columns(pl.lit("01/02/2024").alias("s"))  # no row to reject: not a silent null
+    for sql in ("least(s, t)", "CAST(s AS timestamp)", "date_part('day', s)"):
+        with pytest.raises(pl.exceptions.InvalidOperationError, match="s holds text that is no timestamp"):
+            values(sql, month_first)

@@ -256,16 +256,6 @@ def test_every_root_row_rejected_and_no_window_says_which_rows_and_why(tmp_path)
     assert message.endswith("; give --start and --end") and not (tmp_path / "out").exists()
 
 
-def test_a_key_column_of_lists_is_one_line_naming_the_tables_read(tmp_path):
-    tables = tiny_site()
-    for row in tables["nova.compute_nodes"]:
-        row["id"] = [row["id"]]
-    assert run_error(tmp_path, tables) == (
-        "specs/entities/nova_host.yaml: entity 'nova_host': cannot cast List type (inner: 'Int64', to: 'String') "
-        "(reading nova.compute_nodes, hostname_node_type)"
-    )
-
-
 def test_an_end_after_the_data_is_kept_with_a_warning_of_what_it_projects(tmp_path):
     m = run_ok(tmp_path, tiny_site(), window=("--start", "2024-01-01", "--end", "2024-03-01"))
     assert m["window"] == {"start": "2024-01-01 00:00:00", "end": "2024-03-01 00:00:00"}
