@@ -121,6 +121,11 @@ def _parsed(uri: str):
         raise EngineError(f"--db-uri: the port is not a number from 1 to 65535 {expected}")
     if parts.scheme not in ("mysql", "mariadb") or not parts.hostname:
         raise EngineError(f"--db-uri: {expected[1:-1]}")
+    if parts.query or parts.fragment:  # not shown: a ? or # in an unencoded password lands here
+        raise EngineError(
+            "--db-uri: options after '?' (or a '#' part) are not supported: the engine would connect without them "
+            "(without TLS, if they asked for it); percent-encode a ? or # in the password"
+        )
     return parts, port
 
 

@@ -371,6 +371,9 @@ def test_a_database_part_in_the_uri_is_refused(site, tmp_path):
         ("mysql://user:Secr3t@[::1", "--db-uri: an IPv6 address needs its closing ]"),
         ("mysql://user:Secr3t@host:99999", "--db-uri: the port is not a number from 1 to 65535"),
         ("mysql://user:Secr3t@host:0", "--db-uri: the port is not a number from 1 to 65535"),
+        # TLS options were dropped silently: the connection went in plaintext when TLS was asked for
+        ("mysql://user:Secr3t@127.0.0.1:3306?ssl-mode=REQUIRED", "--db-uri: options after '?' (or a '#' part)"),
+        ("mysql://user:Secr3t@127.0.0.1:3306#tls", "--db-uri: options after '?' (or a '#' part)"),
     ],
 )
 def test_a_malformed_uri_is_one_line_without_the_password(uri, message, tmp_path):
