@@ -315,6 +315,11 @@ class Specs:
         return {name for _, name in best.values()}
 
 
+def _fallback(*, column: str, values: dict, default) -> Fallback:
+    """The factors as floats: YAML reads 3 as an integer, and {a: 3, b: 1.5} must not be a Polars type error."""
+    return Fallback(column=column, values={k: float(v) for k, v in values.items()}, default=float(default))
+
+
 def parse(kind: str, data: dict, file: str):
     """The typed spec of one validated, default-filled spec file."""
     if kind == "metrics":
@@ -334,7 +339,7 @@ def parse(kind: str, data: dict, file: str):
                 name: Breakdown(by=tuple(b["by"]), resources=tuple(b["resources"]) if "resources" in b else None)
                 for name, b in data["breakdowns"].items()
             },
-            charges=Charges(**charges | {"by": tuple(charges["by"]), "fallback": Fallback(**charges["fallback"])})
+            charges=Charges(**charges | {"by": tuple(charges["by"]), "fallback": _fallback(**charges["fallback"])})
             if charges
             else None,
         )

@@ -133,3 +133,20 @@ def test_why_takes_a_project_cell_apart(site):
     )
     unknown = run_cli(*args, "--resource", "vcpu")  # a typo must not read as "0 spans, matches"
     assert unknown.exit_code == 1 and "--resource: 'vcpu' is not in daily.parquet" in unknown.stderr
+
+
+def test_fallback_factors_written_as_integers_are_the_same_factors(tmp_path, specs_copy):
+    """YAML reads `2` as an integer: {gpu_rtx_6000: 2, storage_nvme: 1.5} was a Polars traceback in the charges
+    stage (an Int64 series meeting 1.5), after all the work; `engine validate` called it valid."""
+    from tests.rawdata import tiny_site, write_raw
+
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    args = ("--data", raw, "--out", tmp_path / "out", "--start", "2024-01-01", "--end", "2024-01-31", "--no-report")
+    charges = []
+    for factor in ("2.0", "2"):
+        metrics = specs_copy / "metrics.yaml"
+        metrics.write_text(metrics.read_text().replace("{gpu_rtx_6000: 2.0,", f"{{gpu_rtx_6000: {factor},"))
+        result = run_cli("run", specs_copy, *args)
+        assert result.exit_code == 0, result.stderr
+        charges.append(pl.read_parquet(tmp_path / "out" / "charges.parquet"))
+    assert charges[1].equals(charges[0]) and charges[0]["su"].sum() > 0
