@@ -441,6 +441,10 @@ def export_target(target: str) -> tuple[str, str]:
     database, table = real_name(target, {})
     if database.lower() in SYSTEM:
         raise EngineError(f"--table {target}: {database} is a system database of the server; export into your own")
+    if table.lower().endswith(("__new", "__old")):  # the next export into its stem would drop it as scratch
+        raise EngineError(
+            f"--table {target}: a name ending in __new or __old is export's scratch table; choose another"
+        )
     if len(table) > 59:  # MariaDB allows 64 characters, and the scratch tables add `__new`
         raise EngineError(f"--table {target}: the table name has {len(table)} characters, at most 59")
     return database, table

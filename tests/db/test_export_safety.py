@@ -166,6 +166,14 @@ def test_a_table_without_its_database_is_one_line(run_out, target):
     assert one_error(export(run_out / "out", "--table", target)) == f"--table {target}: expected DATABASE.TABLE"
 
 
+@pytest.mark.parametrize("target", ["db.daily__old", "db.daily__NEW"])
+def test_a_table_named_like_a_scratch_table_is_refused(run_out, target):
+    """An export into daily__old was dropped, silently, by the next export into daily (taken for its scratch)."""
+    assert one_error(export(run_out / "out", "--table", target)) == (
+        f"--table {target}: a name ending in __new or __old is export's scratch table; choose another"
+    )
+
+
 def test_a_database_part_in_the_uri_is_refused(run_out):
     result = run_cli("export", run_out / "out", "--db-uri", f"{URI}/nova", "--table", "x.daily")
     assert one_error(result).startswith("--db-uri: a /database part is not used")
