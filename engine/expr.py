@@ -160,6 +160,11 @@ def _binary(operation, node: exp.Binary) -> pl.Expr:
     return operation(_compile(node.this), _compile(node.expression))
 
 
+def _compared(operation, node: exp.Binary) -> pl.Expr:
+    """A comparison; text compared with a timestamp is read as one (_text_as_times)."""
+    return operation(*_text_as_times([_compile(node.this), _compile(node.expression)]))
+
+
 def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.Expr:
     """`operation` of the compiled children (+, -, * or sum) and, where it is integer arithmetic, a check that
     stops the run with a data error naming the operation where it wrapped around. Polars' integer arithmetic
@@ -205,7 +210,7 @@ def _integer_type(expr: pl.Expr) -> pl.DataType | None:
 
 
 def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
-    """Text among timestamps (least, greatest, coalesce) read as timestamps, in the ISO forms the raw reader
+    """Text among timestamps (least, greatest, coalesce, a comparison, BETWEEN) read as timestamps, in the ISO forms the raw reader
     takes: a dump converted through CSV holds its times as text, and `least(l.end_date, l.deleted_at)`
     must mean the same on it."""
     dtypes = [_dtype(v) for v in values]
@@ -242,8 +247,8 @@ def _in(node: exp.In) -> pl.Expr:
 def _between(node: exp.Between) -> pl.Expr:
     if node.args.get("symmetric"):
         raise ExprError("BETWEEN SYMMETRIC is not allowed")
-    value = _compile(node.this)
-    return (value >= _compile(node.args["low"])) & (value <= _compile(node.args["high"]))
+    value, low, high = _text_as_times([_compile(node.this), _compile(node.args["low"]), _compile(node.args["high"])])
+    return (value >= low) & (value <= high)
 
 
 RUST_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")  # what Rust's regex::escape escapes
@@ -465,12 +470,12 @@ BUILDERS = {
     exp.Div: functools.partial(_binary, operator.truediv),  # true division: 7 / 2 is 3.5
     exp.Mod: functools.partial(_binary, operator.mod),  # Polars' %: the sign of the divisor
     exp.DPipe: lambda node: pl.concat_str([_compile(node.this), _compile(node.expression)]),  # null if one is
-    exp.EQ: functools.partial(_binary, operator.eq),
-    exp.NEQ: functools.partial(_binary, operator.ne),
-    exp.LT: functools.partial(_binary, operator.lt),
-    exp.LTE: functools.partial(_binary, operator.le),
-    exp.GT: functools.partial(_binary, operator.gt),
-    exp.GTE: functools.partial(_binary, operator.ge),
+    exp.EQ: functools.partial(_compared, operator.eq),
+    exp.NEQ: functools.partial(_compared, operator.ne),
+    exp.LT: functools.partial(_compared, operator.lt),
+    exp.LTE: functools.partial(_compared, operator.le),
+    exp.GT: functools.partial(_compared, operator.gt),
+    exp.GTE: functools.partial(_compared, operator.ge),
     exp.And: functools.partial(_binary, operator.and_),  # three-valued, as Polars' & and |
     exp.Or: functools.partial(_binary, operator.or_),
     exp.Not: lambda node: _compile(node.this).not_(),

@@ -171,7 +171,8 @@ def test_what_cannot_wrap_is_left_as_it_is():
 
 
 def test_text_meeting_a_timestamp_is_read_in_the_iso_forms():
-    """least, greatest, coalesce, CAST(… AS timestamp) and date_part read a text time as the raw reader does
+    """least, greatest, coalesce, comparisons, BETWEEN, CAST(… AS timestamp) and date_part read a text time as
+    the raw reader does
     (a dump converted through CSV); unreadable text is null, and text among text stays text."""
     frame = pl.DataFrame(
         {
@@ -189,8 +190,10 @@ def test_text_meeting_a_timestamp_is_read_in_the_iso_forms():
     assert values("coalesce(s, t)") == [jan[2], jan[0], jan[1], None]
     assert values("CAST(s AS timestamp)") == [jan[2], jan[0], None, None]
     assert values("date_part('day', s)") == [3, 1, None, None]
+    assert values("s > t") == [True, False, None, None] and values("t = '2024-01-02'") == [True, True, True, None]
+    assert values("t BETWEEN s AND '2024-01-05'") == [False, True, None, None]
     assert values("least(s, 'x')") == ["2024-01-03 00:00:00", "2024-01-01T02:00:00+02:00", "0000-00-00 00:00:00", "x"]
     month_first = frame.with_columns(pl.lit("01/02/2024").alias("s"))  # no row to reject: not a silent null
-    for sql in ("least(s, t)", "CAST(s AS timestamp)", "date_part('day', s)"):
+    for sql in ("least(s, t)", "CAST(s AS timestamp)", "date_part('day', s)", "s <= t"):
         with pytest.raises(pl.exceptions.InvalidOperationError, match="s holds text that is no timestamp"):
             values(sql, month_first)
