@@ -17,7 +17,9 @@ from urllib.parse import quote, quote_plus, unquote, urlparse
 from engine.errors import EngineError, first_line
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ZERO_DATE = "CASE WHEN MONTH({c}) = 0 OR DAY({c}) = 0 THEN NULL ELSE {c} END AS {c}"
+# MySQL's zero and partial dates (0000-00-00, 2019-00-00) and, under ALLOW_INVALID_DATES, impossible ones
+# (2024-02-30): no date at all, read as NULL (the driver cannot convert them and fails the table).
+ZERO_DATE = "CASE WHEN MONTH({c}) = 0 OR DAY({c}) = 0 OR DAY({c}) > DAY(LAST_DAY({c})) THEN NULL ELSE {c} END AS {c}"
 # Types the driver cannot read, as text: TIME is an interval (-838:59:59 to 838:59:59, no time of day),
 # the spatial types have no Arrow type (connectorx panics on both).
 AS_TEXT = {"time": "CAST({c} AS CHAR) AS {c}"} | {

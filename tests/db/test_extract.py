@@ -6,6 +6,7 @@ The run on the extracted tables must equal the run on the simulated parquet file
 import json
 import os
 import uuid
+from datetime import datetime
 
 import polars as pl
 import pytest
@@ -428,8 +429,14 @@ def test_column_names_and_types_the_driver_cannot_read_are_extracted_as_they_are
     evil = "User`, Host, authentication_string FROM mysql.user#"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{database}`")
-        cur.execute(f"CREATE TABLE `{database}`.instances (`{evil.replace('`', '``')}` INT, t TIME, g POINT)")
-        cur.execute(f"INSERT INTO `{database}`.instances VALUES (1, '25:00:00', POINT(1, 2)), (2, '-838:59:59', NULL)")
+        cur.execute(
+            f"CREATE TABLE `{database}`.instances (`{evil.replace('`', '``')}` INT, t TIME, g POINT, d DATETIME)"
+        )
+        cur.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")  # 2024-02-30 failed the table in the driver
+        cur.execute(
+            f"INSERT INTO `{database}`.instances VALUES (1, '25:00:00', POINT(1, 2), '2024-02-30 10:00:00'), "
+            "(2, '-838:59:59', NULL, '2024-02-29 10:00:00')"
+        )
     try:
         uri = "mysql://root@127.0.0.1:3306"
         sites = tmp_path / "sites.yaml"
@@ -441,5 +448,6 @@ def test_column_names_and_types_the_driver_cannot_read_are_extracted_as_they_are
         mariadb.drop(conn, [database])
     assert result.exit_code == 0, result.stderr + result.stdout
     frame = pl.read_parquet(tmp_path / "x" / "nova.instances.parquet")
-    assert frame.columns == [evil, "t", "g"]
-    assert frame.rows() == [(1, "25:00:00", "POINT(1 2)"), (2, "-838:59:59", None)]
+    assert frame.columns == [evil, "t", "g", "d"]
+    leap = datetime(2024, 2, 29, 10)
+    assert frame.rows() == [(1, "25:00:00", "POINT(1 2)", None), (2, "-838:59:59", None, leap)]
