@@ -36,6 +36,12 @@ def _metrics(specs) -> list[str]:
     if specs.metrics is None:
         return [f"{specs.root}: no metrics file (a YAML file with a top-level 'metrics' field)"]
     metrics, file, out = specs.metrics.metrics, specs.metrics.file, []
+    keys = [*DAILY, *specs.metrics.group_by]  # the export writes a column per metric beside these
+    out += [
+        f"{file}: metrics.{name}: a metric may not be named like a column of the daily outputs ({', '.join(keys)})"
+        for name in metrics
+        if name in keys
+    ]
     for name, metric in metrics.items():
         out += [
             f"{file}: metrics.{name}.formula: unknown metric '{term}'{did_you_mean(term, metrics)}"

@@ -218,6 +218,15 @@ def test_a_filter_reads_the_groups_rows_and_a_constant_needs_no_aggregate(specs_
     assert run_cli("validate", specs_copy).exit_code == 0
 
 
+@pytest.mark.parametrize("name", ["resource", "node_type"])
+def test_a_metric_named_like_a_column_of_the_daily_outputs_is_refused(specs_copy, name):
+    """It ran, and every export of the run then failed: 'column with name resource has more than one occurrence'."""
+    derived = "    formula: ondemand_capacity - occupied_ondemand\n"
+    edit(specs_copy / "metrics.yaml", derived, derived + f"  {name}:\n    description: x\n    formula: total\n")
+    out = problems_of(specs_copy)
+    assert f"metrics.yaml: metrics.{name}: a metric may not be named like a column of the daily outputs (date, " in out
+
+
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
     edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
