@@ -5,6 +5,7 @@ the defaults the schema declares, then the typed model, then the checks across f
 import copy
 import hashlib
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,9 +32,23 @@ def schema(kind: str) -> dict:
     return json.loads(resources.files("engine.spec").joinpath(f"schemas/{kind}.schema.json").read_text())
 
 
+def _pattern(*call):
+    """JSON Schema's `pattern`, with `$` the end of the text: Python's `re.search` also lets it match before a
+    final newline, so an entity named 'evil\n' was valid and broke explain's formats and file names. (A
+    keyword is called with the validator, its value, the instance and the schema.)"""
+    _, pattern, instance, _ = call
+    if not isinstance(instance, str):
+        return
+    if not re.search(pattern, instance) or (pattern.endswith("$") and instance.endswith("\n")):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def _validator(kind: str) -> jsonschema.Draft202012Validator:
     registry = Registry().with_resource("common.schema.json", Resource.from_contents(schema("common")))
-    return jsonschema.Draft202012Validator(schema(kind), registry=registry)
+    return Validator(schema(kind), registry=registry)
 
 
 def _resolved(node: dict, doc: str) -> tuple[dict, str]:

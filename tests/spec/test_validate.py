@@ -227,6 +227,20 @@ def test_a_metric_named_like_a_column_of_the_daily_outputs_is_refused(specs_copy
     assert f"metrics.yaml: metrics.{name}: a metric may not be named like a column of the daily outputs (date, " in out
 
 
+def test_a_name_or_table_ending_in_a_newline_is_refused(specs_copy):
+    """Python's re.search lets a pattern's $ match before a final newline: entity 'evil\\n' was valid, broke
+    explain's mermaid and dot output and wrote files named 'evil\\n.parquet'."""
+    edit(specs_copy / "entities" / "nova_host.yaml", "entity: nova_host", 'entity: "nova_host\\n"')
+    edit(
+        specs_copy / "entities" / "allocation.yaml",
+        "table: blazar.computehost_allocations",
+        'table: "blazar.computehost_allocations\\n"',
+    )
+    out = problems_of(specs_copy)
+    assert "entity: 'nova_host\\n' is not valid: a lower-case identifier" in out
+    assert "source.table: 'blazar.computehost_allocations\\n' is not valid" in out
+
+
 def test_parent_must_provide_join_keys_and_inherited_attributes(specs_copy):
     alloc = specs_copy / "entities" / "allocation.yaml"
     edit(alloc, "on: {hypervisor_hostname: hypervisor_hostname}", "on: {hypervisor_hostname: host_name}")
