@@ -114,6 +114,12 @@ def render_dot(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: on one line, and its `|` escaped (GFM splits cells on a `|` even
+    inside a code span: `a || b` in an expression)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def render_markdown(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
     """The entity reference (docs/entities.md), generated so it never drifts from the YAML."""
     out = [
@@ -139,11 +145,11 @@ def render_markdown(specs, graph: nx.DiGraph, entity: str | None = None) -> str:
             "",
         ]
         out += ["| field | value |", "|---|---|"]
-        out += [f"| {label} | `{text}` |".replace("|`", "| `") for label, text in _facts(spec)]
+        out += [f"| {label} | `{_cell(text)}` |".replace("|`", "| `") for label, text in _facts(spec)]
         out.append("")
     if specs.lookups and entity is None:
         out += ["## Lookups", "", "| lookup | source | description |", "|---|---|---|"]
         for name, spec in sorted(specs.lookups.items()):
-            out.append(f"| {name} | `{spec.source.table}` | {' '.join(spec.description.split())} |")
+            out.append(f"| {name} | `{spec.source.table}` | {_cell(spec.description)} |")
         out.append("")
     return "\n".join(out)

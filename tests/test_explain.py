@@ -143,3 +143,20 @@ def test_docs_entities_md_is_generated_from_the_specs():
     assert doc == run_cli("explain", SPECS, "--format", "markdown").stdout, (
         "docs/entities.md is stale: run `engine explain specs/ --format markdown > docs/entities.md`"
     )
+
+
+def test_a_pipe_in_an_expression_or_a_description_stays_in_its_markdown_cell(specs_copy):
+    """GFM splits table cells on `|` even inside a code span: `x || 'nic'` made a row of four cells."""
+    allocation = specs_copy / "entities" / "allocation.yaml"
+    text = allocation.read_text()
+    allocation.write_text(
+        text.replace("  - r.resource_type = 'physical:host'", "  - r.resource_type || '' = 'physical:host'")
+    )
+    lookup = specs_copy / "lookups" / "host_su_factor.yaml"
+    lookup.write_text(lookup.read_text().replace("description: >\n", "description: >\n  In | out.\n", 1))
+    result = run_cli("explain", specs_copy, "--format", "markdown")
+    assert result.exit_code == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert "| scope | `r.resource_type \\|\\| '' = 'physical:host'` |" in rows
+    assert all(len(re.findall(r"(?<!\\)\|", row)) in (3, 4) for row in rows)  # two or three cells
+    assert any(row.startswith("| host_su_factor |") and "In \\| out." in row for row in rows)
