@@ -405,7 +405,8 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
     if unknown:
         known = needed + archives
         raise EngineError(f"--tables: the specs do not read {unknown[0]}{did_you_mean(unknown[0], known)}")
-    chosen = list(tables) or needed
+    chosen = list(dict.fromkeys(tables)) or needed  # a table named twice is extracted once
+    earlier = sorted(p.name.removesuffix(".parquet") for p in Path(target).glob("*.parquet")) if tables else []
     reading = {n: st for n, st in entity_tables(graph, entities).items() if st[0] in chosen}  # whole entities only
     optional = [] if tables else archives  # an archive asked for by name is extracted like any table
     with live("extracting") as status:
@@ -431,6 +432,9 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
         raise EngineError(f"{len(report['failed'])} table(s) failed: {', '.join(report['failed'])}")
     ok = sum(t["status"] == "ok" for t in report["tables"])
     out.print(f"[green]✓[/] {ok} tables into {plain(target)}/ (report: extract.json)")
+    if gone := [t for t in earlier if t not in chosen]:  # an extraction replaces the directory whole
+        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        err.out(f"note: the earlier extraction's other tables are gone with it ({plain(shown)}): extract them too")
 
 
 @main.command()

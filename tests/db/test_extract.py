@@ -327,6 +327,22 @@ def test_an_extraction_replaces_the_previous_one_whole_so_no_stale_table_remains
     assert run.exit_code == 1 and "blazar.leases" in run.stderr
 
 
+def test_tables_named_into_an_earlier_extraction_say_what_goes_with_it(site, tmp_path):
+    """--tables T into a full extraction kept only T (the directory is replaced whole), without a word; a
+    table named twice was extracted and listed twice."""
+    base, _, _ = site
+    raw = tmp_path / "raw"
+    assert extract(base, "--out", raw).exit_code == 0
+    before = sorted(p.name.removesuffix(".parquet") for p in raw.glob("*.parquet"))
+    again = extract(base, "--out", raw, "--tables", "nova.instances", "--tables", "nova.instances")
+    assert again.exit_code == 0, again.stderr
+    assert [t["table"] for t in json.loads((raw / "extract.json").read_text())["tables"]] == ["nova.instances"]
+    gone = [t for t in before if t != "nova.instances"]
+    assert len(gone) == 11 and sorted(p.name for p in raw.glob("*.parquet")) == ["nova.instances.parquet"]
+    shown = ", ".join(gone[:5]) + " and 6 more"
+    assert f"note: the earlier extraction's other tables are gone with it ({shown}): extract them too" in again.stderr
+
+
 def test_a_directory_that_is_no_extraction_is_never_replaced(site, tmp_path):
     base, _, _ = site
     (tmp_path / "mine").mkdir()
