@@ -23,11 +23,12 @@ MAX_FACTOR = 1e6  # service units per node-hour: the largest factor taken from t
 NOISE = 1e-9  # hours: a cell of opposite terms that cancel (idle = committed - occupied) keeps their rounding
 
 
-def split_daily(counted: list, metrics: dict, *, group: list[str], window, tz: str, swept: bool = False):
+def split_daily(counted: list, metrics: dict, *, group: list[str], window, tz: str, declared: dict, swept=False):
     """Exact hours per local day, metric, resource and group of these (validated spans, resources) pairs:
     date, the group columns, metric, resource, hours. Each span's hours per day it touches, summed; or, with
-    `swept`, the sweep and its integral over every day (usage.py's way: the check of the other)."""
-    spans, keys = signed_spans(counted, metrics, group, window=window)
+    `swept`, the sweep and its integral over every day (usage.py's way: the check of the other). `declared`
+    as for signed_spans."""
+    spans, keys = signed_spans(counted, metrics, group, window=window, declared=declared)
 
     def cells(part: pl.DataFrame) -> list[pl.DataFrame]:
         if swept:
@@ -57,15 +58,15 @@ def breakdown(metrics, feeds: dict[str, list], split, *, group: list[str], windo
     if not names:
         return None
     wanted = split.resources
-    counted = [
-        (df, [r for r in resources if wanted is None or r in wanted])
+    counted = {
+        m: [(df, [r for r in resources if wanted is None or r in wanted]) for df, resources in pairs]
         for m, pairs in feeds.items()
         if m in names
-        for df, resources in pairs
-    ]
-    table = split_daily(
-        counted, {m: metrics.metrics[m] for m in names}, group=[*group, *split.by], window=window, tz=tz
-    )
+    }
+    declared = {m: {r for _, resources in pairs for r in resources} for m, pairs in counted.items()}
+    chosen = {m: metrics.metrics[m] for m in names}
+    spans = [pair for pairs in counted.values() for pair in pairs]
+    table = split_daily(spans, chosen, group=[*group, *split.by], window=window, tz=tz, declared=declared)
     return table.filter(pl.col("hours").abs() > NOISE).select(*BREAKDOWN_KEYS, *group[1:], *split.by, "hours")
 
 
@@ -114,9 +115,9 @@ def charge_table(charges, metrics, frames: list[pl.DataFrame], *, group: list[st
     cut = min(max(as_of, w0), w1) if as_of is not None else w1
     parts = dict(zip(CHARGED, ((w0, cut), (cut, w1)), strict=True))
     tables = [
-        split_daily(spans, chosen, group=[*group, *charges.by], window=part, tz=tz).select(
-            *keys, pl.col("hours").alias(name)
-        )
+        split_daily(
+            spans, chosen, group=[*group, *charges.by], window=part, tz=tz, declared={charges.metric: {"su"}}
+        ).select(*keys, pl.col("hours").alias(name))
         for name, part in parts.items()
         if part[0] < part[1]
     ]
@@ -132,5 +133,6 @@ def swept_charges(charges, metrics, frames: list[pl.DataFrame], *, group: list[s
     """The charged spans' SUs per day and group (no `by` columns: a few series) by the sweep: what the
     charges must add up to (INV-15)."""
     chosen = {charges.metric: metrics.metrics[charges.metric]}
-    table = split_daily(charged_spans(charges, frames), chosen, group=group, window=window, tz=tz, swept=True)
+    spans, declared = charged_spans(charges, frames), {charges.metric: {"su"}}
+    table = split_daily(spans, chosen, group=group, window=window, tz=tz, declared=declared, swept=True)
     return table.select("date", *group, "hours")

@@ -288,15 +288,18 @@ def _checkpoints(run: Run, _) -> None:
 def _usage(run: Run, _) -> None:
     with run.stage("sweep"):
         group, read = ["site", *run.specs.metrics.group_by], _span_columns(run.specs.metrics)
-        for name in run.catalog.live():
+        live, declared = run.catalog.live(), {}
+        for name, res in live.items():
             resources = run.specs.resources_of(name)
             run.counted[name] = run.catalog.spans(name, [*read, *resources]).collect(), resources
+            declared.setdefault(res.spec.metric, set()).update(resources)
         series, buckets, checks = usage_stage(
             list(run.counted.values()),
             run.specs.metrics,
             group,
             window=run.window,
             every=run.every,
+            declared=declared,
             tz=run.cfg.timezone,
         )
         run.usage = (None if run.out else series), buckets  # the series are GB, and a snapshot's caller reads them

@@ -14,13 +14,15 @@ from engine.temporal import to_local
 
 
 def signed_spans(
-    validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str], *, window
+    validated: list[tuple[pl.DataFrame, list[str]]], metrics: dict, group: list[str], *, window, declared: dict
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(counted spans cut to the window, one row per series they feed with the value signed; the series).
 
     Spans carry an integer series id `__sid` instead of their metric, resource and group values, which
     are read once per span (not once per series fed) and kept in the small series table. A derived
-    metric gets a resource only if every base metric in it has that resource.
+    metric gets a resource only if every base metric in it has that resource: `declared`, base metric ->
+    the resources its entities that ran declare, whether or not they have spans in the window (idle is
+    committed less occupied_reservation, and committed alone when no instance ran).
     """
     fixed = ["metric", *group]
     counted = [
@@ -62,7 +64,8 @@ def signed_spans(
         {"__r": pl.UInt32}
     )
     have = base.select("__gid", "__r").unique().join(names, on="__gid").join(resource_names, on="__r")
-    present = have.select("metric", "resource").unique()
+    pairs = [(m, r) for m, resources in declared.items() for r in resources]
+    present = pl.DataFrame(pairs, schema={"metric": pl.String, "resource": pl.String}, orient="row").unique()
     complete = (
         plan.join(present, on="metric")
         .group_by("target", "resource")
@@ -81,15 +84,15 @@ def signed_spans(
     return spans, series
 
 
-def usage_stage(validated, metrics, group: list[str], *, window, every: list[str], tz: str = "UTC"):
+def usage_stage(validated, metrics, group: list[str], *, window, every: list[str], declared: dict, tz: str = "UTC"):
     """(usage series as a plan, {every: bucket hours with mean level}, invariant records) for the counted spans.
 
-    `validated` is a list of (validated spans, resource columns). Series are swept under an integer id
+    `validated` is a list of (validated spans, resource columns), `declared` as for signed_spans. Series are swept under an integer id
     (string group keys make every sort and window several times slower) and ordered by their keys.
     They are swept a batch of series at a time (`per_batch`), so that the deltas and their sort are held
     for one batch, not for all: the whole sweep of a decade-long site is several GB more at its peak.
     """
-    spans, keys = signed_spans(validated, metrics.metrics, group, window=window)
+    spans, keys = signed_spans(validated, metrics.metrics, group, window=window, declared=declared)
     series, expected, below, *tables = per_batch(spans, lambda part: _swept(part, window, every=every, tz=tz))
 
     def named(lf: pl.LazyFrame) -> pl.LazyFrame:

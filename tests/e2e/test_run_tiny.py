@@ -210,6 +210,33 @@ def test_usage_stack_node_hours_by_hand(run_dir):
     }
 
 
+def test_a_derived_metric_counts_a_base_metric_without_spans_as_zero(tmp_path):
+    """In d14..d31 no instance runs: idle is committed (48) and available_ondemand ondemand_capacity (384). Both
+    vanished from every output before (a derived metric needed spans of every base metric in the window),
+    with every invariant passing; so did available_reservable (reservable, 1,176) with no allocation at all."""
+    tables = tiny_site()
+    raw = write_raw(tmp_path / "raw", tables)
+    args = ("--data", raw, "--out", tmp_path / "out", "--no-report", "--json")
+    nodes = json.loads(run_cli("run", SPECS, *args, "--start", "2024-01-15", "--end", "2024-02-01").stdout)["metrics"]
+    assert (nodes["committed"]["nodes"], nodes["idle"]["nodes"]) == (48.0, 48.0)
+    assert (nodes["ondemand_capacity"]["nodes"], nodes["available_ondemand"]["nodes"]) == (384.0, 384.0)
+    assert "occupied_reservation" not in nodes and "occupied_ondemand" not in nodes
+    daily = pl.read_parquet(tmp_path / "out" / "daily.parquet").filter(pl.col("resource") == "nodes")
+    assert daily.filter(pl.col("metric") == "idle")["hours"].sum() == 48.0
+    tables["blazar.computehost_allocations"] = []
+    write_raw(
+        raw,
+        tables,
+        {
+            "blazar.computehost_allocations": pl.read_parquet(
+                tmp_path / "raw" / "blazar.computehost_allocations.parquet"
+            ).schema
+        },
+    )
+    nodes = json.loads(run_cli("run", SPECS, *args, "--start", "2024-01-01", "--end", "2024-01-31").stdout)["metrics"]
+    assert nodes["available_reservable"]["nodes"] == nodes["reservable"]["nodes"] == 1152.0
+
+
 def test_daily_hours_and_usage_steps(run_dir):
     daily = pl.read_parquet(run_dir / "daily.parquet").filter(pl.col("resource") == "nodes")
     cell = lambda metric, d, nt: daily.filter(  # noqa: E731

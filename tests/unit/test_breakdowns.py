@@ -64,20 +64,16 @@ def frames(rows) -> list:
 
 
 def brute(rows, window, tz: str) -> dict:
-    """Node-minutes per (local date, metric, who) by walking every minute of every span; d = a - b exists when
-    both a and b have spans in the window (a derived metric has a resource only where all its base metrics have it)."""
+    """Node-minutes per (local date, metric, who) by walking every minute of every span; d = a - b, both declared
+    with nodes, whether or not each has spans in the window (b without any is zero: d is a)."""
     out: dict = {}
-    inside = [
-        r for r in rows if T0 + timedelta(minutes=r[2]) < window[1] and T0 + timedelta(minutes=r[2] + r[3]) > window[0]
-    ]
-    derived = {r[0] for r in inside} == {"a", "b"}
     for metric, who, start, length, nodes in rows:
         for m in range(start, start + length):
             t = T0 + timedelta(minutes=m)
             if not window[0] <= t < window[1]:
                 continue
             day = t.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(tz)).date()
-            for target, sign in ((metric, 1), *([("d", 1 if metric == "a" else -1)] if derived else [])):
+            for target, sign in ((metric, 1), ("d", 1 if metric == "a" else -1)):
                 key = (day, target, who)
                 out[key] = out.get(key, 0.0) + sign * nodes / 60
     return {k: v for k, v in out.items() if abs(v) > 1e-9}
@@ -89,7 +85,10 @@ def test_the_per_span_daily_sum_is_the_sweep_and_the_brute_force(rows, tz):
     window = (T0 + timedelta(hours=7), T0 + timedelta(days=5, hours=3))  # 2024-03-10: 23 hours in Chicago
     results = []
     for swept in (False, True):
-        table = split_daily(frames(rows), METRICS, group=["site", "who"], window=window, tz=tz, swept=swept)
+        declared = {"a": {"nodes"}, "b": {"nodes"}}
+        table = split_daily(
+            frames(rows), METRICS, group=["site", "who"], window=window, tz=tz, declared=declared, swept=swept
+        )
         results.append({(d, m, w): h for d, m, w, h in table.select("date", "metric", "who", "hours").rows()})
     expected = brute(rows, window, tz)
     for got in results:
