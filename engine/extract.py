@@ -16,7 +16,7 @@ from urllib.parse import quote, quote_plus, unquote, urlparse
 
 from engine.errors import EngineError, first_line
 
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch): a $ would let a final newline in
 # MySQL's zero and partial dates (0000-00-00, 2019-00-00) and, under ALLOW_INVALID_DATES, impossible ones
 # (2024-02-30): no date at all, read as NULL (the driver cannot convert them and fails the table).
 ZERO_DATE = "CASE WHEN MONTH({c}) = 0 OR DAY({c}) = 0 OR DAY({c}) > DAY(LAST_DAY({c})) THEN NULL ELSE {c} END AS {c}"
@@ -143,7 +143,7 @@ def real_name(table: str, schemas: dict[str, str]) -> tuple[str, str]:
     schema, name = table.split(".", 1)
     database = schemas.get(schema, schema)
     for ident in (database, name):
-        if not IDENT.match(ident):
+        if not IDENT.fullmatch(ident):
             raise EngineError(f"{table}: '{ident}' is not a valid SQL identifier")
     return database, name
 
@@ -323,7 +323,7 @@ def account(user: str, host: str) -> str:
     for option, value, limit in (("--user", user, 80), ("--host", host, 255)):  # what every MariaDB version takes
         if len(value) > limit:
             raise EngineError(f"{option}: {len(value)} characters, at most {limit} (MariaDB's limit for an account)")
-    if not IDENT.match(user) or not re.match(r"^[A-Za-z0-9_.%:-]+$", host):
+    if not IDENT.fullmatch(user) or not re.fullmatch(r"[A-Za-z0-9_.%:-]+", host):
         raise EngineError(
             f"'{user}'@'{host}' is not a valid account (user: letters, digits, _; host: a name or pattern)"
         )
@@ -461,7 +461,7 @@ def export_daily(out_dir: Path, db: Database, *, into: tuple[str, str]) -> int:
     database, table = into
     wide, keys = wide_daily(out_dir)
     for ident in wide.columns:
-        if not IDENT.match(ident):
+        if not IDENT.fullmatch(ident):
             raise EngineError(f"export: column '{ident}' is not a valid SQL identifier")
     types = {"date": "DATE", **{k: "VARCHAR(255)" for k in keys if k != "date"}}
     cols = ", ".join(f"`{c}` {types.get(c, 'DOUBLE')}" for c in wide.columns)

@@ -166,6 +166,15 @@ def test_a_table_without_its_database_is_one_line(run_out, target):
     assert one_error(export(run_out / "out", "--table", target)) == f"--table {target}: expected DATABASE.TABLE"
 
 
+def test_a_name_ending_in_a_newline_is_no_identifier(run_out):
+    """IDENT's $ let a final newline in: --table 'db.t\\n' reached the server, grants printed a broken account."""
+    assert (
+        one_error(export(run_out / "out", "--table", "db.t\n")) == "db.t\\x0a: 't\\x0a' is not a valid SQL identifier"
+    )
+    result = run_cli("grants", "--user", "x\n", "--host", "127.0.0.1", "--password", "p", "--specs", SPECS)
+    assert one_error(result).startswith("'x\\x0a'@'127.0.0.1' is not a valid account")
+
+
 @pytest.mark.parametrize("target", ["db.daily__old", "db.daily__NEW"])
 def test_a_table_named_like_a_scratch_table_is_refused(run_out, target):
     """An export into daily__old was dropped, silently, by the next export into daily (taken for its scratch)."""
