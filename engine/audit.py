@@ -14,12 +14,12 @@ import polars as pl
 from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
+from engine.io.output import TIME
 from engine.io.raw import RawDir, as_text
 from engine.spec.load import load_specs, schema_problems
 from engine.spec.model import expand
 from engine.temporal import day_hours, local_time, utc_time, zone_error
 
-TIME = pl.Datetime("us")
 TEXT = pl.String
 READS = {  # what trace and why read of each output: a file without these is not as `engine run` writes it
     "validated": {"entity_id": TEXT, "valid_start": TIME, "valid_end": TIME, "hierarchy_status": TEXT},

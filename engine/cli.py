@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
-from engine.errors import EngineError, SpecError
+from engine.errors import EngineError, SpecError, listed
 from engine.explain import FORMATS, render_dot, render_markdown, render_mermaid, render_tree
 from engine.expr import did_you_mean
 from engine.fleet import exit_on_sigterm
@@ -433,8 +433,9 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
     ok = sum(t["status"] == "ok" for t in report["tables"])
     out.print(f"[green]✓[/] {ok} tables into {plain(target)}/ (report: extract.json)")
     if gone := [t for t in earlier if t not in chosen]:  # an extraction replaces the directory whole
-        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
-        err.out(f"note: the earlier extraction's other tables are gone with it ({plain(shown)}): extract them too")
+        err.out(
+            f"note: the earlier extraction's other tables are gone with it ({plain(listed(gone, 5))}): extract them too"
+        )
 
 
 @main.command()

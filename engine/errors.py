@@ -6,6 +6,12 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def listed(items: list, most: int) -> str:
+    """Items for a one-line message: the first `most`, then how many more (a list may hold 50,000)."""
+    more = f" and {len(items) - most:,} more" if len(items) > most else ""
+    return ", ".join(map(str, items[:most])) + more
+
+
 class EngineError(Exception):
     """A problem with the user's specs, data or command line, stated in one human sentence."""
 

@@ -29,15 +29,16 @@ def load_exclusions(path, specs, *, site: str, sites=None) -> tuple[pl.DataFrame
             problems.append(
                 f"{path}: exclusions[{i}].entity: unknown entity '{e['entity']}'{did_you_mean(e['entity'], specs.entities)}"
             )
-        if sites is not None and e.get("site", site) not in sites:
+        at = e.get("site", site)
+        if sites is not None and at not in sites:
             known = ", ".join(sites)
             problems.append(
-                f"{path}: exclusions[{i}].site: unknown site '{e['site']}'{did_you_mean(e['site'], sites)}; known: {known}"
+                f"{path}: exclusions[{i}].site: unknown site '{at}'{did_you_mean(at, sites)}; known: {known}"
             )
-        if e.get("site", site) != site:
+        if at != site:
             if sites is None:
                 notes.append(
-                    f"{path}: exclusions[{i}] is for site '{e['site']}', not this run's '{site}' (the raw directory's name): not applied"
+                    f"{path}: exclusions[{i}] is for site '{at}', not this run's '{site}' (the raw directory's name): not applied"
                 )
             continue
         keys = e["key"] if isinstance(e["key"], list) else [e["key"]]

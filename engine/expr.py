@@ -20,7 +20,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
 from engine.errors import ExprError
-from engine.temporal import from_text
+from engine.temporal import from_text, unreadable
 
 MAX_CHARS = 10_000  # characters of one expression
 MAX_NODES = 500  # nodes of its syntax tree (a + b is five: the sum, two columns, two names)
@@ -141,10 +141,15 @@ def _column(node: exp.Column) -> pl.Expr:
     """'name', or 'alias.name' for a column of a joined table (quoted identifiers are taken as they are)."""
     if node.args.get("db") or node.args.get("catalog"):
         raise ExprError(f"a name has at most one dot (alias.column): '{'.'.join(p.name for p in node.parts)}'")
-    name = f"{node.table}.{node.name}" if node.table else node.name
+    name = _name(node)
     if "*" in name or (name.startswith("^") and name.endswith("$")):  # pl.col reads these as patterns (or t.*)
         raise ExprError(f"the column name {name!r} would stand for several columns")
     return pl.col(name)
+
+
+def _name(node: exp.Column) -> str:
+    """A column as the frames name it: `name`, or `alias.name` for a joined table's."""
+    return f"{node.table}.{node.name}" if node.table else node.name
 
 
 def _literal(node: exp.Literal) -> pl.Expr:
@@ -187,8 +192,14 @@ def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.E
     text = str(node)  # sqlglot writes the operation as SQL text, for the message only
     text = text if len(text) <= 80 else text[:77] + "…"  # it may be quoted several times
     message = f"{dtype} overflow in {text}: cast an operand to {wider} first"
-    stop = pl.when(wrapped).then(pl.lit(message)).cast(dtype, strict=True)  # fails where a row wrapped
-    return pl.when(wrapped).then(stop).otherwise(result)
+    return pl.when(wrapped).then(_stop(wrapped, message, dtype)).otherwise(result)
+
+
+def _stop(where: pl.Expr, message: str, dtype: pl.DataType) -> pl.Expr:
+    """Null of `dtype`, and the run stopped with `message` where `where` holds: Polars has no way to raise
+    from a plan, so the message is cast strictly to a type it cannot be (Polars' 'conversion from str' wording
+    leads the line)."""
+    return pl.when(where).then(pl.lit(message)).cast(dtype, strict=True)
 
 
 def _dtype(expr: pl.Expr) -> pl.DataType | None:
@@ -220,14 +231,12 @@ def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
 
 
 def _time_of_text(text: pl.Expr) -> pl.Expr:
-    """Text read as a timestamp in the ISO forms, MySQL's zero date as null; any other text stops the run
-    (a strict cast of a message, as _checked does: Polars cannot raise from a plan), since inside an
-    expression there is no row to reject and a null would pass silently (least(end, resource_type))."""
-    parsed = from_text(text)
-    bad = text.is_not_null() & ~text.str.starts_with("0000-00-00") & parsed.is_null()
+    """Text read as a timestamp in the ISO forms, MySQL's zero date as null; any other text stops the run,
+    since inside an expression there is no row to reject and a null would pass silently (least(end,
+    resource_type))."""
     names = ", ".join(text.meta.root_names()) or "a text value"
     message = f"{names} holds text that is no timestamp (an ISO form such as 2024-01-31 08:00:00)"
-    return pl.when(pl.when(bad).then(pl.lit(message)).cast(pl.Int8, strict=True).is_null()).then(parsed)
+    return pl.when(_stop(unreadable(text), message, pl.Int8).is_null()).then(from_text(text))
 
 
 def _is(node: exp.Is) -> pl.Expr:
@@ -554,8 +563,7 @@ def misplaced(sql: str | int | float | bool, *, grouped: bool) -> str | None:
         if grouped and _is_aggregate(node) and not isinstance(node, exp.Filter) and _in_aggregate(node):
             return f"{node.name.lower()}() is inside another aggregate; aggregates do not nest"
         if grouped and isinstance(node, exp.Column) and not _in_aggregate(node):
-            name = f"{node.table}.{node.name}" if node.table else node.name
-            return f"'{name}' is read outside an aggregate, and a group has many rows: take one value with min, max, first, last, …"
+            return f"'{_name(node)}' is read outside an aggregate, and a group has many rows: take one value with min, max, first, last, …"
     return None
 
 

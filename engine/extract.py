@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, urlparse
 
-from engine.errors import EngineError, first_line
+from engine.errors import EngineError, first_line, listed
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch): a $ would let a final newline in
 # MySQL's zero and partial dates (0000-00-00, 2019-00-00) and, under ALLOW_INVALID_DATES, impossible ones
@@ -22,11 +22,10 @@ IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch): a $ 
 ZERO_DATE = "CASE WHEN MONTH({c}) = 0 OR DAY({c}) = 0 OR DAY({c}) > DAY(LAST_DAY({c})) THEN NULL ELSE {c} END AS {c}"
 # Types the driver cannot read, as text: TIME is an interval (-838:59:59 to 838:59:59, no time of day),
 # the spatial types have no Arrow type (connectorx panics on both).
-AS_TEXT = {"time": "CAST({c} AS CHAR) AS {c}"} | {
-    kind: "ST_AsText({c}) AS {c}"
-    for kind in ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon")
-}
-AS_TEXT["geometrycollection"] = AS_TEXT["geometry"]
+SPATIAL = ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon")
+AS_TEXT = {"time": "CAST({c} AS CHAR) AS {c}"} | dict.fromkeys(
+    (*SPATIAL, "geometrycollection"), "ST_AsText({c}) AS {c}"
+)
 PROBLEMS = (  # (text in the driver's error, status): the first match wins
     ("bad credentials", "bad credentials"),
     ("Access denied for user", "bad credentials"),
@@ -219,8 +218,7 @@ def extract(db: Database, target: Path, tables: list[str], *, guarded: dict, **o
         if any(t["status"] == "ok" for t in report["tables"]):
             out.commit()
         elif all(t["status"] in ABSENT for t in report["tables"]):
-            names = [t["table"] for t in report["tables"]]
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            shown = listed([t["table"] for t in report["tables"]], 3)
             raise EngineError(
                 f"no table the specs read is on {db.shown}: {shown} absent or not visible to {db.user}; check the "
                 f"server and the site's `schemas` ({target} left as it was)"

@@ -27,7 +27,7 @@ from engine import __version__
 from engine.accounts import entity_account, metric_totals
 from engine.breakdowns import breakdown, charge_table, swept_charges
 from engine.compare import audit_daily, compare
-from engine.errors import EngineError
+from engine.errors import EngineError, listed
 from engine.exclusions import load_exclusions, stale
 from engine.expr import did_you_mean
 from engine.graph import build_graph, entity_order, needed, order
@@ -490,12 +490,6 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
     return manifest
 
 
-def _listed(keys: list[str], most: int = 10) -> str:
-    """Keys for a one-line message: the first `most`, then how many more (an entry may list 50,000)."""
-    more = f" and {len(keys) - most:,} more" if len(keys) > most else ""
-    return ", ".join(keys[:most]) + more
-
-
 def _plots_dir(cfg: RunConfig, out: OutputDir, guarded: dict) -> OutputDir | Path | None:
     """Where the report's PNGs go: inside OUT_DIR they are part of the run's own swap; elsewhere the plots
     directory is an output directory of its own, with the same rules (and it may not hold OUT_DIR)."""
@@ -535,7 +529,8 @@ def _manifest(run: Run) -> dict:
         entries = run.exclusions["exclusion"].n_unique()
         manifest["exclusions"] = {"file": str(cfg.exclusions), "entries": entries, "stale": unused}
         manifest["warnings"] += [
-            f"stale exclusion: {u['entity']} {_listed(u['entity_id'])} matched no row ({u['detail']})" for u in unused
+            f"stale exclusion: {u['entity']} {listed(u['entity_id'], 10)} matched no row ({u['detail']})"
+            for u in unused
         ]
     return manifest | {k: m[k] for k in ("metrics", "breakdowns", "charges", "comparison", "as_of_series") if k in m}
 

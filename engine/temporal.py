@@ -27,6 +27,11 @@ def from_text(expr: pl.Expr) -> pl.Expr:
     return pl.coalesce(*forms).dt.replace_time_zone(None)
 
 
+def unreadable(text: pl.Expr) -> pl.Expr:
+    """True where text is set but is neither an ISO timestamp nor MySQL's zero date (0000-00-00, a null)."""
+    return text.is_not_null() & ~text.str.starts_with("0000-00-00") & from_text(text).is_null()
+
+
 def closed(col: str) -> pl.Expr:
     """The end column with an open end as OPEN."""
     return pl.col(col).fill_null(OPEN)

@@ -13,7 +13,7 @@ import polars as pl
 
 from engine.errors import EngineError, first_line
 from engine.expr import did_you_mean
-from engine.temporal import from_text
+from engine.temporal import from_text, unreadable
 
 
 class RawDir:
@@ -203,10 +203,7 @@ def as_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
 
 def unreadable_time(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     """True where text is set but is neither a timestamp nor a MySQL zero date (None: not text)."""
-    if dtype != pl.String:
-        return None
-    zero = expr.str.starts_with("0000-00-00")
-    return expr.is_not_null() & ~zero & as_timestamp(expr, dtype).is_null()
+    return unreadable(expr) if dtype == pl.String else None
 
 
 def as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
