@@ -117,7 +117,7 @@ def _scan(path: Path) -> pl.LazyFrame:
     except EngineError:
         raise
     except (Exception, pl.exceptions.PanicException) as exc:  # several types, one cause: not parquet
-        raise EngineError(f"{path}: not a readable parquet file ({_unreadable(exc)})") from None
+        raise EngineError(f"{path}: not a readable parquet file ({_unreadable(exc, path)})") from None
     return lf
 
 
@@ -142,7 +142,7 @@ def _parts(path: Path) -> list[Path]:
         try:
             schemas.append(dict(pl.read_parquet_schema(part)))
         except (Exception, pl.exceptions.PanicException) as exc:
-            raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc)})") from None
+            raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc, part)})") from None
     for part, schema in zip(parts[1:], schemas[1:], strict=True):
         first = schemas[0]
         for col in [*first, *(c for c in schema if c not in first)]:
@@ -155,11 +155,17 @@ def _parts(path: Path) -> list[Path]:
     return parts
 
 
-def _unreadable(exc: BaseException) -> str:
+def _unreadable(exc: BaseException, path: Path) -> str:
     """Why Polars could not read a file, in one line; a time zone it cannot parse (a fixed offset such as
-    '+05:30') is said as such, without its hints."""
+    '+05:30') is said as such, naming its columns (from the footer, as pyarrow reads it), without its hints."""
     if found := re.search(r"unable to parse time zone: '([^']*)'", str(exc)):
-        return f"a timestamp column has the time zone '{found[1]}', which Polars cannot read: write UTC or an IANA name"
+        import pyarrow.parquet as pq
+
+        zoned = [f.name for f in pq.read_schema(path) if getattr(f.type, "tz", None) == found[1]]
+        return (
+            f"column {', '.join(map(repr, zoned))} has the time zone '{found[1]}', which Polars cannot read: "
+            "write UTC or an IANA name"
+        )
     return first_line(exc)
 
 

@@ -172,7 +172,7 @@ def test_a_fixed_offset_time_zone_polars_cannot_read_is_one_line(tmp_path):
     zoned = table.column(i).cast(pa.timestamp("us", tz="+05:30"))
     pq.write_table(table.set_column(i, "created_at", zoned), path)
     assert run_error(tmp_path, None) == (
-        f"{path}: not a readable parquet file (a timestamp column has the time zone '+05:30', which Polars "
+        f"{path}: not a readable parquet file (column 'created_at' has the time zone '+05:30', which Polars "
         "cannot read: write UTC or an IANA name)"
     )
 
