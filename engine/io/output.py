@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import EngineError, first_line
+from engine.errors import EngineError, first_line, listed
 from engine.temporal import hours
 
 TIME = pl.Datetime("us")
@@ -130,7 +130,7 @@ class OutputDir:
     """Everything of a run is written into a temporary directory that replaces OUT_DIR only when complete.
 
     OUT_DIR is replaced only when it is absent, empty or an earlier output of the same kind (it holds the
-    MARKER file), and never when it is, holds or lies inside one of the `guarded` paths (the raw data, the
+    MARKER file) holding no file but those the marker lists as written, and never when it is, holds or lies inside one of the `guarded` paths (the raw data, the
     specs): anything else is refused before any work. A symlink is followed: its target is replaced.
     """
 
@@ -158,11 +158,19 @@ class OutputDir:
             return
         if not self.path.is_dir():
             raise EngineError(f"{self.shown}: output path exists and is not a directory")
-        if any(self.path.iterdir()) and _kind(self.path) != self.kind:
-            what = "an output of another command" if _kind(self.path) else "not an output of the engine"
+        marker = _marker(self.path)
+        if any(self.path.iterdir()) and marker.get("kind") != self.kind:
+            what = "an output of another command" if marker.get("kind") else "not an output of the engine"
             raise EngineError(
                 f"{self.shown}: refusing to replace it: the directory is not empty and {what} (no {MARKER} "
                 f"file of `engine {self.kind}`); choose another --out, or empty it"
+            )
+        written = marker.get("files")
+        added = sorted(_files(self.path) - set(written)) if isinstance(written, list) else []
+        if added:
+            raise EngineError(
+                f"{self.shown}: refusing to replace it: it holds {listed(added, 5)}, which the engine did not write "
+                "there; move them out, or choose another --out"
             )
 
     def _recover(self) -> None:
@@ -211,6 +219,7 @@ class OutputDir:
         """Swap the finished run in place of the previous one."""
         old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
         try:
+            (self.tmp / MARKER).write_text(json.dumps({"kind": self.kind, "files": sorted(_files(self.tmp))}) + "\n")
             if self.path.exists():
                 self.path.rename(old)
             self.tmp.rename(self.path)
@@ -253,12 +262,25 @@ def _resolved(path: Path) -> Path:
         raise EngineError(f"{path}: cannot resolve the output path ({exc})") from None
 
 
-def _kind(path: Path) -> str | None:
-    """The command whose output the directory is (from its marker), or None."""
+def _marker(path: Path) -> dict:
+    """The directory's marker: the command whose output it is (`kind`) and the files it wrote (`files`;
+    an earlier version's marker lists none); {} if there is none."""
     try:
-        return json.loads((path / MARKER).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
+        marker = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def _files(path: Path) -> set[str]:
+    """Every file and link below a directory (links not followed), relative to it, but the marker."""
+    found = set()
+    for root, dirs, files in os.walk(path):
+        found |= {
+            os.path.relpath(os.path.join(root, n), path)
+            for n in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        }
+    return found - {MARKER}
 
 
 def _alive(pid: int) -> bool:

@@ -91,9 +91,31 @@ def test_a_foreign_directory_is_refused_an_empty_one_or_an_earlier_output_replac
     (tmp_path / "empty").mkdir()
     assert run(raw, tmp_path / "empty").exit_code == 0
     assert (tmp_path / "empty" / ".engine-output").is_file() and (tmp_path / "empty" / "daily.parquet").is_file()
-    (tmp_path / "empty" / "stale.txt").write_text("from the first run")
+    (tmp_path / "empty" / "daily.parquet").unlink()  # what the engine wrote may go
     assert run(raw, tmp_path / "empty").exit_code == 0  # an earlier output: replaced whole
-    assert not (tmp_path / "empty" / "stale.txt").exists()
+    assert (tmp_path / "empty" / "daily.parquet").is_file()
+
+
+def test_an_earlier_output_holding_files_the_engine_did_not_write_is_refused(tmp_path, raw):
+    """Notes an operator keeps beside the results, a CSV exported into OUT: the next run used to delete them."""
+    out = tmp_path / "out"
+    assert run(raw, out).exit_code == 0
+    (out / "notes.txt").write_text("what the auditor asked")
+    (out / "spans" / "mine.csv").write_text("a,b\n")
+    (out / "link").symlink_to(tmp_path)
+    before = snapshot(out)
+    message = one_error(run(raw, out))
+    assert message == (
+        f"{out}: refusing to replace it: it holds link, notes.txt, spans/mine.csv, which the engine did not write "
+        "there; move them out, or choose another --out"
+    )
+    assert snapshot(out) == before and not leftovers(tmp_path)
+    for name in ("notes.txt", "spans/mine.csv", "link"):
+        (out / name).unlink()
+    assert run(raw, out).exit_code == 0
+    (out / ".engine-output").write_text('{"kind": "run"}\n')  # a marker of 0.2, listing no files
+    (out / "stale.txt").write_text("x")
+    assert run(raw, out).exit_code == 0 and not (out / "stale.txt").exists()
 
 
 def test_a_simulated_site_is_not_a_run_output(tmp_path, raw):
