@@ -66,7 +66,7 @@ class Run:
                 raise EngineError(f"{path}: missing from the output directory")
             return pl.DataFrame()
         try:
-            df = pl.read_parquet(path)
+            df = pl.read_parquet(path, glob=False)
         except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
             raise EngineError(f"{path}: not a readable parquet file ({first_line(exc)})") from None
         wanted = columns | {c: t for c, t in (optional or {}).items() if c in df.columns}

@@ -339,7 +339,7 @@ def wide_daily(out_dir: Path):
     if not path.is_file():
         raise EngineError(f"{out_dir}: not an output directory of `engine run` (no daily.parquet)")
     try:
-        daily = pl.read_parquet(path)
+        daily = pl.read_parquet(path, glob=False)
         keys = [c for c in daily.columns if c not in ("metric", "hours", "mean")]
         return daily.pivot(on="metric", index=keys, values="hours", sort_columns=True).sort(keys), keys
     except pl.exceptions.PolarsError as exc:

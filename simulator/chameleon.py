@@ -219,7 +219,7 @@ class _Sink:
         self.counts[table] = frame.height
 
     def read(self, table: str) -> pl.DataFrame:
-        return pl.read_parquet(self.out / f"{table}.parquet")
+        return pl.read_parquet(self.out / f"{table}.parquet", glob=False)
 
 
 def _hosts(rng, n: int, now: float, types: dict = NODE_TYPES, ondemand=None, racks=RACKS) -> dict:

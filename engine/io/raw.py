@@ -112,7 +112,7 @@ def _scan(path: Path) -> pl.LazyFrame:
             source = path
         else:
             raise EngineError(f"{path}: not a regular file or directory")
-        lf = pl.scan_parquet(source)
+        lf = pl.scan_parquet(source, glob=False)  # a path is a name: `r*` is no pattern
         lf.collect_schema()
     except EngineError:
         raise
@@ -140,7 +140,7 @@ def _parts(path: Path) -> list[Path]:
     schemas = []
     for part in parts:
         try:
-            schemas.append(dict(pl.read_parquet_schema(part)))
+            schemas.append(dict(pl.scan_parquet(part, glob=False).collect_schema()))
         except (Exception, pl.exceptions.PanicException) as exc:
             raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc, part)})") from None
     for part, schema in zip(parts[1:], schemas[1:], strict=True):

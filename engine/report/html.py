@@ -111,7 +111,7 @@ class Page:
     def read(self, name: str) -> pl.DataFrame | None:
         """An output of the run, or None where the run did not write it."""
         path = self.out_dir / name
-        return pl.read_parquet(path) if path.exists() else None
+        return pl.read_parquet(path, glob=False) if path.exists() else None
 
     def chart(self, fig: Figure, name: str, title: str, *, reverse: bool = False, axis: str = "y") -> str:
         """The figure as inline SVG for the page and, with plots_dir, as plots_dir/<name>.png for slides; with
@@ -143,12 +143,12 @@ def stack_series(
     names = [*(m for g in stack["groups"].values() for m in g), stack["line"], *stack["dashed"]]
     (w0, w1), keep = window, (pl.col("resource") == stack["resource"]) & pl.col("metric").is_in(names)
     if w1 - w0 > timedelta(days=EXACT_DAYS):
-        daily = pl.read_parquet(out_dir / "daily.parquet").filter(keep)
+        daily = pl.read_parquet(out_dir / "daily.parquet", glob=False).filter(keep)
         wide = daily.pivot(on="metric", index="date", values="mean", aggregate_function="sum")
         day = to_utc(pl.col("date").cast(pl.Datetime("us")), tz)
         wide = wide.select(pl.max_horizontal(day, pl.lit(w0)).alias("t"), pl.exclude("date"))  # a first day, cut
     else:  # a sum of step functions is the running sum of their summed changes
-        usage = pl.read_parquet(out_dir / "usage.parquet").filter(keep).sort("timestamp")
+        usage = pl.read_parquet(out_dir / "usage.parquet", glob=False).filter(keep).sort("timestamp")
         delta = pl.col("value").diff().over("metric", *groups).fill_null(pl.col("value")).alias("delta")
         wide = usage.with_columns(delta).pivot(on="metric", index="timestamp", values="delta", aggregate_function="sum")
         wide = wide.rename({"timestamp": "t"}).sort("t").with_columns(pl.exclude("t").fill_null(0.0).cum_sum())

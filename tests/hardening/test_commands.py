@@ -310,3 +310,20 @@ def test_extract_never_writes_into_the_specs(tmp_path, specs_copy):
     assert one_error(result) == (
         f"{specs_copy / 'lookups'}: refusing to write here: it lies inside the specs directory {specs_copy}"
     )
+
+
+def test_a_path_with_glob_characters_is_a_name_not_a_pattern(tmp_path):
+    """`--data 'r*'` read its sibling `rb` too (twice the rows, silently), `export 'o[x]'` exported `ox`."""
+    star, sibling = write_raw(tmp_path / "r*", tiny_site()), write_raw(tmp_path / "rb", tiny_site())
+    pl.DataFrame({"id": [99]}).write_parquet(sibling / "blazar.leases.parquet")  # the wrong answer if read
+    runs = {}
+    for name, raw in (("o[x]", star), ("ox", sibling)):
+        result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / name, "--no-report", "--json", *WINDOW)
+        runs[name] = result
+    assert runs["o[x]"].exit_code == 0, runs["o[x]"].stderr
+    tables = json.loads(runs["o[x]"].stdout)["tables"]
+    assert tables == {t: len(rows) for t, rows in tiny_site().items()}
+    shutil.copytree(tmp_path / "o[x]", tmp_path / "plain")
+    for name in ("o[x]", "plain"):
+        assert run_cli("export", tmp_path / name, "--csv", tmp_path / f"{name}.csv").exit_code == 0
+    assert (tmp_path / "o[x].csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
