@@ -23,6 +23,20 @@ from engine.spec.load import load_specs
 DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 
 
+class PathArg(click.Path):
+    """A path of the command line: not empty (an unset $OUT is no path, not the current directory) and UTF-8
+    text (Polars opens no other name; it read such a one as a file object)."""
+
+    def convert(self, value, param, ctx):
+        if not value:
+            self.fail("an empty path", param, ctx)
+        try:
+            os.fsdecode(value).encode()
+        except UnicodeEncodeError:
+            self.fail(f"{printable(os.fsdecode(value))} is not UTF-8 text; rename it", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def beside(specs_dir: str, name: str) -> str:
     """etc/NAME beside the specs directory: a run finds its site's files from the specs, not the current
     directory, so `engine run path/to/specs` does the same from anywhere."""
@@ -89,7 +103,7 @@ def main():
 
 
 @main.command()
-@click.argument("specs_dir", type=click.Path())
+@click.argument("specs_dir", type=PathArg())
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @friendly
 def validate(specs_dir, as_json):
@@ -122,7 +136,7 @@ def validate(specs_dir, as_json):
 
 
 @main.command()
-@click.argument("specs_dir", type=click.Path())
+@click.argument("specs_dir", type=PathArg())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tree", show_default=True)
 @click.option("--entity", help="Show only this entity, its ancestors and its descendants.")
 @friendly
@@ -141,18 +155,18 @@ def explain(specs_dir, fmt, entity):
 
 
 @main.command()
-@click.argument("specs_dir", type=click.Path())
-@click.option("--data", "data_dir", type=click.Path(), help="Raw directory: <schema>.<table>.parquet files.")
+@click.argument("specs_dir", type=PathArg())
+@click.option("--data", "data_dir", type=PathArg(), help="Raw directory: <schema>.<table>.parquet files.")
 @click.option("--site", "site_keys", multiple=True, help="Site(s) of the sites file to run, or 'all' (default: demo).")
 @click.option(
-    "--sites", "sites_file", type=click.Path(), help="Sites file [default: etc/sites.yaml beside the specs directory]."
+    "--sites", "sites_file", type=PathArg(), help="Sites file [default: etc/sites.yaml beside the specs directory]."
 )
 @click.option(
     "--out",
     "out_dir",
     default="out",
     show_default=True,
-    type=click.Path(),
+    type=PathArg(),
     help="Output directory (replaced atomically); with several sites, one subdirectory each.",
 )
 @click.option(
@@ -185,11 +199,11 @@ def explain(specs_dir, fmt, entity):
 @click.option(
     "--exclusions",
     "exclusions_file",
-    type=click.Path(),
+    type=PathArg(),
     help="Known-bad records to reject as `excluded` [default: etc/exclusions.yaml beside the specs, if there].",
 )
 @click.option(
-    "--plots", "plots_dir", type=click.Path(file_okay=False), help="Also write the report's charts as PNGs here."
+    "--plots", "plots_dir", type=PathArg(file_okay=False), help="Also write the report's charts as PNGs here."
 )
 @click.option(
     "--jobs",
@@ -267,8 +281,6 @@ def _jobs(
     if exclusions_file is None:  # the default file, where there is one
         default = beside(specs_dir, "exclusions.yaml")
         exclusions_file = default if Path(default).is_file() else None
-    elif not exclusions_file:
-        raise EngineError("--exclusions: an empty path; name the file, or leave the option out")
     common |= {
         "exclusions": exclusions_file,
         "report": not no_report,
@@ -317,7 +329,7 @@ def _jobs(
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Raw directory to write.")
+@click.option("--out", "out_dir", required=True, type=PathArg(), help="Raw directory to write.")
 @click.option("--generator", help="An installed generator [default: the only one installed].")
 @click.argument("params", nargs=-1, metavar="[NAME=VALUE]...")
 @friendly
@@ -376,10 +388,10 @@ def _site_and_specs(specs_dir: str, sites_file: str, site_key: str | None):
 @click.option(
     "--db-uri", envvar="DATABASE_URI", help="mysql://user:password@host:port (or $DATABASE_URI, or the site's)."
 )
-@click.option("--out", "out_dir", type=click.Path(), help="Raw directory to write (default: the site's data).")
+@click.option("--out", "out_dir", type=PathArg(), help="Raw directory to write (default: the site's data).")
 @click.option("--site", "site_key", help="Site of the sites file: its database, schema names, entities, raw directory.")
-@click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
-@click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
+@click.option("--sites", "sites_file", type=PathArg(), help="[default: etc/sites.yaml beside the specs]")
+@click.option("--specs", "specs_dir", default="specs", show_default=True, type=PathArg())
 @click.option("--tables", multiple=True, help="Only these tables (schema.table); default: every table the specs read.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the server to answer (<= 3600).")
 @friendly
@@ -444,8 +456,8 @@ def extract(*, db_uri, out_dir, site_key, sites_file, specs_dir, tables, timeout
 @click.option("--password", default="change-me", show_default=True, help="Password of the new account.")
 @click.option("--db-uri", help="An admin's mysql://user:password@host:port: list only the tables that server has.")
 @click.option("--site", "site_key", help="Site of the sites file: its schema names and entities.")
-@click.option("--sites", "sites_file", type=click.Path(), help="[default: etc/sites.yaml beside the specs]")
-@click.option("--specs", "specs_dir", default="specs", show_default=True, type=click.Path())
+@click.option("--sites", "sites_file", type=PathArg(), help="[default: etc/sites.yaml beside the specs]")
+@click.option("--specs", "specs_dir", default="specs", show_default=True, type=PathArg())
 @friendly
 def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_uri):
     """Print the least-privilege SQL for an extraction account: SELECT on exactly the tables the specs read
@@ -467,11 +479,11 @@ def grants(*, user, host_pattern, password, site_key, sites_file, specs_dir, db_
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=PathArg(exists=True, file_okay=False))
 @click.option("--table", "target", metavar="DATABASE.TABLE", help="A database table to (re)place, on --db-uri.")
 @click.option("--db-uri", envvar="DATABASE_URI", help="mysql://user:password@host:port (or $DATABASE_URI).")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Also write the table as CSV here.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write it as JSON (a list of rows).")
+@click.option("--csv", "csv_file", type=PathArg(dir_okay=False), help="Also write the table as CSV here.")
+@click.option("--json", "json_file", type=PathArg(dir_okay=False), help="Also write it as JSON (a list of rows).")
 @friendly
 def export(out_dir, *, target, db_uri, csv_file, json_file):
     """Publish a run's daily node-hours as one wide table (a column per metric): into a database table for
@@ -497,7 +509,7 @@ def export(out_dir, *, target, db_uri, csv_file, json_file):
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path())
+@click.argument("out_dir", type=PathArg())
 @click.argument("entity")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True)
@@ -515,7 +527,7 @@ def trace(out_dir, entity, key, *, as_json):
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path())
+@click.argument("out_dir", type=PathArg())
 @click.option("--metric", required=True)
 @click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
 @click.option(

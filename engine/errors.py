@@ -6,6 +6,17 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def escaped(text: str) -> str:
+    """Text with every character that is not printable (a newline, an escape sequence, U+202E turning the
+    line around) written as Python writes it (\\x1b, \\u202e): one line, inert on a terminal."""
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def listed(items: list, most: int) -> str:
     """Items for a one-line message: the first `most`, then how many more (a list may hold 50,000)."""
     more = f" and {len(items) - most:,} more" if len(items) > most else ""
@@ -37,4 +48,4 @@ class ExprError(ValueError):
 
     def __init__(self, message: str):
         # A quoted name may hold a newline ("a\nb"(x)); the message shows it escaped, and stays one line.
-        super().__init__("".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message))
+        super().__init__(escaped(message))

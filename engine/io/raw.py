@@ -140,6 +140,12 @@ def _parts(path: Path) -> list[Path]:
     schemas = []
     for part in parts:
         try:
+            str(part).encode()
+        except UnicodeEncodeError:  # Polars took such a name for a file object
+            raise EngineError(
+                f"{part}: a file name that is not UTF-8 text (Polars opens no other); rename it"
+            ) from None
+        try:
             schemas.append(dict(pl.scan_parquet(part, glob=False).collect_schema()))
         except (Exception, pl.exceptions.PanicException) as exc:
             raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc, part)})") from None

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.errors import escaped
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -16,7 +18,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def printable(value) -> str:
     """Text for a terminal line: control characters escaped, so data cannot drive the terminal (an escape
     sequence in a hostname could otherwise rewrite the screen)."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
+    return escaped(str(value))
 
 
 def plain(value) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.errors import SpecError
+from engine.errors import SpecError, escaped
 
 MAX_BYTES = 1_000_000  # the largest bundled spec is 2.4 kB: room for any real file, and a bound on the parse
 MAX_DEPTH = 64  # they nest 5 levels; 64 keeps the recursive composer far from Python's recursion limit
@@ -175,4 +175,4 @@ def printable(text) -> str:
     characters, so that a 1 MB line in a file is not a 1 MB message."""
     text = str(text)
     cut = text[:200] + "…" * (len(text) > 200)
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
+    return escaped(cut)

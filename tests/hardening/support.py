@@ -23,9 +23,10 @@ def run_error(tmp_path: Path, tables: dict | None, *args, specs=SPECS, schemas=N
     return one_error(run_cli("run", specs, "--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW, *args))
 
 
-def one_error(result) -> str:
-    """Exit code 1, no traceback, exactly one line on stderr: '✗ message'; returns the message."""
-    assert result.exit_code == 1, result.output + result.stderr
+def one_error(result, code: int = 1) -> str:
+    """Exit code 1 (2: a usage mistake), no traceback, exactly one line on stderr: '✗ message'; returns the
+    message."""
+    assert result.exit_code == code, result.output + result.stderr
     assert "Traceback" not in result.output + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("✗ "), lines

@@ -99,3 +99,24 @@ def test_the_installed_command_prints_one_line_and_exits_1(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [f"✗ {tmp_path / 'out'}: output path exists and is not a directory"]
+
+
+def test_an_empty_or_non_utf8_path_is_one_line(tmp_path):
+    """An unset $OUT is no path (`--out ''` was the current directory, `--sites ''` ignored); Polars opens no
+    name that is not UTF-8 (it took one for a file object: a TypeError traceback, or "no .read() method")."""
+    assert one_error(run(tmp_path, "--out", "", *WINDOW), 2) == "engine run: Invalid value for '--out': an empty path"
+    assert (
+        one_error(run_cli("run", SPECS, "--sites", ""), 2) == "engine run: Invalid value for '--sites': an empty path"
+    )
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/o\xff")
+    message = one_error(run(tmp_path, "--out", odd, *WINDOW), 2)
+    assert message == f"engine run: Invalid value for '--out': {tmp_path}/o\\udcff is not UTF-8 text; rename it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    raw = tmp_path / "raw"
+    (raw / "blazar.leases.parquet").rename(tmp_path / "leases")
+    (raw / "blazar.leases.parquet").mkdir()
+    (tmp_path / "leases").rename(os.fsdecode(os.fsencode(raw / "blazar.leases.parquet") + b"/p\xff"))
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", *WINDOW)
+    assert one_error(result) == (
+        f"{raw}/blazar.leases.parquet/p\\udcff: a file name that is not UTF-8 text (Polars opens no other); rename it"
+    )

@@ -245,7 +245,7 @@ def test_an_exclusion_date_that_is_no_date_is_one_line(tmp_path):
 def test_an_empty_exclusions_path_is_one_line_not_the_default_file(tmp_path):
     raw = write_raw(tmp_path / "raw", tiny_site())
     result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--exclusions", "")
-    assert one_error(result) == "--exclusions: an empty path; name the file, or leave the option out"
+    assert one_error(result, 2) == "engine run: Invalid value for '--exclusions': an empty path"
 
 
 @pytest.mark.parametrize(
