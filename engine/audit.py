@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import EngineError, first_line
+from engine.errors import EngineError, escaped, first_line, listed
 from engine.expr import did_you_mean
 from engine.hierarchy import COUNTED
 from engine.io.output import TIME
@@ -196,7 +196,8 @@ def why(out_dir, metric: str, day: Date, *, where: dict[str, str], resource: str
         known = sorted(daily[col].drop_nulls().unique().to_list()) if col in daily.columns else []
         if value not in known:
             raise EngineError(
-                f"--where {col}={value}: no such {col} in this run{did_you_mean(value, known)}; known: {', '.join(known)}"
+                f"--where {col}={value}: no such {col} in this run{did_you_mean(value, known)}; "
+                f"known: {listed([escaped(k, 80) for k in known], 20)}"
             )
     window = (max(d0, run.window[0]), min(d1, run.window[1]))
     rows = []

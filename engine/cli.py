@@ -59,7 +59,8 @@ def friendly(command):
             err.out(f"✗ {printable(exc)}")
             sys.exit(1)
         except OSError as exc:  # the filesystem refused (a path that is a file, no permission, disk full)
-            err.out(f"✗ {printable(exc.filename or '')}: {printable(exc.strerror or exc)}")
+            where = exc.filename or "the standard output"  # a file's errors name it; a write to stdout does not
+            err.out(f"✗ {printable(where)}: {printable(exc.strerror or exc)}")
             sys.exit(1)
 
     return wrapper
@@ -71,6 +72,9 @@ class OneLineErrors(click.Group):
     def main(self, args=None, standalone_mode: bool = True, **kwargs):
         """Also keeps the command line, which the report quotes as its provenance (ctx.obj["command"])."""
         exit_on_sigterm()
+        for stream in (sys.stdout, sys.stderr):  # an ASCII terminal gets \u2014 for what it cannot show
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
         try:
             os.getcwd()
         except FileNotFoundError:  # every relative path would fail, each in its own misleading way

@@ -6,9 +6,11 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def escaped(text: str) -> str:
+def escaped(text: str, most: int | None = None) -> str:
     """Text with every character that is not printable (a newline, an escape sequence, U+202E turning the
-    line around) written as Python writes it (\\x1b, \\u202e): one line, inert on a terminal."""
+    line around) written as Python writes it (\\x1b, \\u202e): one line, inert on a terminal; cut at `most`
+    characters, if given (a 10,000-character node type from the data)."""
+    text = text if most is None or len(text) <= most else f"{text[: most - 1]}…"
     return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 

@@ -19,7 +19,7 @@ from sqlglot import exp, parser
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
-from engine.errors import ExprError
+from engine.errors import ExprError, escaped
 from engine.temporal import from_text, unreadable
 
 MAX_CHARS = 10_000  # characters of one expression
@@ -570,4 +570,4 @@ def misplaced(sql: str | int | float | bool, *, grouped: bool) -> str | None:
 def did_you_mean(name: str, known) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
     close = difflib.get_close_matches(str(name), sorted(map(str, known)), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return f" (did you mean '{escaped(close[0], 80)}'?)" if close else ""

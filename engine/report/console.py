@@ -3,6 +3,7 @@ reads in five seconds, an extraction's tables, a trace, the spans of one cell). 
 escaped: it cannot drive the terminal or inject rich markup."""
 
 import contextlib
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -103,7 +104,8 @@ def rejection_lines(manifest: dict, out_dir: str) -> list[str]:
             if reason in e.get("inactive_by_reason", {}):
                 never.append(what)
             else:
-                defects.append(f"{what} — e.g. engine trace {plain(out_dir)} {plain(name)} {plain(r['example'])}")
+                command = shlex.join(["engine", "trace", str(out_dir), name, str(r["example"])])  # pasted as it is
+                defects.append(f"{what} — e.g. {plain(command)}")
     lines = (
         ["[green]defects: none[/]"]
         if not defects
@@ -166,7 +168,7 @@ def print_summary(manifest: dict, metrics, out_path: str) -> None:
         )
         for c in comparison["largest"][:5]:
             why = f" — {c['explanation']}" if c.get("explanation") else ""
-            where = " ".join(str(v) for k, v in c.items() if k not in FIXED)
+            where = " ".join(escaped(str(v), 80) for k, v in c.items() if k not in FIXED)
             hours = f"engine {c['engine_hours']:,.1f} h, legacy {c['legacy_hours']:,.1f} h ({c['diff_hours']:+,.1f})"
             screen.print(printable(f"  {c['date']} {where} {c['metric']}: {hours}{why}"), markup=False)
     screen.print(invariant_line(manifest))

@@ -9,6 +9,7 @@ import html
 import io
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs are drawn by the Agg backend
 
+from engine.errors import escaped
 from engine.io.output import CHARGED
 from engine.report.console import printable
 from engine.temporal import to_utc
@@ -78,7 +80,7 @@ def _legend(text: str) -> str:
     """A legend label for a value from the data: printable (no control character reaches the SVG), cut at 80
     characters (matplotlib lays out a 1 MB node type for minutes) and not starting with '_' (matplotlib
     hides such labels)."""
-    text = printable(text if len(text) <= 80 else f"{text[:79]}…")
+    text = escaped(text, 80)
     return f" {text}" if text.startswith("_") else text
 
 
@@ -281,7 +283,19 @@ def _comparison(page: Page) -> str:
             r["diff_hours"],
             "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}",
             r.get("explanation") or "",
-            f"engine why OUT_DIR --metric {r['metric']} --date {r['date']} --where {group}={r[group]}",
+            shlex.join(
+                [
+                    "engine",
+                    "why",
+                    "OUT_DIR",
+                    "--metric",
+                    r["metric"],
+                    "--date",
+                    str(r["date"]),
+                    "--where",
+                    f"{group}={r[group]}",
+                ]
+            ),
         ]
         for r in order.filter("flagged").head(FLAGGED_SHOWN).iter_rows(named=True)
     ]
@@ -320,7 +334,8 @@ def _accounts(manifest: dict) -> str:
             if reason in e.get("inactive_by_reason", {}):
                 never.append([name, reason, r["rows"], r["hours"]])
             else:
-                defects.append([name, reason, r["rows"], r["hours"], f"engine trace OUT_DIR {name} {r['example']}"])
+                command = shlex.join(["engine", "trace", "OUT_DIR", name, str(r["example"])])
+                defects.append([name, reason, r["rows"], r["hours"], command])
     parts = [
         _p("Hours are span-hours (each row's time in the window); the last column weighs them by nodes."),
         _table(head, accounts),

@@ -173,6 +173,4 @@ def _unsecret(line: str) -> str:
 def printable(text) -> str:
     """Text for a one-line message: control characters (a newline in a name) escaped, and cut at 200
     characters, so that a 1 MB line in a file is not a 1 MB message."""
-    text = str(text)
-    cut = text[:200] + "…" * (len(text) > 200)
-    return escaped(cut)
+    return escaped(str(text), 200)

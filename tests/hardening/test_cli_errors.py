@@ -120,3 +120,17 @@ def test_an_empty_or_non_utf8_path_is_one_line(tmp_path):
     assert one_error(result) == (
         f"{raw}/blazar.leases.parquet/p\\udcff: a file name that is not UTF-8 text (Polars opens no other); rename it"
     )
+
+
+def test_a_full_or_ascii_standard_output_is_one_line_or_escaped(tmp_path):
+    """`> /dev/full` said `✗ : No space left on device`; an ASCII stdout (PYTHONIOENCODING=ascii) ended in a
+    UnicodeEncodeError traceback at the first '—'."""
+    command = [sys.executable, "-m", "engine", "explain", str(SPECS)]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["✗ the standard output: No space left on device"]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
+    proc = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert proc.stdout.isascii() and b"12 entities" in proc.stdout and b"\\u2014" in proc.stdout
