@@ -73,7 +73,7 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
     its as-of time only (a later day holds bookings not yet made at T)."""
     groups = legacy.group_by
     theirs = table.select(
-        expr(field="date", text=legacy.date).cast(pl.Date).alias("date"),
+        expr(field="date", text=f"CAST(({legacy.date}) AS date)").alias("date"),  # text read as ISO, as CAST does
         *(expr(field=f"group_by.{g}", text=e).cast(pl.String).alias(g) for g, e in groups.items()),
         *(expr(field=f"metrics.{m}", text=e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
     ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")

@@ -11,6 +11,7 @@ import difflib
 import functools
 import inspect
 import operator
+import re
 import sys
 from contextvars import ContextVar
 
@@ -170,6 +171,23 @@ def _compared(operation, node: exp.Binary) -> pl.Expr:
     return operation(*_text_as_times([_compile(node.this), _compile(node.expression)]))
 
 
+def _ordered(operation, node: exp.Binary) -> pl.Expr:
+    """<, <=, >, >=: a comparison; text compared with text by time where both read as one (_time_first)."""
+    return _order_compared(operation, _compile(node.this), _compile(node.expression))
+
+
+def _order_compared(operation, left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    left, right = _text_as_times([left, right])
+    if not (_dtype(left) == _dtype(right) == pl.String):
+        return operation(left, right)
+    times = [from_text(left), from_text(right)]
+    return (
+        pl.when(times[0].is_not_null() & times[1].is_not_null())
+        .then(operation(*times))
+        .otherwise(operation(left, right))
+    )
+
+
 def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.Expr:
     """`operation` of the compiled children (+, -, * or sum) and, where it is integer arithmetic, a check that
     stops the run with a data error naming the operation where it wrapped around. Polars' integer arithmetic
@@ -197,9 +215,17 @@ def _checked(operation, node: exp.Expression, *children: exp.Expression) -> pl.E
 
 def _stop(where: pl.Expr, message: str, dtype: pl.DataType) -> pl.Expr:
     """Null of `dtype`, and the run stopped with `message` where `where` holds: Polars has no way to raise
-    from a plan, so the message is cast strictly to a type it cannot be (Polars' 'conversion from str' wording
-    leads the line)."""
-    return pl.when(where).then(pl.lit(message)).cast(dtype, strict=True)
+    from a plan, so the message is cast strictly to a type it cannot be (`stopped` reads it back)."""
+    return pl.when(where).then(pl.lit(STOP + message)).cast(dtype, strict=True)
+
+
+STOP = "stop: "  # what the message of a _stop starts with, so that no other failed cast reads as one
+
+
+def stopped(exc: BaseException) -> str | None:
+    """The message of the _stop that failed a collect, without Polars' wording around it; None if it was none."""
+    found = re.search(r'\["' + STOP + r'((?:[^"\\]|\\.)*)"', str(exc))  # the first value, as Rust quotes it
+    return re.sub(r"\\(.)", r"\1", found[1]) if found else None
 
 
 def _dtype(expr: pl.Expr) -> pl.DataType | None:
@@ -230,6 +256,13 @@ def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
     return [_time_of_text(v) if t == pl.String else v for v, t in zip(values, dtypes, strict=True)]
 
 
+def time_first(value: pl.Expr, dtype: pl.DataType | None) -> list[pl.Expr]:
+    """The keys that put a value in order (an order_by key, min, max): text by the time it reads as, then by
+    the text. Text sorts '2024-01-31T08:00' after '2024-01-31 09:00', so a dump converted through CSV by two
+    writers would order its times wrong, silently; text that is no time keeps its own order."""
+    return [from_text(value), value] if dtype == pl.String else [value]
+
+
 def _time_of_text(text: pl.Expr) -> pl.Expr:
     """Text read as a timestamp in the ISO forms, MySQL's zero date as null; any other text stops the run,
     since inside an expression there is no row to reject and a null would pass silently (least(end,
@@ -256,8 +289,8 @@ def _in(node: exp.In) -> pl.Expr:
 def _between(node: exp.Between) -> pl.Expr:
     if node.args.get("symmetric"):
         raise ExprError("BETWEEN SYMMETRIC is not allowed")
-    value, low, high = _text_as_times([_compile(node.this), _compile(node.args["low"]), _compile(node.args["high"])])
-    return (value >= low) & (value <= high)
+    value, low, high = (_compile(node.args[k]) for k in ("this", "low", "high"))
+    return _order_compared(operator.ge, value, low) & _order_compared(operator.le, value, high)
 
 
 RUST_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")  # what Rust's regex::escape escapes
@@ -456,6 +489,8 @@ def _call(node: exp.Anonymous, keep: pl.Expr | None = None) -> pl.Expr:
     distinct = name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Distinct)
     x, *rest = _arguments(name, AGGREGATES[name], nodes[0].expressions if distinct else nodes)
     x = x if keep is None else x.filter(keep)
+    if name in ("min", "max") and _dtype(x) == pl.String:  # the text that is first in time (time_first)
+        return x.sort_by(time_first(x, pl.String), descending=name == "max", nulls_last=True).first()
     return x.drop_nulls().n_unique().cast(pl.Int64) if distinct else AGGREGATES[name](x, *rest)
 
 
@@ -481,10 +516,10 @@ BUILDERS = {
     exp.DPipe: lambda node: pl.concat_str([_compile(node.this), _compile(node.expression)]),  # null if one is
     exp.EQ: functools.partial(_compared, operator.eq),
     exp.NEQ: functools.partial(_compared, operator.ne),
-    exp.LT: functools.partial(_compared, operator.lt),
-    exp.LTE: functools.partial(_compared, operator.le),
-    exp.GT: functools.partial(_compared, operator.gt),
-    exp.GTE: functools.partial(_compared, operator.ge),
+    exp.LT: functools.partial(_ordered, operator.lt),
+    exp.LTE: functools.partial(_ordered, operator.le),
+    exp.GT: functools.partial(_ordered, operator.gt),
+    exp.GTE: functools.partial(_ordered, operator.ge),
     exp.And: functools.partial(_binary, operator.and_),  # three-valued, as Polars' & and |
     exp.Or: functools.partial(_binary, operator.or_),
     exp.Not: lambda node: _compile(node.this).not_(),
@@ -509,7 +544,8 @@ ALLOWED = BUILDERS.keys() | PARTS
 
 def compile_expr(sql: str | int | float | bool, schema: pl.Schema | None = None) -> pl.Expr:
     """Compile one spec expression; numbers and booleans are constants. Raises ExprError (one line). With the
-    `schema` of the frame it runs on, integer arithmetic is checked for overflow."""
+    `schema` of the frame it runs on, integer arithmetic is checked for overflow and text is put in time
+    order (time_first)."""
     if isinstance(sql, bool | int | float):
         return pl.lit(sql)
     if not isinstance(sql, str):

@@ -6,7 +6,18 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from engine.expr import AGGREGATES, FUNCTIONS, MAX_CHARS, MAX_DEPTH, MAX_NODES, ExprError, columns_of, compile_expr
+from engine.expr import (
+    AGGREGATES,
+    FUNCTIONS,
+    MAX_CHARS,
+    MAX_DEPTH,
+    MAX_NODES,
+    ExprError,
+    columns_of,
+    compile_expr,
+    stopped,
+    time_first,
+)
 
 
 def test_qualified_columns_are_read_by_their_full_name():
@@ -149,7 +160,7 @@ def checked(text: str) -> list:
 )
 def test_integer_arithmetic_that_wraps_around_stops_with_the_operation_named(text, what):
     # unchecked (no schema), Polars wraps silently: the Int32 262144 * 1048576 is 0, the UInt32 3 - 5 is 4294967294
-    with pytest.raises(pl.exceptions.InvalidOperationError, match=re.escape(f'["{what}"')):
+    with pytest.raises(pl.exceptions.InvalidOperationError, match=re.escape(f'["stop: {what}"')):
         checked(text)
 
 
@@ -168,6 +179,33 @@ def test_what_cannot_wrap_is_left_as_it_is():
     assert checked("m * 1048576.0") == [274877906944.0, 5242880.0, None]  # floats do not wrap
     text = pl.DataFrame({"s": ["a"]})
     assert text.select(compile_expr("s + s", text.schema)).item() == "aa"  # Polars' + joins text
+
+
+def test_text_holding_timestamps_is_ordered_by_time():
+    """Text sorts '2024-01-31T08:00' after '2024-01-31 09:00': min, max, <, BETWEEN and an order_by key over
+    text times (a dump converted through CSV by two writers) put them in time order, the text as it is; text
+    that is no time keeps its own order, and equality of text stays the text's."""
+    frame = pl.DataFrame({"s": ["2024-01-31T08:00:00", "2024-01-31 09:00:00", None], "n": ["b", "a", "c"]})
+
+    def values(sql):
+        return frame.select(compile_expr(sql, frame.schema).alias("v"))["v"].to_list()
+
+    assert values("max(s)") == ["2024-01-31 09:00:00"] and values("min(s)") == ["2024-01-31T08:00:00"]
+    assert values("max(s) FILTER (WHERE n = 'b')") == ["2024-01-31T08:00:00"]
+    assert values("s < '2024-01-31 08:30'") == [True, False, None] and values("s > s") == [False, False, None]
+    assert values("s BETWEEN '2024-01-31 08:30' AND '2024-01-31T10:00'") == [False, True, None]
+    assert values("min(n)") == ["a"] and values("max(n)") == ["c"] and values("n < 'b'") == [False, True, False]
+    assert values("s = '2024-01-31 08:00:00'") == [False, False, None]
+    keys = time_first(pl.col("s"), pl.String) + time_first(pl.col("n"), pl.String)
+    assert frame.sort(keys[:2], nulls_last=True)["s"].to_list() == frame["s"].to_list()
+    assert frame.sort(keys[2:])["n"].to_list() == ["a", "b", "c"]
+
+
+def test_a_stop_is_read_back_from_polars_wording():
+    error = pl.exceptions.InvalidOperationError(
+        'conversion from `str` to `i8` failed in column \'literal\' for 2 out of 9 values: ["stop: a \\"b\\" c", "stop: x"]'
+    )
+    assert stopped(error) == 'a "b" c' and stopped(ValueError("conversion failed: ['x']")) is None
 
 
 def test_text_meeting_a_timestamp_is_read_in_the_iso_forms():

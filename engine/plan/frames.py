@@ -9,7 +9,7 @@ files themselves.
 import polars as pl
 
 from engine.errors import EngineError, ExprError, first_line
-from engine.expr import columns_of, compile_expr, did_you_mean
+from engine.expr import columns_of, compile_expr, did_you_mean, stopped, time_first
 from engine.io.raw import as_text, as_timestamp
 from engine.spec.model import Json
 
@@ -121,7 +121,8 @@ class Frames:
             needed = used_columns(self.specs, spec.name)
             lf = lf.sort("__row").select(pl.exclude("^__.*$"))
             return lf.select(c for c in lf.collect_schema() if needed is None or c in needed)
-        order = [self.expr(lf, spec.where, field=f"order_by[{i}]", text=c) for i, c in enumerate(spec.order_by)]
+        typed = [self.typed(lf, spec.where, field=f"order_by[{i}]", text=c) for i, c in enumerate(spec.order_by)]
+        order = [key for expr, dtype in typed for key in time_first(expr, dtype)]  # text times in time order
         keys = [self.expr(lf, spec.where, field=f"group_by[{i}]", text=c) for i, c in enumerate(spec.group_by)]
         aggs = [self.expr(lf, spec.where, field=f"aggregate.{n}", text=e).alias(n) for n, e in spec.aggregate.items()]
         # Source row order breaks ties, so first/last are the same on every run.
@@ -190,7 +191,8 @@ class Frames:
             if isinstance(exc, pl.exceptions.PanicException):
                 what = "Polars failed internally (an expression it cannot run, or a damaged file): "
             read = ", ".join(self._tables.get(where, {}).values())  # the data is often the cause: say where from
-            raise EngineError(f"{where}: {self.culprit(where)}{what}{first_line(exc)} (reading {read})") from None
+            why = stopped(exc) or first_line(exc)
+            raise EngineError(f"{where}: {self.culprit(where)}{what}{why} (reading {read})") from None
         # Collected: its expressions are not needed to name a culprit any more, and the plans they hold would keep
         # every frame they read (a lookup after its last reader, the rows lookups share) until the run ends.
         self.compiled.pop(where, None)

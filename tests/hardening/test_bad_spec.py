@@ -142,12 +142,13 @@ def test_one_line_names_file_spec_field_and_problem(tmp_path, specs_copy, spec, 
 def test_text_that_is_no_time_among_times_stops_the_run_naming_the_field_and_column(tmp_path, specs_copy):
     """Text among timestamps is read as a time (a dump converted through CSV); text that is no time is not
     skipped as a null, which would let least(end, resource_type) pass silently. Polars cannot raise from a plan:
-    the message is a strict cast's, hence its wording."""
+    the message is a strict cast's, read back without Polars' wording (expr.stopped)."""
     edit(specs_copy, "allocation", "least(l.end_date, l.deleted_at)", "least(l.end_date, r.resource_type)")
     message = run_error(tmp_path, tiny_site(), specs=specs_copy)
     assert message.startswith(
-        PREFIX["allocation"] + "valid.end: conversion from `str` to `i8` failed in column 'literal' for 4 out of 5 "
-        'values: ["r.resource_type holds text that is no timestamp (an ISO form such as 2024-01-31 08:00:00)"'
+        PREFIX["allocation"]
+        + "valid.end: r.resource_type holds text that is no timestamp (an ISO form such as 2024-01-31 08:00:00) "
+        "(reading blazar.computehost_allocations"
     )
 
 
@@ -165,10 +166,9 @@ def test_integer_arithmetic_that_wraps_around_names_the_field_and_the_operation(
     edit(specs_copy, "nova_host", "memory_mb: memory_mb", "memory_mb: memory_mb * 1048576")
     int32 = {"nova.compute_nodes": {"memory_mb": pl.Int32}}
     message = run_error(tmp_path, tiny_site(), specs=specs_copy, schemas=int32)
-    assert message.startswith(PREFIX["nova_host"] + "resources.memory_mb: conversion from `str` to `i32` failed")
-    assert message.endswith(
-        '["Int32 overflow in memory_mb * 1048576: cast an operand to bigint or double first"] '
-        "(reading nova.compute_nodes, hostname_node_type)"
+    assert message == (
+        PREFIX["nova_host"] + "resources.memory_mb: Int32 overflow in memory_mb * 1048576: cast an operand to bigint "
+        "or double first (reading nova.compute_nodes, hostname_node_type)"
     )
     edit(specs_copy, "nova_host", "memory_mb: memory_mb * 1048576", "memory_mb: CAST(memory_mb AS bigint) * 1048576")
     run_ok(tmp_path, tiny_site(), specs=specs_copy, schemas=int32)
