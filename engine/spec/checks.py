@@ -48,8 +48,15 @@ def _metrics(specs) -> list[str]:
             for _, term in metric.terms
             if term not in metrics
         ]
-    for field, expr in specs.metrics.legacy.expressions() if specs.metrics.legacy else ():
+    legacy = specs.metrics.legacy
+    for field, expr in legacy.expressions() if legacy else ():
         out += _read(file, f"legacy.{field}", expr)[1]
+    out += [  # the engine's side of a cell is a day of daily.parquet, split by the group columns only
+        f"{file}: legacy.group_by: '{g}' is not a column of group_by ({', '.join(specs.metrics.group_by) or 'none'}), "
+        "by which the engine's days are split"
+        for g in (legacy.group_by if legacy else ())
+        if g not in specs.metrics.group_by
+    ]
     stack = specs.metrics.stack or {}
     drawn = [*(m for g in stack.get("groups", {}).values() for m in g), *stack.get("dashed", []), stack.get("line")]
     out += [f"{file}: stack: unknown metric '{m}'{did_you_mean(m, metrics)}" for m in drawn if m and m not in metrics]
@@ -73,17 +80,17 @@ def _breakdowns(specs) -> list[str]:
                 out.append(f"{file}: {field}: '{c}' is not an attribute of any entity{did_you_mean(c, provided)}")
     resources = {r for name in specs.entities for r in specs.resources_of(name)}
     asked = [(f"breakdowns.{name}.resources", b.resources or ()) for name, b in metrics.breakdowns.items()]
+    asked += [("stack.resource", (metrics.stack["resource"],))] if metrics.stack else []
     for field, names in asked + ([("charges.resource", (charges.resource,))] if charges else []):
         out += [
             f"{file}: {field}: '{r}' is not a resource of any entity{did_you_mean(r, resources)}"
             for r in names
             if r not in resources
         ]
-    if charges and charges.fallback.column not in provided:
-        column = charges.fallback.column
-        out.append(
-            f"{file}: charges.fallback.column: '{column}' is not an attribute of any entity{did_you_mean(column, provided)}"
-        )
+    for field, column in [("factor", charges.factor), ("fallback.column", charges.fallback.column)] if charges else []:
+        if column not in provided:  # a typo would charge every lease the fallback, silently
+            hint = did_you_mean(column, provided)
+            out.append(f"{file}: charges.{field}: '{column}' is not an attribute of any entity{hint}")
     if charges and charges.metric not in metrics.base():
         hint = " (it is derived)" if charges.metric in metrics.metrics else did_you_mean(charges.metric, metrics.base())
         out.append(f"{file}: charges.metric: '{charges.metric}' is not a base metric{hint}")

@@ -137,6 +137,12 @@ def test_a_dump_converted_through_csv_by_several_writers_gives_the_same_hours(si
         window[1],
     )
     assert result.exit_code == 0, result.stderr
-    for name in ("daily.parquet", "charges.parquet", "comparison.parquet", "validated/reserved_instance.parquet", "reports/lead_time_daily.parquet"):
+    for name in (
+        "daily.parquet",
+        "charges.parquet",
+        "comparison.parquet",
+        "validated/reserved_instance.parquet",
+        "reports/lead_time_daily.parquet",
+    ):
         typed, text = (pl.read_parquet(d / name).drop("site") for d in (base / "out", tmp_path / "out"))
         assert text.equals(typed), name

@@ -321,3 +321,29 @@ def test_a_breakdown_or_charge_names_resources_some_entity_has(specs_copy):
     out = problems_of(specs_copy)
     assert "metrics.yaml: breakdowns.project.resources: 'vcpu' is not a resource of any entity (did you mean" in out
     assert "metrics.yaml: charges.resource: 'node' is not a resource of any entity (did you mean 'nodes'?)" in out
+
+
+def test_the_charge_factor_and_the_stack_resource_are_columns_some_entity_has(specs_copy):
+    """`factor: su_facter` charged every lease the fallback (5,897 SU for 15,443), with no warning; `stack:
+    resource: nodez` drew every chart of the report as "no data"."""
+    edit(specs_copy / "metrics.yaml", "  factor: su_factor", "  factor: su_facter")
+    edit(specs_copy / "metrics.yaml", "stack:\n  resource: nodes", "stack:\n  resource: nodez")
+    out = problems_of(specs_copy)
+    assert (
+        "metrics.yaml: charges.factor: 'su_facter' is not an attribute of any entity (did you mean 'su_factor'?)" in out
+    )
+    assert "metrics.yaml: stack.resource: 'nodez' is not a resource of any entity (did you mean 'nodes'?)" in out
+
+
+def test_an_empty_identity_and_a_legacy_group_the_days_lack_are_refused(specs_copy):
+    """Both passed validation, then ended the run in a traceback (an empty fold; node_type not found)."""
+    nova_host = specs_copy / "entities" / "nova_host.yaml"
+    edit(nova_host, "identity: [hypervisor_hostname]", "identity: []")
+    assert "entity 'nova_host': identity: must not be empty" in problems_of(specs_copy)
+    edit(nova_host, "identity: []", "identity: [hypervisor_hostname]")
+    edit(specs_copy / "metrics.yaml", "group_by: [node_type]", "group_by: []")
+    out = problems_of(specs_copy)
+    assert (
+        "metrics.yaml: legacy.group_by: 'node_type' is not a column of group_by (none), by which the engine's days "
+        "are split"
+    ) in out
