@@ -24,10 +24,12 @@ def parent_islands(spec, parent: pl.DataFrame) -> pl.LazyFrame:
     return merge_intervals(counted, [*on, *inherit], start="valid_start", end="valid_end")
 
 
-def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataFrame:
-    """Each span piece cut to its parent's counted time: direct, clamped (original times kept) or orphan."""
+def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> tuple[pl.DataFrame, int]:
+    """Each span piece cut to its parent's counted time: direct, clamped (original times kept) or orphan; and
+    how many pieces met, at one time, parent rows of different inherited values (each instant then inherits
+    from the earliest: a `parent.on` short of the parent's key, silently wrong without a word)."""
     if parent is None:
-        return spans.with_columns(pl.lit("root").alias("hierarchy_status"))
+        return spans.with_columns(pl.lit("root").alias("hierarchy_status")), 0
     keys, inherit = list(spec.parent.on), list(spec.inherit)
     child = spans.lazy().with_columns(pl.int_range(pl.len()).alias("__piece"))
     cut = clip(
@@ -52,9 +54,10 @@ def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataF
         priority=["valid_start", "__cut"],
         row="__cut",
     )
+    length = closed("valid_end") - pl.col("valid_start")
+    ambiguous = _overlapped(cut.lazy().filter(several), owned, length)
     owned = pl.concat([cut.lazy().filter(~several).select("__cut", "valid_start", "valid_end"), owned])
     cut = cut.lazy().drop("valid_start", "valid_end", *keys).join(owned, on="__cut")
-    length = closed("valid_end") - pl.col("valid_start")
     kept = cut.group_by("__piece").agg(length.sum().alias("__kept"))
     pre = child.rename({"valid_start": "__s0", "valid_end": "__e0"})
     full = closed("__e0") - pl.col("__s0")
@@ -76,7 +79,21 @@ def validate(spans: pl.DataFrame, spec, parent: pl.DataFrame | None) -> pl.DataF
         pl.lit("orphan").alias("hierarchy_status"),
     )
     out = pl.concat([counted, orphans], how="diagonal_relaxed").drop("__s0", "__e0", "__kept", "__piece")
-    return out.sort("__row", "valid_start").collect()
+    return out.sort("__row", "valid_start").collect(), ambiguous
+
+
+def _overlapped(cuts: pl.LazyFrame, owned: pl.LazyFrame, length: pl.Expr) -> int:
+    """Pieces whose cuts overlapped (the claim kept less time than they held): islands of one key and the same
+    inherited values are merged, so an overlap is of different values."""
+    held = cuts.group_by("__piece").agg(length.sum().alias("__held"))
+    kept = owned.join(cuts.select("__cut", "__piece"), on="__cut").group_by("__piece").agg(length.sum().alias("__kept"))
+    return (
+        held.join(kept, on="__piece", how="left")
+        .filter(pl.col("__kept") < pl.col("__held"))
+        .select(pl.len())
+        .collect()
+        .item()
+    )
 
 
 def outside_parent(validated: pl.DataFrame, spec, parent: pl.DataFrame) -> pl.DataFrame:

@@ -258,7 +258,13 @@ def _entity(run: Run, spec) -> None:
                 f"{spec.source.table} is there: the dump or the extraction account's grants are incomplete"
             ) from None
     with run.stage("hierarchy", spec.name):
-        res.validated = validate(res.spans.accepted, spec, parent)
+        res.validated, ambiguous = validate(res.spans.accepted, spec, parent)
+    if ambiguous:
+        on = ", ".join(f"{mine} = {spec.parent.entity}.{theirs}" for mine, theirs in spec.parent.on.items())
+        run.frames.notes.append(
+            f"{spec.where}: {ambiguous:,} span(s) met several {spec.parent.entity} rows at once, of different "
+            f"{', '.join(spec.inherit)}: each instant inherits from the earliest; is parent.on ({on}) the whole key?"
+        )
 
 
 def _checkpoints(run: Run, _) -> None:
