@@ -80,13 +80,19 @@ class RawDir:
                     f"{self.file(name)}: no column '{col}', the key of the archive {archive.table} of {table} "
                     f"({archive.file}){did_you_mean(col, schema)}"
                 )
-        return old.select(
-            (pl.col(c).cast(t, strict=False) if c in have else pl.lit(None, t)).alias(c) for c, t in live.items()
-        )
+        return old.select((_as(c, have[c], t) if c in have else pl.lit(None, t)).alias(c) for c, t in live.items())
 
     def row_count(self, table: str) -> int:
         """Rows in the table, from the parquet metadata."""
         return self.scan(table).select(pl.len()).collect().item()
+
+
+def _as(col: str, dtype: pl.DataType, wanted: pl.DataType) -> pl.Expr:
+    """An archive column in the live table's type: text times read in the ISO forms (Polars casts no text
+    to a time), anything else cast, null where it cannot be."""
+    if isinstance(wanted, pl.Datetime) and dtype == pl.String:
+        return as_timestamp(pl.col(col), dtype)
+    return pl.col(col).cast(wanted, strict=False)
 
 
 def _differing(live: pl.LazyFrame, old: pl.LazyFrame, keys: list[str], *, where: str) -> int:
