@@ -538,6 +538,12 @@ def _manifest(run: Run) -> dict:
             f"stale exclusion: {u['entity']} {listed(u['entity_id'], 10)} matched no row ({u['detail']})"
             for u in unused
         ]
+        idle = (
+            run.exclusions.filter(~pl.col("entity").is_in(list(live))).group_by("entity").agg(pl.len()).sort("entity")
+        )
+        manifest["notices"] += [  # neither applied nor stale: said, for an exclusions file shared by sites
+            f"exclusions of entity {e} not applied: it did not run on this site ({n:,} key(s))" for e, n in idle.rows()
+        ]
     return manifest | {k: m[k] for k in ("metrics", "breakdowns", "charges", "comparison", "as_of_series") if k in m}
 
 

@@ -135,3 +135,13 @@ def test_a_stale_entry_of_many_keys_is_one_short_warning(tmp_path):
         "stale exclusion: allocation X0, X1, X2, X3, X4, X5, X6, X7, X8, X9 and 49,990 more matched no row "
         "(excluded by ops on 2024-03-01: r)"
     )
+
+
+def test_an_entry_of_an_entity_that_did_not_run_is_a_notice(tmp_path):
+    """An edge device's entry on a bare-metal site was neither applied nor stale: nothing said it."""
+    entry = "exclusions:\n  - {entity: device, key: [d1, d2], reason: r, added_by: ops, added_on: 2024-03-01}\n"
+    result = run_with(tmp_path, entry, "--json", "--no-report")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert "exclusions of entity device not applied: it did not run on this site (2 key(s))" in manifest["notices"]
+    assert manifest["exclusions"]["stale"] == []
