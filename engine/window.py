@@ -33,7 +33,7 @@ def data_window(cfg, results, *, notes: list[str]) -> tuple[datetime, datetime]:
         notes.append(_past_data(cfg.end, last, cfg.timezone))
     if end <= start:
         raise EngineError(f"window end {end} is not after its start {start}; give --start and --end")
-    _refuse_empty(results, counted, window=(start, end), first=first)
+    _refuse_empty(results, counted, window=(start, end), first=first, tz=cfg.timezone)
     return start, end
 
 
@@ -68,12 +68,14 @@ def in_utc(cfg):
     return dataclasses.replace(cfg, **times)
 
 
-def _refuse_empty(results, counted: list[pl.DataFrame], *, window, first: datetime | None) -> None:
-    """A window with no counted span is no result; the error says why (`first`: the first counted start)."""
+def _refuse_empty(results, counted: list[pl.DataFrame], *, window, first: datetime | None, tz: str) -> None:
+    """A window with no counted span is no result; the error says why (`first`: the first counted start), in
+    the clock times of the run's zone, as --start and --end were typed."""
     if any(df.select(hours_in(window).sum()).item() > 0 for df in counted if df.height):
         return
+    start, end, first = (t and local_time(t, tz) for t in (*window, first))
     why = f"the data's counted spans start {first:%Y-%m-%d}" if first else "no span counts at all" + _rejected(results)
-    raise EngineError(f"no counted span in the window {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d} ({why})")
+    raise EngineError(f"no counted span in the window {start:%Y-%m-%d} to {end:%Y-%m-%d} ({why})")
 
 
 def _past_data(end: datetime, last: datetime, tz: str) -> str:

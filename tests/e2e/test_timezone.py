@@ -129,3 +129,14 @@ def test_the_report_stack_is_on_utc_instants_and_integrates_to_the_run_hours(chi
     hours = np.diff(t).astype("timedelta64[us]").astype(float) / 3.6e9
     for metric, values in series.items():
         assert (values[:-1] * hours).sum() == pytest.approx(manifest["metrics"][metric]["nodes"], rel=1e-9)
+
+
+def test_an_empty_window_is_said_in_the_clock_times_typed(tmp_path):
+    """Under UTC+14, --start 2023-01-07 is 2023-01-06 10:00 UTC: the refusal named the UTC days."""
+    from tests.hardening.support import one_error
+    from tests.rawdata import tiny_site, write_raw
+
+    raw = write_raw(tmp_path / "raw", tiny_site())
+    window = ["--start", "2023-01-07", "--end", "2023-01-08", "--timezone", "Etc/GMT-14"]
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", *window)
+    assert one_error(result).startswith("no counted span in the window 2023-01-07 to 2023-01-08 (the data's counted")
