@@ -170,7 +170,7 @@ class Run:
 
     def __post_init__(self):
         self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name, self.specs.archives)
-        self.selected = _selected(self.specs, self.graph, self.cfg.entities)
+        self.selected = _selected(self.specs, self.graph, self.cfg)
         self.skipped = _skipped(self.specs, self.raw, self.selected)
         live = [n for n in self.selected if n not in self.skipped]
         self.wanted, self.listed = needed(self.graph, live), needed(self.graph, self.selected)
@@ -559,19 +559,18 @@ def _notices(run: Run) -> list[str]:
     return notices + run.unsplit
 
 
-def _selected(specs, graph, entities: list[str] | None) -> list[str]:
+def _selected(specs, graph, cfg: RunConfig) -> list[str]:
     """Entities to run, parents first: all, or the site's list (which must hold every parent it needs)."""
-    order = entity_order(graph)
+    order, entities = entity_order(graph), cfg.entities
     if entities is None:
         return order
+    where = f"{cfg.sites}: sites.{cfg.site}.entities" if cfg.sites else "site entities"
     for name in entities:
         if name not in specs.entities:
-            raise EngineError(f"site entities: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
+            raise EngineError(f"{where}: unknown entity '{name}'{did_you_mean(name, specs.entities)}")
         parent = specs.entities[name].parent
         if parent and parent.entity not in entities:
-            raise EngineError(
-                f"site entities: '{name}' needs its parent '{parent.entity}', which the site does not list"
-            )
+            raise EngineError(f"{where}: '{name}' needs its parent '{parent.entity}', which the site does not list")
     return [n for n in order if n in entities]
 
 

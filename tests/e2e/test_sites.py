@@ -61,8 +61,8 @@ def test_a_site_listing_a_child_without_its_parent_is_refused(tmp_path):
     result = run_cli("run", SPECS, "--sites", sites, "--site", "edge", "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert (
-        "site entities: 'device_allocation' needs its parent 'reservable_device', which the site does not list"
-        in result.stderr
+        f"{sites}: sites.edge.entities: 'device_allocation' needs its parent 'reservable_device', which the site "
+        "does not list" in result.stderr
     )
 
 
