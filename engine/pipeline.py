@@ -169,7 +169,7 @@ class Run:
     counted: dict = field(default_factory=dict)  # entity -> (its validated spans' columns read downstream, resources)
 
     def __post_init__(self):
-        self.catalog = Catalog(self.raw, self.cfg.site or self.raw.path.name, self.specs.archives)
+        self.catalog = Catalog(self.raw, self.cfg.site or self.raw.name, self.specs.archives)
         self.selected = _selected(self.specs, self.graph, self.cfg)
         self.skipped = _skipped(self.specs, self.raw, self.selected)
         live = [n for n in self.selected if n not in self.skipped]
@@ -473,7 +473,7 @@ def run(cfg: RunConfig, hooks: list = (), specs=None) -> dict:
     outputs = [out, *([plots] if isinstance(plots, OutputDir) else [])]
     try:
         timings = Timings()
-        site, sites = cfg.site or raw.path.name, list(load_sites(cfg.sites)) if cfg.sites else None
+        site, sites = cfg.site or raw.name, list(load_sites(cfg.sites)) if cfg.sites else None
         excl, notes = load_exclusions(cfg.exclusions, specs, site=site, sites=sites) if cfg.exclusions else (None, [])
         raw.notes += notes
         every = ["1d", *(e for e in cfg.resample if e != "1d")]

@@ -23,6 +23,7 @@ class RawDir:
         self.path = Path(path)
         if not self.path.is_dir():
             raise EngineError(f"{self.path}: raw data directory does not exist")
+        self.name = self.path.resolve().name  # the site's name without a sites file (`--data .` too)
         self._scans: dict[str, pl.LazyFrame] = {}
         self._unions: dict[str, pl.LazyFrame] = {}
         self.notes: list[str] = []  # columns set aside, for the manifest's warnings

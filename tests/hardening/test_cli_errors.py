@@ -3,6 +3,7 @@
 Unknown sites are tested in tests/e2e/test_sites.py (`--site tac` suggests 'tacc').
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -134,3 +135,12 @@ def test_a_full_or_ascii_standard_output_is_one_line_or_escaped(tmp_path):
     proc = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
     assert proc.stdout.isascii() and b"12 entities" in proc.stdout and b"\\u2014" in proc.stdout
+
+
+def test_data_given_as_the_current_directory_names_the_site_after_it(tmp_path, monkeypatch):
+    """`--data .` made the site '' in every output and the report."""
+    raw = write_raw(tmp_path / "chi", tiny_site())
+    monkeypatch.chdir(raw)
+    result = run_cli("run", SPECS, "--data", ".", "--out", tmp_path / "out", "--no-report", "--json", *WINDOW)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["site"] == "chi"
