@@ -154,6 +154,10 @@ class OutputDir:
     def _refuse_unsafe(self, guarded: dict) -> None:
         """One line before any work if replacing OUT_DIR could destroy something that is not ours."""
         refuse_overlap(self.shown, guarded)
+        here = Path.cwd()
+        if self.path == here or self.path in here.parents:  # replaced, it would leave the shell in a deleted one
+            relation = "is" if self.path == here else "holds"
+            raise EngineError(f"{self.shown}: refusing to write here: it {relation} the current directory {here}")
         if not self.path.exists():
             return
         if not self.path.is_dir():

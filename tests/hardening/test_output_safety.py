@@ -205,3 +205,14 @@ def test_simulate_never_overwrites_a_real_raw_directory(tmp_path, raw):
         assert run_cli("simulate", "--out", tmp_path / "sim", "hosts=2", "days=2", f"seed={seed}").exit_code == 0
     assert '"seed": 2' in (tmp_path / "sim" / "simulation" / "simulation.json").read_text()
     assert leftovers(tmp_path) == []
+
+
+def test_out_that_is_or_holds_the_current_directory_is_refused(tmp_path, raw, monkeypatch):
+    """`--out .` in an earlier output replaced it: the shell was left in a deleted directory, `ls` showing nothing."""
+    out = tmp_path / "runs" / "out"
+    assert run(raw, out).exit_code == 0
+    before = snapshot(out)
+    monkeypatch.chdir(out)
+    assert one_error(run(raw, ".")) == f".: refusing to write here: it is the current directory {out}"
+    assert one_error(run(raw, "..")) == f"..: refusing to write here: it holds the current directory {out}"
+    assert snapshot(out) == before
