@@ -177,9 +177,11 @@ def extract_table(db: Database, table: str, out: Path, *, schemas: dict[str, str
     """Stream one table into OUT/<schema>.<table>.parquet (zstd, written atomically); returns its rows."""
     import pyarrow.parquet as pq
 
+    from engine.io.output import beside
+
     reader = db.stream(_select(db, *real_name(table, schemas)))
     target = out / f"{table}.parquet"
-    tmp = out / f".{table}.parquet.partial-{os.getpid()}"
+    tmp = beside(target, "partial")
     rows = 0
     try:
         with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
@@ -416,7 +418,9 @@ def _write_file(wide, target: Path, kind: str, *, shown: Path) -> None:
     """Write beside the target and rename into place, so a reader never sees half a file."""
     import polars as pl
 
-    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    from engine.io.output import beside
+
+    tmp = beside(target, "partial")
     try:
         if kind == "csv":
             _inert(wide).write_csv(tmp)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.errors import EngineError
 from engine.expr import did_you_mean
+from engine.io.output import beside
 from engine.spec.load import read_config
 from engine.temporal import zone_error
 
@@ -101,7 +102,7 @@ def cached(key: str, params: dict, announce=lambda path: None) -> Path:
     path = root / f"{key}-{digest}-v{__version__}"
     if not path.is_dir():
         announce(path)
-        tmp = root / f".{path.name}.partial-{os.getpid()}"
+        tmp = beside(path, "partial")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             generate(tmp, params)

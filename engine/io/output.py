@@ -124,6 +124,20 @@ def write_usage(out: "OutputDir", series: pl.LazyFrame, buckets: dict, *, group:
 
 
 MARKER = ".engine-output"  # written into every output directory: only such a directory is ever replaced
+NAME_MAX = 255  # bytes of one file name (Linux filesystems)
+
+
+def beside(path: Path, kind: str) -> Path:
+    """`.NAME.KIND-PID` beside a path the engine writes whole before it takes the path's place; a name too long
+    to carry that suffix is refused (the filesystem's refusal named the temporary, which the user never gave)."""
+    tmp = path.parent / f".{path.name}.{kind}-{os.getpid()}"
+    extra = len(os.fsencode(tmp.name)) - len(os.fsencode(path.name))
+    if extra + len(os.fsencode(path.name)) > NAME_MAX:
+        raise EngineError(
+            f"{path}: a name of {len(os.fsencode(path.name))} bytes, at most {NAME_MAX - extra} (the engine writes "
+            f"it first as .NAME.{kind}-PID beside it)"
+        )
+    return tmp
 
 
 class OutputDir:
@@ -138,7 +152,7 @@ class OutputDir:
         self.shown, self.kind = Path(path), kind
         self.path = _resolved(self.shown)
         self._refuse_unsafe(guarded or {})
-        self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self.tmp = beside(self.path, "partial")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -221,7 +235,7 @@ class OutputDir:
 
     def commit(self) -> None:
         """Swap the finished run in place of the previous one."""
-        old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
+        old = beside(self.path, "old")
         try:
             (self.tmp / MARKER).write_text(json.dumps({"kind": self.kind, "files": sorted(_files(self.tmp))}) + "\n")
             if self.path.exists():

@@ -6,6 +6,7 @@ line with the previous output intact; a symlink is followed and nothing is left 
 """
 
 import contextlib
+import os
 import shutil
 import subprocess
 
@@ -216,3 +217,18 @@ def test_out_that_is_or_holds_the_current_directory_is_refused(tmp_path, raw, mo
     assert one_error(run(raw, ".")) == f".: refusing to write here: it is the current directory {out}"
     assert one_error(run(raw, "..")) == f"..: refusing to write here: it holds the current directory {out}"
     assert snapshot(out) == before
+
+
+def test_a_name_too_long_for_its_temporary_is_refused_naming_the_limit(tmp_path, raw):
+    """A 250-byte OUT (a valid name) ended in "(File name too long)", and an export in a message naming
+    `.bbb….csv.partial-17851`, a file the user never gave."""
+    limit = 255 - len(f"..partial-{os.getpid()}")
+    assert run(raw, tmp_path / "out").exit_code == 0
+    for option, name in (("--out", "a" * 250), ("--csv", "b" * 250 + ".csv")):
+        target = tmp_path / name
+        command = run(raw, target) if option == "--out" else run_cli("export", tmp_path / "out", "--csv", target)
+        assert one_error(command) == (
+            f"{target}: a name of {len(name)} bytes, at most {limit} (the engine writes it first as "
+            ".NAME.partial-PID beside it)"
+        )
+    assert run(raw, tmp_path / ("a" * limit)).exit_code == 0
