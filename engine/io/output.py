@@ -124,6 +124,7 @@ def write_usage(out: "OutputDir", series: pl.LazyFrame, buckets: dict, *, group:
 
 
 MARKER = ".engine-output"  # written into every output directory: only such a directory is ever replaced
+WRITERS = {"run": ("`engine run`", "--out"), "plots": ("`engine run --plots`", "--plots")}  # else `engine KIND --out`
 NAME_MAX = 255  # bytes of one file name (Linux filesystems)
 
 
@@ -176,12 +177,12 @@ class OutputDir:
             return
         if not self.path.is_dir():
             raise EngineError(f"{self.shown}: output path exists and is not a directory")
-        marker = _marker(self.path)
+        marker, (writer, option) = _marker(self.path), _writer(self.kind)
         if any(self.path.iterdir()) and marker.get("kind") != self.kind:
-            what = "an output of another command" if marker.get("kind") else "not an output of the engine"
+            what = f"an output of {_writer(marker['kind'])[0]}" if marker.get("kind") else "not an output of the engine"
             raise EngineError(
                 f"{self.shown}: refusing to replace it: the directory is not empty and {what} (no {MARKER} "
-                f"file of `engine {self.kind}`); choose another --out, or empty it"
+                f"file of {writer}); choose another {option}, or empty it"
             )
         written = marker.get("files")
         added = sorted(_files(self.path) - set(written)) if isinstance(written, list) else []
@@ -278,6 +279,11 @@ def _resolved(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise EngineError(f"{path}: cannot resolve the output path ({exc})") from None
+
+
+def _writer(kind: str) -> tuple[str, str]:
+    """The command that writes an output directory of this kind, and its option naming the directory."""
+    return WRITERS.get(kind, (f"`engine {kind}`", "--out"))
 
 
 def _marker(path: Path) -> dict:

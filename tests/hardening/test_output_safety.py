@@ -122,7 +122,7 @@ def test_an_earlier_output_holding_files_the_engine_did_not_write_is_refused(tmp
 def test_a_simulated_site_is_not_a_run_output(tmp_path, raw):
     assert run_cli("simulate", "--out", tmp_path / "sim", "hosts=2", "days=2").exit_code == 0
     message = one_error(run(raw, tmp_path / "sim"))
-    assert "not empty and an output of another command" in message
+    assert "not empty and an output of `engine simulate` (no .engine-output file of `engine run`)" in message
     assert (tmp_path / "sim" / "nova.instances.parquet").is_file()
 
 
@@ -149,7 +149,10 @@ def test_plots_inside_out_survive_the_swap_and_elsewhere_follow_the_same_rules(t
     (tmp_path / "slides").mkdir()
     (tmp_path / "slides" / "talk.key").write_text("slides")
     result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path / "slides", *WINDOW)
-    assert "refusing to replace it" in one_error(result)
+    assert one_error(result) == (  # it spoke of --out and of a command `engine plots`
+        f"{tmp_path / 'slides'}: refusing to replace it: the directory is not empty and not an output of the engine "
+        "(no .engine-output file of `engine run --plots`); choose another --plots, or empty it"
+    )
     assert snapshot(tmp_path / "slides") == {"talk.key": b"slides"}
     assert leftovers(tmp_path) == []  # before: the run's own .out.partial-PID, left by a refused --plots
     result = run_cli("run", SPECS, "--data", raw, "--out", out, "--plots", tmp_path, *WINDOW)
