@@ -467,7 +467,8 @@ def export_daily(out_dir: Path, db: Database, *, into: tuple[str, str]) -> int:
     for ident in wide.columns:
         if not IDENT.fullmatch(ident):
             raise EngineError(f"export: column '{ident}' is not a valid SQL identifier")
-    types = {"date": "DATE", **{k: "VARCHAR(255)" for k in keys if k != "date"}}
+    text = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"  # a dashboard's GROUP BY tells Gpu from gpu
+    types = {"date": "DATE", **{k: text for k in keys if k != "date"}}
     cols = ", ".join(f"`{c}` {types.get(c, 'DOUBLE')}" for c in wide.columns)
     try:
         conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, autocommit=True)

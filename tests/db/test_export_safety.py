@@ -272,3 +272,22 @@ def test_one_export_into_a_table_at_a_time(run_out, database, monkeypatch):
     with conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{name}`.daily")
         assert cur.fetchone()[0] == wide_daily(run_out / "out")[0].height
+
+
+def test_values_differing_in_case_or_a_trailing_space_stay_apart_in_the_table(run_out, database, tmp_path):
+    """The export's text columns compared case- and space-blind (utf8mb4_general_ci): a dashboard's GROUP BY
+    counted `compute_skylake` and `Compute_Skylake ` as one node type."""
+    conn, name = database
+    odd = tmp_path / "out"
+    shutil.copytree(run_out / "out", odd)
+    daily = pl.read_parquet(odd / "daily.parquet")
+    first = daily["node_type"].drop_nulls()[0]
+    twin = pl.when(pl.col("date") == pl.col("date").min()).then(pl.lit(first.capitalize() + " ")).otherwise("node_type")
+    daily.filter(pl.col("node_type") == first).with_columns(twin.alias("node_type")).write_parquet(
+        odd / "daily.parquet"
+    )
+    assert export(odd, "--table", f"{name}.daily").exit_code == 0
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT node_type, COUNT(*) FROM `{name}`.daily GROUP BY node_type ORDER BY node_type")
+        groups = cur.fetchall()
+    assert [g for g, _ in groups] == sorted([first, first.capitalize() + " "]) and len(groups) == 2
