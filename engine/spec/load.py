@@ -146,9 +146,10 @@ def _sentence(err: jsonschema.ValidationError) -> str:
 
 def _cause(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """The error to tell: where a value has the type of one alternative of an anyOf, what is wrong inside
-    that alternative (a JSONPath's steps), not that the value is not of another alternative's type."""
+    that alternative (a JSONPath's steps, a list's item), not that the value is not of another alternative's
+    type."""
     while err.validator in ("anyOf", "oneOf") and err.context:
-        inside = [e for e in err.context if e.validator != "type"]
+        inside = [e for e in err.context if e.validator != "type" or e.relative_path]
         if not inside:
             break
         err = jsonschema.exceptions.best_match(inside)

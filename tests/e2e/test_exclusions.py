@@ -83,6 +83,8 @@ def test_a_bad_exclusions_file_is_a_clear_error(tmp_path):
     assert "exclusions[1]: valid_to 2024-01-10 00:00:00 is not after valid_from 2024-01-11 00:00:00" in (
         run_with(tmp_path, backwards).stderr
     )
+    null = run_with(tmp_path, EXCLUSIONS.replace("key: [A1]", "key: [A1, null]")).stderr
+    assert "exclusions[1].key[1]: expected text or an integer, got null" in null  # it said "got a list"
 
 
 def test_an_entry_with_a_site_applies_at_that_site_only(tmp_path):
