@@ -172,7 +172,7 @@ def _compared(operation, node: exp.Binary) -> pl.Expr:
 
 
 def _ordered(operation, node: exp.Binary) -> pl.Expr:
-    """<, <=, >, >=: a comparison; text compared with text by time where both read as one (_time_first)."""
+    """<, <=, >, >=: a comparison; text compared with text by time where both read as one (time_first)."""
     return _order_compared(operation, _compile(node.this), _compile(node.expression))
 
 

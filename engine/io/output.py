@@ -132,11 +132,11 @@ def beside(path: Path, kind: str) -> Path:
     """`.NAME.KIND-PID` beside a path the engine writes whole before it takes the path's place; a name too long
     to carry that suffix is refused (the filesystem's refusal named the temporary, which the user never gave)."""
     tmp = path.parent / f".{path.name}.{kind}-{os.getpid()}"
-    extra = len(os.fsencode(tmp.name)) - len(os.fsencode(path.name))
-    if extra + len(os.fsencode(path.name)) > NAME_MAX:
+    name, extra = len(os.fsencode(path.name)), len(os.fsencode(tmp.name)) - len(os.fsencode(path.name))
+    if name + extra > NAME_MAX:
         raise EngineError(
-            f"{path}: a name of {len(os.fsencode(path.name))} bytes, at most {NAME_MAX - extra} (the engine writes "
-            f"it first as .NAME.{kind}-PID beside it)"
+            f"{path}: a name of {name} bytes, at most {NAME_MAX - extra} (the engine writes it first as "
+            f".NAME.{kind}-PID beside it)"
         )
     return tmp
 
@@ -145,8 +145,9 @@ class OutputDir:
     """Everything of a run is written into a temporary directory that replaces OUT_DIR only when complete.
 
     OUT_DIR is replaced only when it is absent, empty or an earlier output of the same kind (it holds the
-    MARKER file) holding no file but those the marker lists as written, and never when it is, holds or lies inside one of the `guarded` paths (the raw data, the
-    specs): anything else is refused before any work. A symlink is followed: its target is replaced.
+    MARKER file) holding no file but those the marker lists as written; never when it is or holds the current
+    directory, or is, holds or lies inside one of the `guarded` paths (the raw data, the specs): anything
+    else is refused before any work. A symlink is followed: its target is replaced.
     """
 
     def __init__(self, path: str | Path, kind: str = "run", guarded: dict[str, str | Path | None] | None = None):
@@ -189,7 +190,7 @@ class OutputDir:
         if added:
             raise EngineError(
                 f"{self.shown}: refusing to replace it: it holds {listed(added, 5)}, which the engine did not write "
-                "there; move them out, or choose another --out"
+                f"there; move them out, or choose another {option}"
             )
 
     def _recover(self) -> None:

@@ -245,6 +245,11 @@ def _who(page: Page) -> str:
     return "".join(out)
 
 
+def _why(metric: str, day, where: str) -> str:
+    """The command that takes a cell apart, shell-quoted: a value from the data pastes as the very argument."""
+    return shlex.join(["engine", "why", "OUT_DIR", "--metric", metric, "--date", str(day), "--where", where])
+
+
 def _comparison(page: Page) -> str:
     """What was compared and how a cell is flagged, engine and legacy per day with the flagged days marked, then
     the flagged cells with the audit's explanation and the command that takes each apart."""
@@ -283,19 +288,7 @@ def _comparison(page: Page) -> str:
             r["diff_hours"],
             "" if r["rel_diff"] is None else f"{r['rel_diff']:.1%}",
             r.get("explanation") or "",
-            shlex.join(
-                [
-                    "engine",
-                    "why",
-                    "OUT_DIR",
-                    "--metric",
-                    r["metric"],
-                    "--date",
-                    str(r["date"]),
-                    "--where",
-                    f"{group}={r[group]}",
-                ]
-            ),
+            _why(r["metric"], r["date"], f"{group}={r[group]}"),
         ]
         for r in order.filter("flagged").head(FLAGGED_SHOWN).iter_rows(named=True)
     ]

@@ -207,6 +207,6 @@ def test_a_name_with_a_newline_keeps_every_problem_on_one_line(specs_copy):
     )
     assert spec_problems(run_cli("validate", specs_copy)) == [
         "specs/lookups/odd.yaml:1: lookup 'a\\x0ab': unknown field 'c\\x0ad'",
-        "specs/lookups/odd.yaml:1: lookup 'a\\x0ab': lookup: 'a\\nb' is not valid: a lower-case identifier: entity, "
-        "lookup, metric, column or resource name.",
+        "specs/lookups/odd.yaml:1: lookup 'a\\x0ab': lookup: 'a\\nb' is not valid: a lower-case identifier: letters "
+        "a-z, digits and _, not starting with a digit (at most 64).",
     ]
