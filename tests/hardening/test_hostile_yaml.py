@@ -131,7 +131,7 @@ def test_a_huge_single_line_is_cut_in_the_message(tmp_path, specs_copy):
     text = "entity: x\ndescription: " + "a" * 900_000 + ": b: c\n"
     assert spec_refusal(tmp_path, specs_copy, text) == (
         f"{HOSTILE}:2: YAML syntax error near line 2: mapping values are not allowed here "
-        f"[1: entity: x | 2: description: {'a' * 187}…]"
+        f"[1: entity: x | 2: description: {'a' * 186}…]"
     )  # before: the 900 kB line whole in the message
 
 
