@@ -65,6 +65,12 @@ def audit_daily(results: dict, window, groups: list[str], *, tz: str = "UTC") ->
     )
 
 
+def _relative(diff: pl.Expr, legacy: pl.Expr) -> pl.Expr:
+    """The difference relative to the legacy value: 0 where both are 0, null where only the legacy one is (a
+    division gave NaN and inf, printed as "nan%" in the report)."""
+    return pl.when(legacy != 0).then(diff / legacy.abs()).when(diff == 0).then(0.0)
+
+
 def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of, tz):
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
     explained_hours, explanation. `expr(field=…, text=…)` compiles a spec expression against the legacy table.
@@ -97,7 +103,7 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
             pl.col("engine_hours", "legacy_hours").fill_null(0.0),
             pl.col("site").fill_null(pl.col("site").drop_nulls().first()),
         )
-        .with_columns(diff.alias("diff_hours"), (diff / pl.col("legacy_hours").abs()).alias("rel_diff"))
+        .with_columns(diff.alias("diff_hours"), _relative(diff, pl.col("legacy_hours")).alias("rel_diff"))
         .with_columns(
             ((pl.col("diff_hours").abs() > tol["hours"]) & (pl.col("diff_hours").abs() > tol["relative"] * big)).alias(
                 "flagged"

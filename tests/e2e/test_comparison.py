@@ -30,6 +30,10 @@ def test_flags_exactly_the_perturbed_days_and_nothing_else(tmp_path):
     flagged = comparison.filter("flagged")
     assert {(str(d), nt) for d, nt in flagged.select("date", "node_type").rows()} == perturbed
     assert comparison.filter(~pl.col("flagged"))["diff_hours"].abs().max() < 1e-6  # elsewhere: exactly the truth
+    cells = comparison.select("legacy_hours", "diff_hours", "rel_diff").rows()
+    assert any(legacy == 0 and diff == 0 for legacy, diff, _ in cells)
+    for legacy, diff, rel in cells:  # before: NaN where both were 0 ("nan%" in the report), inf where one was
+        assert rel == (diff / abs(legacy) if legacy else 0.0 if diff == 0 else None)
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert m["comparison"]["flagged"] == flagged.height and len(m["comparison"]["largest"]) == min(10, flagged.height)
     assert "largest gaps with the legacy report" in result.stdout
