@@ -190,7 +190,7 @@ class OutputDir:
         if added:
             raise EngineError(
                 f"{self.shown}: refusing to replace it: it holds {listed(added, 5)}, which the engine did not write "
-                f"there; move them out, or choose another {option}"
+                f"there; move {'it' if len(added) == 1 else 'them'} out, or choose another {option}"
             )
 
     def _recover(self) -> None:
