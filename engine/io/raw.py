@@ -45,8 +45,7 @@ class RawDir:
             if reserved:  # `x.y` reads as alias.column, and `__` names are the engine's own: neither may shadow
                 self.notes.append(f"{path}: column(s) {', '.join(map(repr, reserved))} ignored: the name is reserved")
                 lf = lf.drop(reserved)
-            normal = {c: _normalised(pl.col(c), t) for c, t in schema.items() if c not in reserved}
-            self._scans[table] = lf.with_columns(e for e in normal.values() if e is not None)
+            self._scans[table] = _as_read(lf, {c: t for c, t in schema.items() if c not in reserved})
             for col in (c for c, t in schema.items() if t == pl.Binary and c not in reserved):
                 _check_text(lf, path, col)
         return self._scans[table]
@@ -114,12 +113,11 @@ def _scan(path: Path) -> pl.LazyFrame:
     """A parquet file or a directory of parquet files; anything else (a FIFO, a device, not parquet) is refused."""
     try:
         if path.is_dir():
-            source = _parts(path)
+            lf = _union(_parts(path))
         elif path.is_file():
-            source = path
+            lf = pl.scan_parquet(path, glob=False)  # a path is a name: `r*` is no pattern
         else:
             raise EngineError(f"{path}: not a regular file or directory")
-        lf = pl.scan_parquet(source, glob=False)  # a path is a name: `r*` is no pattern
         lf.collect_schema()
     except EngineError:
         raise
@@ -131,8 +129,7 @@ def _scan(path: Path) -> pl.LazyFrame:
 def _parts(path: Path) -> list[Path]:
     """The data files of a dataset directory as Spark, Hive and pyarrow write one: every file below it in
     name order, whatever its suffix (Hive names parts 000000_0) and through linked directories (each once),
-    without those they mark as no data (a name starting with _ or ., such as a killed job's _temporary/);
-    all with the same columns, since Polars reads a later part by the first one's columns."""
+    without those they mark as no data (a name starting with _ or ., such as a killed job's _temporary/)."""
     parts, seen = [], set()
     for root, dirs, files in os.walk(path, followlinks=True):
         if os.path.realpath(root) in seen:  # a link back up the tree
@@ -144,7 +141,6 @@ def _parts(path: Path) -> list[Path]:
     parts.sort(key=str)
     if not parts:
         raise EngineError(f"{path}: a directory with no parquet file in it")
-    schemas = []
     for part in parts:
         try:
             str(part).encode()
@@ -152,20 +148,45 @@ def _parts(path: Path) -> list[Path]:
             raise EngineError(
                 f"{part}: a file name that is not UTF-8 text (Polars opens no other); rename it"
             ) from None
+    return parts
+
+
+def _union(parts: list[Path]) -> pl.LazyFrame:
+    """The parts as one table. Polars reads a later part by the first one's columns, so they must match: the
+    same columns, of one type once read (a time in ms or in us, a zone or none; Int32 or Int64: two dumps
+    years apart), else refused naming the column. Parts of exactly one schema are one scan."""
+    scans, schemas = [], []
+    for part in parts:
         try:
-            schemas.append(dict(pl.scan_parquet(part, glob=False).collect_schema()))
+            scans.append(pl.scan_parquet(part, glob=False))
+            schemas.append(dict(scans[-1].collect_schema()))
         except (Exception, pl.exceptions.PanicException) as exc:
             raise EngineError(f"{part}: not a readable parquet file ({_unreadable(exc, part)})") from None
-    for part, schema in zip(parts[1:], schemas[1:], strict=True):
-        first = schemas[0]
+    if all(s == schemas[0] for s in schemas):
+        return pl.scan_parquet(parts, glob=False)
+    read = [_read_types(s) for s in schemas]
+    for part, schema in zip(parts[1:], read[1:], strict=True):
+        first = read[0]
         for col in [*first, *(c for c in schema if c not in first)]:
-            if schema.get(col) != first.get(col):
+            numbers = col in schema and col in first and schema[col].is_numeric() and first[col].is_numeric()
+            if schema.get(col) != first.get(col) and not numbers:
                 here, there = (f"{s[col]}" if col in s else "missing" for s in (schema, first))
                 raise EngineError(
                     f"{part}: column '{col}' is {here} here and {there} in {parts[0].name}: the parts of a table "
                     "must have the same columns"
                 )
-    return parts
+    normal = [_as_read(lf, schema) for lf, schema in zip(scans, schemas, strict=True)]
+    return pl.concat(normal, how="vertical_relaxed")  # numbers to their common type
+
+
+def _read_types(schema: dict) -> dict:
+    """A schema as the engine reads it (_normalised): times in UTC microseconds, bytes as text, …"""
+    return dict(_as_read(pl.LazyFrame(schema=schema), schema).collect_schema())
+
+
+def _as_read(lf: pl.LazyFrame, schema: dict) -> pl.LazyFrame:
+    """The frame with every column of `schema` of one kind of each value (_normalised)."""
+    return lf.with_columns(e for c, t in schema.items() if (e := _normalised(pl.col(c), t)) is not None)
 
 
 def _unreadable(exc: BaseException, path: Path) -> str:

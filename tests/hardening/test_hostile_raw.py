@@ -140,6 +140,26 @@ def test_the_parts_of_a_table_with_other_columns_are_one_line_naming_the_part(tm
     assert run_error(tmp_path, None) == f"{path}: a directory with no parquet file in it"
 
 
+def test_parts_of_one_table_written_years_apart_in_other_units_are_read_as_one(tmp_path):
+    """A part with its times in milliseconds, in another zone, and its integers as Int32 beside one in
+    microseconds and Int64 (two dumps of one table, by two tools): refused as "other columns" before. A part
+    with a time as text beside one as a time is still refused."""
+    typed = run_ok(tmp_path / "typed", tiny_site())
+    other = {"start_date": pl.col("start_date").dt.cast_time_unit("ms").dt.replace_time_zone("UTC")}
+    other |= {"end_date": pl.col("end_date").dt.cast_time_unit("ms"), "seq": pl.lit(1, pl.Int32)}
+    path, _ = leases_in_parts(tmp_path, first=lambda leases: leases.with_columns(**other))
+    part = pl.read_parquet(path / "part-1.parquet")
+    part.with_columns(seq=pl.lit(2**40, pl.Int64)).write_parquet(path / "part-1.parquet")
+    m = run_ok(tmp_path, None)
+    assert m["entities"] == typed["entities"] and m["tables"]["blazar.leases"] == 4
+    text = pl.read_parquet(path / "part-0.parquet").with_columns(pl.col("end_date").dt.strftime("%F %T"))
+    text.write_parquet(path / "part-0.parquet")
+    assert run_error(tmp_path, None) == (
+        f"{path / 'part-1.parquet'}: column 'end_date' is Datetime(time_unit='us', time_zone=None) here and String "
+        "in part-0.parquet: the parts of a table must have the same columns"
+    )
+
+
 @pytest.mark.parametrize(
     "dtype, sentinel", [(pl.Datetime("ms"), 9_400_000_000_000_000), (pl.Date, 200_000_000)], ids=["ms", "date"]
 )
