@@ -73,7 +73,9 @@ def _relative(diff: pl.Expr, legacy: pl.Expr) -> pl.Expr:
 
 def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl.DataFrame, window, as_of, tz):
     """comparison rows: date, site, the group columns, metric, engine_hours, legacy_hours, diff_hours, rel_diff, flagged,
-    explained_hours, explanation. `expr(field=…, text=…)` compiles a spec expression against the legacy table.
+    explained_hours, explanation; and how many (date, group) cells of the legacy table hold several rows (their
+    hours are summed: a table loaded twice doubles every figure). `expr(field=…, text=…)` compiles a spec
+    expression against the legacy table.
 
     The legacy report records what happened: a projected run (as_of) is compared on the days that ended by
     its as-of time only (a later day holds bookings not yet made at T)."""
@@ -82,7 +84,9 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
         expr(field="date", text=f"CAST(({legacy.date}) AS date)").alias("date"),  # text read as ISO, as CAST does
         *(expr(field=f"group_by.{g}", text=e).cast(pl.String).alias(g) for g, e in groups.items()),
         *(expr(field=f"metrics.{m}", text=e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
-    ).unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
+    )
+    repeated = theirs.group_by("date", *groups).len().filter(pl.col("len") > 1).select(pl.len()).collect().item()
+    theirs = theirs.unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
     theirs = theirs.group_by("date", *groups, "metric").agg(_total("legacy_hours"))
     ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy.metrics)))
     ours = ours.group_by("date", "site", *groups, "metric").agg(_total("hours").alias("engine_hours"))
@@ -124,4 +128,4 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
         (pl.col("__h0").fill_null(0.0) + pl.col("__h1").fill_null(0.0)).alias("explained_hours"),
         pl.concat_str(pl.col("__t0"), pl.col("__t1"), separator="; ", ignore_nulls=True).alias("explanation"),
     ).drop("__h0", "__h1", "__t0", "__t1")
-    return out.sort("date", *groups, "metric").collect()
+    return out.sort("date", *groups, "metric").collect(), repeated

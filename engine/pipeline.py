@@ -401,9 +401,15 @@ def _comparison(run: Run, _) -> None:
         daily = run.usage[1]["1d"].with_columns(pl.col("bucket").cast(pl.Date).alias("date"))
         tz = run.cfg.timezone
         audit = audit_daily(run.catalog.live(), run.window, list(legacy.group_by), tz=tz)
-        comparison = compare(
+        comparison, repeated = compare(
             legacy, table, expr, daily=daily, audit=audit, window=run.window, as_of=run.cfg.as_of, tz=tz
         )
+        if repeated:
+            cell = ", ".join(["date", *legacy.group_by])
+            run.frames.notes.append(
+                f"{run.specs.metrics.file}: legacy: {repeated:,} ({cell}) cells of {legacy.table} hold several rows, "
+                "whose hours are summed (a table loaded twice doubles every figure)"
+            )
         run.out.parquet("comparison.parquet", comparison)
         worst = comparison.filter("flagged").sort(pl.col("diff_hours").abs(), descending=True).head(10)
         tol = legacy.tolerance

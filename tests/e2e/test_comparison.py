@@ -73,3 +73,18 @@ def test_a_gap_is_explained_by_the_rows_the_audit_took_out(tmp_path):
     assert not any(
         rows[m]["flagged"] for m in ("reservable", "committed", "occupied_reservation", "available_reservable")
     )
+
+
+def test_a_legacy_table_holding_a_cell_twice_is_a_warning(tmp_path):
+    """A legacy table loaded twice doubled every figure (286 of 400 cells flagged), without a word."""
+    row = {"date": day(3), "node_type": "compute_skylake", "total_hours": 24.0, "maint_hours": 0.0}
+    row |= {"reserved_hours": 0.0, "used_hours": 0.0, "idle_hours": 0.0}
+    tables = tiny_site() | {"chameleon_usage.node_usage_report_cache": [row, row, row | {"date": day(4)}]}
+    raw = write_raw(tmp_path / "raw", tables)
+    window = ["--start", "2024-01-01", "--end", "2024-01-31"]
+    result = run_cli("run", SPECS, "--data", raw, "--out", tmp_path / "out", "--no-report", "--json", *window)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "specs/metrics.yaml: legacy: 1 (date, node_type) cells of chameleon_usage.node_usage_report_cache hold several "
+        "rows, whose hours are summed (a table loaded twice doubles every figure)"
+    ) in json.loads(result.stdout)["warnings"]
