@@ -256,6 +256,18 @@ def _text_as_times(values: list[pl.Expr]) -> list[pl.Expr]:
     return [_time_of_text(v) if t == pl.String else v for v, t in zip(values, dtypes, strict=True)]
 
 
+def _text_extreme(values: list[pl.Expr], *, least: bool) -> pl.Expr:
+    """least/greatest of texts: the text first (last) in time where each value is null or reads as a time
+    (least(l.end_date, l.deleted_at) on a dump converted through CSV), else the first (last) in text order."""
+    times = [from_text(v) for v in values]
+    best, when = values[0], times[0]
+    for value, time in zip(values[1:], times[1:], strict=True):
+        take = time.is_not_null() & (when.is_null() | (time < when if least else time > when))
+        best, when = pl.when(take).then(value).otherwise(best), pl.when(take).then(time).otherwise(when)
+    readable = pl.all_horizontal(v.is_null() | t.is_not_null() for v, t in zip(values, times, strict=True))
+    return pl.when(readable).then(best).otherwise(FUNCTIONS["least" if least else "greatest"](*values))
+
+
 def time_first(value: pl.Expr, dtype: pl.DataType | None) -> list[pl.Expr]:
     """The keys that put a value in order (an order_by key, min, max): text by the time it reads as, then by
     the text. Text sorts '2024-01-31T08:00' after '2024-01-31 09:00', so a dump converted through CSV by two
@@ -479,7 +491,10 @@ def _call(node: exp.Anonymous, keep: pl.Expr | None = None) -> pl.Expr:
     count(DISTINCT x) distinct non-null values; counts are Int64."""
     name, nodes = node.name.lower(), node.expressions
     if name in ("least", "greatest", "coalesce"):
-        return FUNCTIONS[name](*_text_as_times(_arguments(name, FUNCTIONS[name], nodes)))
+        values = _arguments(name, FUNCTIONS[name], nodes)
+        if name != "coalesce" and all(_dtype(v) == pl.String for v in values):
+            return _text_extreme(values, least=name == "least")
+        return FUNCTIONS[name](*_text_as_times(values))
     if name in FUNCTIONS:
         return FUNCTIONS[name](*_arguments(name, FUNCTIONS[name], nodes))
     if name == "count" and len(nodes) == 1 and isinstance(nodes[0], exp.Star):

@@ -196,6 +196,11 @@ def test_text_holding_timestamps_is_ordered_by_time():
     assert values("s BETWEEN '2024-01-31 08:30' AND '2024-01-31T10:00'") == [False, True, None]
     assert values("min(n)") == ["a"] and values("max(n)") == ["c"] and values("n < 'b'") == [False, True, False]
     assert values("s = '2024-01-31 08:00:00'") == [False, False, None]
+    late = "'2024-01-31 08:30'"  # greatest by text took 'T…08:00' over ' …08:30'
+    assert values(f"greatest(s, {late})") == ["2024-01-31 08:30", "2024-01-31 09:00:00", "2024-01-31 08:30"]
+    assert values(f"least(s, {late})") == ["2024-01-31T08:00:00", "2024-01-31 08:30", "2024-01-31 08:30"]
+    assert values("least(n, 'b')") == ["b", "a", "b"] and values("greatest(n, s)") == ["b", "a", "c"]
+
     keys = time_first(pl.col("s"), pl.String) + time_first(pl.col("n"), pl.String)
     assert frame.sort(keys[:2], nulls_last=True)["s"].to_list() == frame["s"].to_list()
     assert frame.sort(keys[2:])["n"].to_list() == ["a", "b", "c"]

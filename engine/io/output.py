@@ -185,12 +185,18 @@ class OutputDir:
                 f"{self.shown}: refusing to replace it: the directory is not empty and {what} (no {MARKER} "
                 f"file of {writer}); choose another {option}, or empty it"
             )
-        written = marker.get("files")
-        added = sorted(_files(self.path) - set(written)) if isinstance(written, list) else []
+        self._refuse_added(marker)
+
+    def _refuse_added(self, marker: dict) -> None:
+        """Refuse to replace an earlier output holding files its marker does not list (once before any work,
+        again just before the swap: a file written into it while the run worked)."""
+        if "files" not in marker:  # an earlier version's marker
+            return
+        added = sorted(_files(self.path) - set(marker["files"]))
         if added:
             raise EngineError(
                 f"{self.shown}: refusing to replace it: it holds {listed(added, 5)}, which the engine did not write "
-                f"there; move {'it' if len(added) == 1 else 'them'} out, or choose another {option}"
+                f"there; move {'it' if len(added) == 1 else 'them'} out, or choose another {_writer(self.kind)[1]}"
             )
 
     def _recover(self) -> None:
@@ -241,6 +247,7 @@ class OutputDir:
         try:
             (self.tmp / MARKER).write_text(json.dumps({"kind": self.kind, "files": sorted(_files(self.tmp))}) + "\n")
             if self.path.exists():
+                self._refuse_added(_marker(self.path))
                 self.path.rename(old)
             self.tmp.rename(self.path)
         except OSError as exc:
@@ -287,14 +294,24 @@ def _writer(kind: str) -> tuple[str, str]:
     return WRITERS.get(kind, (f"`engine {kind}`", "--out"))
 
 
+MARKER_MAX = 64_000_000  # bytes: the names of a million files
+
+
 def _marker(path: Path) -> dict:
     """The directory's marker: the command whose output it is (`kind`) and the files it wrote (`files`;
-    an earlier version's marker lists none); {} if there is none."""
+    an earlier version's marker lists none); {} if there is none, or none the engine could have written (a
+    FIFO or a device would hang or fill the memory; a hand-edited one is no proof of whose the files are)."""
+    file = path / MARKER
     try:
-        marker = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
+        if not file.is_file() or file.stat().st_size > MARKER_MAX:
+            return {}
+        marker = json.loads(file.read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
-    return marker if isinstance(marker, dict) else {}
+    if not isinstance(marker, dict) or not isinstance(marker.get("kind"), str):
+        return {}
+    files = marker.get("files", [])
+    return marker if isinstance(files, list) and all(isinstance(f, str) for f in files) else {}
 
 
 def _files(path: Path) -> set[str]:

@@ -42,3 +42,53 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(EngineError, match="output path exists and is not a directory"):
         OutputDir(tmp_path / "f")
+
+
+def test_a_file_written_into_the_earlier_output_while_the_run_works_is_kept(tmp_path):
+    """The check of files the engine did not write ran before the work only: a note written into OUT during a
+    long run was deleted with the earlier output at the swap."""
+    out = tmp_path / "out"
+    first = OutputDir(out)
+    first.json("a.json", {"n": 1})
+    first.commit()
+    second = OutputDir(out)
+    second.json("a.json", {"n": 2})
+    (out / "notes.txt").write_text("written meanwhile")
+    with pytest.raises(EngineError, match="it holds notes.txt, which the engine did not write there; move it out"):
+        second.commit()
+    second.abandon()
+    assert (out / "notes.txt").read_text() == "written meanwhile" and (out / "a.json").read_text() == '{\n  "n": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        '{"kind": "run", "files": "abc"}',
+        '{"kind": "run", "files": [["a"]]}',
+        '{"kind": ["run"], "files": []}',
+        '{"kind": 5}',
+        "[" * 100_000 + "]" * 100_000,
+        "fifo",
+        "/dev/zero",
+    ],
+)
+def test_a_marker_the_engine_could_not_have_written_proves_nothing(tmp_path, marker):
+    """`files` not a list let a user's file be deleted; a list in it, a kind that is a list, JSON nested 100,000
+    deep were tracebacks; a FIFO hung the run, /dev/zero filled the memory."""
+    import os
+
+    out = tmp_path / "out"
+    first = OutputDir(out)
+    first.commit()
+    (out / ".engine-output").unlink()
+    if marker == "fifo":
+        os.mkfifo(out / ".engine-output")
+    elif marker.startswith("/dev/"):
+        (out / ".engine-output").symlink_to(marker)
+    else:
+        (out / ".engine-output").write_text(marker)
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(EngineError, match="the directory is not empty and not an output of the engine"):
+        OutputDir(out)
+    assert (out / "thesis.tex").read_text() == "mine"
