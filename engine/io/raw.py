@@ -165,18 +165,24 @@ def _union(parts: list[Path]) -> pl.LazyFrame:
     if all(s == schemas[0] for s in schemas):
         return pl.scan_parquet(parts, glob=False)
     read = [_read_types(s) for s in schemas]
-    for part, schema in zip(parts[1:], read[1:], strict=True):
-        first = read[0]
-        for col in [*first, *(c for c in schema if c not in first)]:
-            numbers = col in schema and col in first and schema[col].is_numeric() and first[col].is_numeric()
-            if schema.get(col) != first.get(col) and not numbers:
-                here, there = (f"{s[col]}" if col in s else "missing" for s in (schema, first))
+    for col in dict.fromkeys(c for s in read for c in s):  # a column of nulls only (Null) goes with any
+        typed = [(part, s.get(col)) for part, s in zip(parts, read, strict=True) if s.get(col) != pl.Null]
+        (first, there), *rest = typed or [(parts[0], pl.Null)]
+        for part, here in rest:
+            if here != there and not _widens(here, there):
                 raise EngineError(
-                    f"{part}: column '{col}' is {here} here and {there} in {parts[0].name}: the parts of a table "
-                    "must have the same columns"
+                    f"{part}: column '{col}' is {here or 'missing'} here and {there or 'missing'} in {first.name}: "
+                    "the parts of a table must have the same columns"
                 )
     normal = [_as_read(lf, schema) for lf, schema in zip(scans, schemas, strict=True)]
-    return pl.concat(normal, how="vertical_relaxed")  # numbers to their common type
+    return pl.concat(normal, how="vertical_relaxed")  # integers to the widest, floats too
+
+
+def _widens(one: pl.DataType | None, other: pl.DataType | None) -> bool:
+    """Two integer types, or two float types: one holds the other's values (an integer and a float do not: an
+    id past 2**53 rounded, and the join found other rows)."""
+    both = (one, other) if one is not None and other is not None else None
+    return both is not None and (all(t.is_integer() for t in both) or all(t.is_float() for t in both))
 
 
 def _read_types(schema: dict) -> dict:
