@@ -30,6 +30,8 @@ class PathArg(click.Path):
     def convert(self, value, param, ctx):
         if not value:
             self.fail("an empty path", param, ctx)
+        if not self.dir_okay and str(value).endswith("/"):  # a file of that name was written, the '/' ignored
+            self.fail(f"{printable(value)} ends in '/': name a file", param, ctx)
         try:
             os.fsdecode(value).encode()
         except UnicodeEncodeError:

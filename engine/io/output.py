@@ -271,7 +271,7 @@ def refuse_overlap(path: Path, guarded: dict) -> None:
             other = Path(other).resolve()
         except (OSError, RuntimeError):  # a symlink loop: its own reader says so
             continue
-        inside = other in target.parents
+        inside = other in target.parents and " file" not in what  # nothing lies inside a file
         if inside and what == "the raw data directory":  # beside the tables is harmless, inside one is not
             inside = target.relative_to(other).parts[0].endswith(".parquet")
         if other == target or target in other.parents or inside:

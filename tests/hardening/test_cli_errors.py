@@ -144,3 +144,18 @@ def test_data_given_as_the_current_directory_names_the_site_after_it(tmp_path, m
     result = run_cli("run", SPECS, "--data", ".", "--out", tmp_path / "out", "--no-report", "--json", *WINDOW)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["site"] == "chi"
+
+
+def test_a_directory_given_for_a_file_is_said_as_such(tmp_path):
+    """`--exclusions /` said the output "lies inside the exclusions file /"; `export --csv newdir/` wrote a file
+    named newdir, and `--csv out.csv/` replaced out.csv."""
+    result = run(tmp_path, "--out", tmp_path / "out", "--exclusions", "/", *WINDOW)
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        "✗ 1 problem:",
+        "  • /: cannot read (Is a directory)",
+    ]
+    assert not (tmp_path / "out").exists()
+    result = run_cli("export", tmp_path, "--csv", f"{tmp_path}/newdir/")
+    assert (
+        one_error(result, 2) == f"engine export: Invalid value for '--csv': {tmp_path}/newdir/ ends in '/': name a file"
+    )
