@@ -17,6 +17,14 @@ from tests.conftest import SPECS, run_cli
 from tests.hardening.support import one_error
 
 BAREMETAL = "[nova_host, blazar_host, allocation, reserved_instance, ondemand_instance]"
+ACCOUNTS = f"ext_{uuid.uuid4().hex[:8]}_"  # this run's accounts: the teardown drops these and no other
+
+
+def account() -> str:
+    """A new account name of this run."""
+    return ACCOUNTS + uuid.uuid4().hex[:6]
+
+
 WINDOW = ["--start", "2024-01-01", "--end", "2024-02-10"]
 
 
@@ -42,7 +50,7 @@ def site(tmp_path_factory):
     yield base, schemas, conn
     mariadb.drop(conn, schemas.values())
     with conn.cursor() as cur:
-        cur.execute("SELECT user, host FROM mysql.user WHERE user LIKE 'ext\\_%'")
+        cur.execute("SELECT user, host FROM mysql.user WHERE user LIKE %s", (ACCOUNTS.replace("_", "\\_") + "%",))
         for user, host in cur.fetchall():
             cur.execute(f"DROP USER '{user}'@'{host}'")
     conn.close()
@@ -104,7 +112,7 @@ def grants(sites, site: str, user: str, secret: str, *more: str) -> str:
 
 def test_grants_are_exactly_enough_and_the_password_never_shows(site, tmp_path):
     base, _, conn = site
-    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "S3cret-pw"
+    user, secret = account(), "S3cret-pw"
     sql = grants(base / "etc" / "sites.yaml", "sim", user, secret)
     assert sql.count("GRANT SELECT ON") == 12 and "GRANT ALL" not in sql
     with conn.cursor() as cur:
@@ -221,7 +229,7 @@ def test_a_password_in_any_spelling_never_shows(site, tmp_path):
     from urllib.parse import quote, quote_plus
 
     base, _, conn = site
-    user, secret = f"ext_{uuid.uuid4().hex[:6]}", "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL holds its hash only
+    user, secret = account(), "p@ss:w/rd%+ 1\\' OR '1"  # the grants SQL holds its hash only
     spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
     sql = grants(base / "etc" / "sites.yaml", "sim", user, secret)
     assert secret not in sql and "IDENTIFIED BY PASSWORD '*" in sql
@@ -281,7 +289,7 @@ def test_a_server_without_every_service_extracts_whole_entities_and_grants_apply
     assert "notice: device not on this server: no blazar.devices" in result.stderr and report["failed"] == []
     run = run_cli("run", SPECS, "--data", tmp_path / "all", "--out", tmp_path / "out", "--no-report", *WINDOW)
     assert run.exit_code == 0, run.stderr  # the raw directory follows the same rule: absent services skipped
-    user = f"ext_{uuid.uuid4().hex[:6]}"
+    user = account()
     sql = grants(sites, "every", user, "pw-1", "--db-uri", "mysql://root@127.0.0.1:3306")
     assert "zun" not in sql and "devices" not in sql and "instance_reservations" in sql
     with conn.cursor() as cur:
@@ -424,7 +432,7 @@ def test_a_timeout_that_is_no_duration_is_one_line(timeout, tmp_path):
 
 def test_account_names_within_mariadb_limits_apply_and_longer_ones_are_refused(site):
     base, _, conn = site
-    user, host = "ext_" + "u" * 76, "h" * 255  # 80 and 255 characters: the longest MariaDB takes
+    user, host = ACCOUNTS + "u" * (80 - len(ACCOUNTS)), "h" * 255  # 80 and 255 characters: the longest MariaDB takes
     sql = grants(base / "etc" / "sites.yaml", "sim", user, "pw", "--host", host)
     with conn.cursor() as cur:
         for statement in filter(None, (s.strip() for s in sql.split(";"))):
