@@ -85,7 +85,13 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
         *(expr(field=f"group_by.{g}", text=e).cast(pl.String).alias(g) for g, e in groups.items()),
         *(expr(field=f"metrics.{m}", text=e).cast(pl.Float64).alias(m) for m, e in legacy.metrics.items()),
     )
-    repeated = theirs.group_by("date", *groups).len().filter(pl.col("len") > 1).select(pl.len()).collect().item()
+    # One pass over the legacy rows: the days they cover, and the cells held by several rows.
+    cells = theirs.group_by("date", *groups).len()
+    first, last, repeated = (
+        cells.select(pl.col("date").min().alias("a"), pl.col("date").max().alias("b"), (pl.col("len") > 1).sum())
+        .collect()
+        .row(0)
+    )
     theirs = theirs.unpivot(index=["date", *groups], variable_name="metric", value_name="legacy_hours")
     theirs = theirs.group_by("date", *groups, "metric").agg(_total("legacy_hours"))
     ours = daily.lazy().filter((pl.col("resource") == "nodes") & pl.col("metric").is_in(list(legacy.metrics)))
@@ -94,7 +100,6 @@ def compare(legacy, table: pl.LazyFrame, expr, *, daily: pl.DataFrame, audit: pl
     diff = pl.col("engine_hours") - pl.col("legacy_hours")
     big = pl.max_horizontal(pl.col("engine_hours").abs(), pl.col("legacy_hours").abs())
     # Compare the days both cover: the window, and the legacy report's first to last day.
-    first, last = theirs.select(pl.col("date").min().alias("a"), pl.col("date").max().alias("b")).collect().row(0)
     w0, w1 = (to_local(pl.lit(w, pl.Datetime("us")), tz).cast(pl.Date) for w in window)
     covered = pl.col("date").is_between(w0, w1, closed="left") & pl.col("date").is_between(pl.lit(first), pl.lit(last))
     if as_of is not None:

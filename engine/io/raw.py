@@ -80,14 +80,14 @@ class RawDir:
                     f"{self.file(name)}: no column '{col}', the key of the archive {archive.table} of {table} "
                     f"({archive.file}){did_you_mean(col, schema)}"
                 )
-        return old.select((_as(c, have[c], t) if c in have else pl.lit(None, t)).alias(c) for c, t in live.items())
+        return old.select((_in_type(c, have[c], t) if c in have else pl.lit(None, t)).alias(c) for c, t in live.items())
 
     def row_count(self, table: str) -> int:
         """Rows in the table, from the parquet metadata."""
         return self.scan(table).select(pl.len()).collect().item()
 
 
-def _as(col: str, dtype: pl.DataType, wanted: pl.DataType) -> pl.Expr:
+def _in_type(col: str, dtype: pl.DataType, wanted: pl.DataType) -> pl.Expr:
     """An archive column in the live table's type: text times read in the ISO forms (Polars casts no text
     to a time), anything else cast, null where it cannot be."""
     if isinstance(wanted, pl.Datetime) and dtype == pl.String:
@@ -181,8 +181,9 @@ def _union(parts: list[Path]) -> pl.LazyFrame:
 def _widens(one: pl.DataType | None, other: pl.DataType | None) -> bool:
     """Two integer types, or two float types: one holds the other's values (an integer and a float do not: an
     id past 2**53 rounded, and the join found other rows)."""
-    both = (one, other) if one is not None and other is not None else None
-    return both is not None and (all(t.is_integer() for t in both) or all(t.is_float() for t in both))
+    if one is None or other is None:  # a column missing from a part
+        return False
+    return (one.is_integer() and other.is_integer()) or (one.is_float() and other.is_float())
 
 
 def _read_types(schema: dict) -> dict:

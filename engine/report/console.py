@@ -94,6 +94,12 @@ def partition_lines(manifest: dict) -> list[str]:
     ]
 
 
+def trace_command(out_dir, entity: str, key) -> str:
+    """The command that follows one raw row, shell-quoted: a key from the data pastes as the very argument
+    (`0$(touch X)` ran when pasted)."""
+    return shlex.join(["engine", "trace", str(out_dir), entity, str(key)])
+
+
 def rejection_lines(manifest: dict, out_dir: str) -> list[str]:
     """Defects (rejected rows) by entity and reason, with rows, hours and a command to trace an example, then
     the rows that were never active, apart: they are no defect."""
@@ -104,8 +110,7 @@ def rejection_lines(manifest: dict, out_dir: str) -> list[str]:
             if reason in e.get("inactive_by_reason", {}):
                 never.append(what)
             else:
-                command = shlex.join(["engine", "trace", str(out_dir), name, str(r["example"])])  # pasted as it is
-                defects.append(f"{what} — e.g. {plain(command)}")
+                defects.append(f"{what} — e.g. {plain(trace_command(out_dir, name, r['example']))}")
     lines = (
         ["[green]defects: none[/]"]
         if not defects

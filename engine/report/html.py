@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # no pyplot: no global figure state; PNGs 
 
 from engine.errors import escaped
 from engine.io.output import CHARGED
-from engine.report.console import printable
+from engine.report.console import printable, trace_command
 from engine.temporal import to_utc
 
 SECTIONS = (
@@ -327,8 +327,7 @@ def _accounts(manifest: dict) -> str:
             if reason in e.get("inactive_by_reason", {}):
                 never.append([name, reason, r["rows"], r["hours"]])
             else:
-                command = shlex.join(["engine", "trace", "OUT_DIR", name, str(r["example"])])
-                defects.append([name, reason, r["rows"], r["hours"], command])
+                defects.append([name, reason, r["rows"], r["hours"], trace_command("OUT_DIR", name, r["example"])])
     parts = [
         _p("Hours are span-hours (each row's time in the window); the last column weighs them by nodes."),
         _table(head, accounts),
